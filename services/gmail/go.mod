@@ -1,0 +1,3 @@
+module github.com/algapsa/alga-google/services/gmail
+
+go 1.26.8

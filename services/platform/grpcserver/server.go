@@ -1,0 +1,242 @@
+// Package grpcserver builds the gRPC server every target is served by, with one named interceptor chain:
+// otel stats handler → metrics → logging → auth → validation → recovery → error rewrite.
+// Health says SERVING for a target only after the target reported its dependencies ready.
+package grpcserver
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/algapsa/alga-google/services/platform/auth"
+	"github.com/algapsa/alga-google/services/platform/errs"
+	"github.com/algapsa/alga-google/services/platform/logging"
+)
+
+// Options configure a Server.
+type Options struct {
+	Logger   *slog.Logger
+	Verifier *auth.Verifier
+	// Registerer receives the gRPC metrics; nil means prometheus.DefaultRegisterer.
+	Registerer prometheus.Registerer
+}
+
+// Server is a grpc.Server plus its health service and the set of service-only methods.
+type Server struct {
+	GRPC   *grpc.Server
+	Health *health.Server
+	log    *slog.Logger
+	auth   *auth.Verifier
+
+	mu          sync.RWMutex
+	serviceOnly map[string]bool // full method or "/pkg.Service/" prefix
+}
+
+// Validator is implemented by request messages with hand-written validation (beside the generated code).
+type Validator interface{ Validate() error }
+
+// New builds the server and registers health and reflection.
+func New(opts Options) *Server {
+	s := &Server{log: opts.Logger, auth: opts.Verifier, serviceOnly: map[string]bool{}, Health: health.NewServer()}
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.DefaultRegisterer
+	}
+	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	if err := reg.Register(metrics); err != nil {
+		s.log.Warn("grpc metrics not registered", "err", err)
+	}
+	recoveryOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		s.log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		return status.Error(codes.Internal, "internal error")
+	})
+	s.GRPC = grpc.NewServer(
+		grpc.StatsHandler(otelgrpc.NewServerHandler()),
+		grpc.ChainUnaryInterceptor(
+			metrics.UnaryServerInterceptor(),
+			s.unaryLogging,
+			s.unaryAuth,
+			unaryValidation(s.log),
+			recovery.UnaryServerInterceptor(recoveryOpt),
+			s.unaryRewrite,
+		),
+		grpc.ChainStreamInterceptor(
+			metrics.StreamServerInterceptor(),
+			s.streamLogging,
+			s.streamAuth,
+			recovery.StreamServerInterceptor(recoveryOpt),
+			s.streamRewrite,
+		),
+	)
+	healthpb.RegisterHealthServer(s.GRPC, s.Health)
+	reflection.Register(s.GRPC)
+	metrics.InitializeMetrics(s.GRPC)
+	// Nothing is SERVING until its target says it is ready.
+	s.Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	return s
+}
+
+// RequireService restricts methods (full names like "/alga.secrets.v1.SecretsService/GetSecrets", or a
+// service prefix ending in "/") to service identities. Users get PermissionDenied.
+func (s *Server) RequireService(methods ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range methods {
+		s.serviceOnly[m] = true
+	}
+}
+
+func (s *Server) isServiceOnly(method string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.serviceOnly[method] {
+		return true
+	}
+	if i := strings.LastIndex(method, "/"); i > 0 {
+		return s.serviceOnly[method[:i+1]]
+	}
+	return false
+}
+
+func isPublic(method string) bool {
+	return strings.HasPrefix(method, "/grpc.health.v1.Health/") || strings.HasPrefix(method, "/grpc.reflection.")
+}
+
+// authenticate verifies the bearer token of an incoming call and returns the context carrying the identity.
+func (s *Server) authenticate(ctx context.Context, method string) (context.Context, error) {
+	if isPublic(method) {
+		return ctx, nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	var raw string
+	if v := md.Get("authorization"); len(v) > 0 {
+		raw = v[0]
+	}
+	token, ok := strings.CutPrefix(raw, "Bearer ")
+	if !ok {
+		token, ok = strings.CutPrefix(raw, "bearer ")
+	}
+	if !ok || token == "" {
+		return nil, errs.Unauthenticated("a bearer token is required")
+	}
+	id, err := s.auth.Verify(ctx, token)
+	if err != nil {
+		if strings.Contains(err.Error(), auth.ErrForbiddenUserType.Error()) {
+			return nil, errs.PermissionDenied("client users cannot use this service")
+		}
+		s.log.InfoContext(ctx, "token rejected", "err", err)
+		return nil, errs.Unauthenticated("the bearer token is invalid or expired")
+	}
+	if !id.IsService() && s.isServiceOnly(method) {
+		return nil, errs.PermissionDenied("this method is available to internal services only")
+	}
+	ctx = auth.WithIdentity(ctx, id)
+	attrs := []slog.Attr{slog.String("tenant", id.Tenant)}
+	if id.IsService() {
+		attrs = append(attrs, slog.String("caller_service", id.Service))
+	} else {
+		attrs = append(attrs, slog.String("user", id.Subject))
+	}
+	return logging.With(ctx, attrs...), nil
+}
+
+func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	ctx, err := s.authenticate(ctx, info.FullMethod)
+	if err != nil {
+		return nil, errs.Rewrite(ctx, s.log, err)
+	}
+	return h(ctx, req)
+}
+
+func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	ctx, err := s.authenticate(ss.Context(), info.FullMethod)
+	if err != nil {
+		return errs.Rewrite(ss.Context(), s.log, err)
+	}
+	return h(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
+}
+
+func unaryValidation(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if v, ok := req.(Validator); ok {
+			if err := v.Validate(); err != nil {
+				return nil, errs.Rewrite(ctx, log, err)
+			}
+		}
+		return h(ctx, req)
+	}
+}
+
+func (s *Server) unaryRewrite(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	resp, err := h(ctx, req)
+	return resp, errs.Rewrite(ctx, s.log, err)
+}
+
+func (s *Server) streamRewrite(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	return errs.Rewrite(ss.Context(), s.log, h(srv, ss))
+}
+
+func requestContext(ctx context.Context, method string) context.Context {
+	md, _ := metadata.FromIncomingContext(ctx)
+	rid := ""
+	if v := md.Get("x-request-id"); len(v) > 0 && len(v[0]) <= 128 {
+		rid = v[0]
+	}
+	if rid == "" {
+		rid = uuid.NewString()
+	}
+	_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", rid))
+	return logging.With(ctx, slog.String("request_id", rid), slog.String("method", method))
+}
+
+func (s *Server) unaryLogging(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	ctx = requestContext(ctx, info.FullMethod)
+	start := time.Now()
+	resp, err := h(ctx, req)
+	s.logDone(ctx, info.FullMethod, start, err)
+	return resp, err
+}
+
+func (s *Server) streamLogging(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	ctx := requestContext(ss.Context(), info.FullMethod)
+	start := time.Now()
+	err := h(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
+	s.logDone(ctx, info.FullMethod, start, err)
+	return err
+}
+
+func (s *Server) logDone(ctx context.Context, method string, start time.Time, err error) {
+	if isPublic(method) {
+		return
+	}
+	code := status.Code(err)
+	level := slog.LevelInfo
+	if code == codes.Internal || code == codes.Unknown {
+		level = slog.LevelError
+	}
+	s.log.Log(ctx, level, "grpc call", "code", code.String(), "duration_ms", time.Since(start).Milliseconds())
+}
+
+type wrappedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (w *wrappedStream) Context() context.Context { return w.ctx }

@@ -1,0 +1,3 @@
+module github.com/algapsa/alga-google/services/suite
+
+go 1.26.8
