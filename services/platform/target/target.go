@@ -51,6 +51,8 @@ type Deps struct {
 	Verifier *auth.Verifier
 	// ServiceSigner mints service tokens (peer calls, the gateway's webhook calls).
 	ServiceSigner *auth.Signer
+	// UserSigner mints user tokens in --dev mode (dev sign-in); nil when no HS256 user key is configured.
+	UserSigner *auth.Signer
 	Base          urls.Base
 	Google        googleapi.Endpoints
 	Registry      *prometheus.Registry
@@ -58,6 +60,8 @@ type Deps struct {
 	HTTP *http.ServeMux
 	// Local lists the targets running in this process.
 	Local map[string]bool
+	// Upstreams are the gRPC targets the gateway serves and checks for readiness.
+	Upstreams []string
 
 	dialer grpcclient.Dialer
 	mu     sync.Mutex

@@ -1,0 +1,140 @@
+// Package gateway is the HTTP edge of the suite: the grpc-gateway mux built from proto/alga/http.yaml,
+// the OAuth callbacks, the Google webhooks, health, metrics and the OpenAPI document.
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	calendarv1 "github.com/algapsa/alga-google/gen/alga/calendar/v1"
+	gmailv1 "github.com/algapsa/alga-google/gen/alga/gmail/v1"
+	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
+	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
+	"github.com/algapsa/alga-google/gen/openapi"
+	"github.com/algapsa/alga-google/services/platform/pg"
+	"github.com/algapsa/alga-google/services/platform/target"
+)
+
+// NewTarget returns the gateway target.
+func NewTarget() target.Target { return &gatewayTarget{} }
+
+type gatewayTarget struct{}
+
+func (*gatewayTarget) Name() string               { return target.Gateway }
+func (*gatewayTarget) Migrations() *pg.Migrations { return nil }
+
+// Start mounts every route on deps.HTTP.
+func (*gatewayTarget) Start(ctx context.Context, deps *target.Deps) error {
+	g := &gateway{deps: deps}
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+		runtime.WithIncomingHeaderMatcher(incomingHeader),
+		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
+		runtime.WithForwardResponseOption(g.forwardResponse),
+		runtime.WithErrorHandler(errorHandler),
+		runtime.WithRoutingErrorHandler(routingErrorHandler),
+	)
+	type registration struct {
+		peer     string
+		register func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error
+	}
+	regs := []registration{
+		{target.Secrets, func(ctx context.Context, m *runtime.ServeMux, c *grpc.ClientConn) error {
+			return secretsv1.RegisterSecretsServiceHandler(ctx, m, c)
+		}},
+		{target.OAuth, func(ctx context.Context, m *runtime.ServeMux, c *grpc.ClientConn) error {
+			return oauthv1.RegisterGoogleSetupServiceHandler(ctx, m, c)
+		}},
+		{target.Gmail, func(ctx context.Context, m *runtime.ServeMux, c *grpc.ClientConn) error {
+			return gmailv1.RegisterGmailProviderServiceHandler(ctx, m, c)
+		}},
+		{target.Calendar, func(ctx context.Context, m *runtime.ServeMux, c *grpc.ClientConn) error {
+			return calendarv1.RegisterCalendarProviderServiceHandler(ctx, m, c)
+		}},
+	}
+	for _, r := range regs {
+		if !slices.Contains(deps.Upstreams, r.peer) {
+			continue
+		}
+		conn, err := deps.PeerRaw(r.peer)
+		if err != nil {
+			return err
+		}
+		if err := r.register(ctx, mux, conn); err != nil {
+			return err
+		}
+	}
+	if err := g.mountRaw(mux); err != nil {
+		return err
+	}
+	h := otelhttp.NewHandler(http.MaxBytesHandler(mux, 1<<20), "gateway",
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }))
+	deps.HTTP.Handle("/api/", h)
+	deps.HTTP.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	deps.HTTP.HandleFunc("GET /readyz", g.readyz)
+	deps.HTTP.Handle("GET /metrics", promhttp.HandlerFor(deps.Registry, promhttp.HandlerOpts{}))
+	deps.HTTP.HandleFunc("GET /api/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openapi.Document)
+	})
+	if deps.Config.Dev {
+		deps.HTTP.HandleFunc("GET /dev/token", g.devToken)
+	}
+	return nil
+}
+
+type gateway struct {
+	deps *target.Deps
+}
+
+// incomingHeader forwards the headers services need as metadata; Authorization is forwarded by default.
+func incomingHeader(key string) (string, bool) {
+	switch strings.ToLower(key) {
+	case "x-request-id", "cookie":
+		return strings.ToLower(key), true
+	}
+	return runtime.DefaultHeaderMatcher(key)
+}
+
+// outgoingHeader keeps internal metadata out of HTTP responses.
+func outgoingHeader(key string) (string, bool) {
+	switch key {
+	case "x-request-id":
+		return "X-Request-Id", true
+	}
+	return "", false
+}
+
+// readyz answers 200 only when every gRPC target reports SERVING (dependencies ready, migrations applied).
+func (g *gateway) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	var notReady []string
+	for _, name := range g.deps.Upstreams {
+		if err := g.checkPeer(ctx, name); err != nil {
+			notReady = append(notReady, name+": "+err.Error())
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	if len(notReady) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("not ready\n" + strings.Join(notReady, "\n") + "\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}

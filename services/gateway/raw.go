@@ -1,0 +1,243 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	calendarv1 "github.com/algapsa/alga-google/gen/alga/calendar/v1"
+	gmailv1 "github.com/algapsa/alga-google/gen/alga/gmail/v1"
+	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
+	"github.com/algapsa/alga-google/services/platform/auth"
+	"github.com/algapsa/alga-google/services/platform/urls"
+)
+
+// Metadata keys a service sets (grpc.SetHeader) to make the gateway answer with a cookie or a redirect.
+const (
+	// HeaderOAuthBinding carries the browser-binding value of a started OAuth flow.
+	HeaderOAuthBinding = "x-alga-oauth-binding"
+	// bindingCookie is the HttpOnly cookie the callback must present again.
+	bindingCookie = "alga_google_oauth"
+	// bindingCookiePath covers both OAuth callbacks and nothing else.
+	bindingCookiePath = "/api/auth/google"
+)
+
+// forwardResponse turns service metadata into HTTP side effects: the OAuth browser-binding cookie.
+func (g *gateway) forwardResponse(ctx context.Context, w http.ResponseWriter, _ proto.Message) error {
+	md, ok := runtime.ServerMetadataFromContext(ctx)
+	if !ok {
+		return nil
+	}
+	if v := md.HeaderMD.Get(HeaderOAuthBinding); len(v) > 0 && v[0] != "" {
+		http.SetCookie(w, g.bindingCookie(v[0], 600))
+	}
+	return nil
+}
+
+func (g *gateway) bindingCookie(value string, maxAge int) *http.Cookie {
+	return &http.Cookie{
+		Name:     bindingCookie,
+		Value:    value,
+		Path:     bindingCookiePath,
+		MaxAge:   maxAge,
+		HttpOnly: true,
+		// Lax, not Strict: the callback is a top-level navigation coming back from Google.
+		SameSite: http.SameSiteLaxMode,
+		Secure:   strings.HasPrefix(g.deps.Base.String(), "https://"),
+	}
+}
+
+func (g *gateway) mountRaw(mux *runtime.ServeMux) error {
+	routes := []struct {
+		method, path string
+		h            runtime.HandlerFunc
+	}{
+		{http.MethodGet, urls.GmailCallbackPath, g.callback(oauthv1.ProviderKind_PROVIDER_KIND_GMAIL)},
+		{http.MethodGet, urls.CalendarCallbackPath, g.callback(oauthv1.ProviderKind_PROVIDER_KIND_CALENDAR)},
+		{http.MethodPost, urls.GmailWebhookPath, g.gmailWebhook},
+		{http.MethodPost, urls.CalendarWebhookPath, g.calendarWebhook},
+	}
+	for _, r := range routes {
+		if err := mux.HandlePath(r.method, r.path, r.h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// callback completes an OAuth flow and redirects the browser to the UI with a status code only.
+func (g *gateway) callback(kind oauthv1.ProviderKind) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+		q := r.URL.Query()
+		req := &oauthv1.CompleteAuthorizationRequest{
+			CallbackKind: kind,
+			State:        q.Get("state"),
+			Code:         q.Get("code"),
+			Error:        q.Get("error"),
+		}
+		if c, err := r.Cookie(bindingCookie); err == nil {
+			req.BrowserBinding = c.Value
+		}
+		conn, err := g.deps.Peer("oauth")
+		if err != nil {
+			http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
+		defer cancel()
+		resp, err := oauthv1.NewOAuthFlowServiceClient(conn).CompleteAuthorization(ctx, req)
+		// The binding is single-use whatever the outcome.
+		http.SetCookie(w, g.bindingCookie("", -1))
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		if err != nil {
+			g.deps.Logger.ErrorContext(ctx, "oauth callback failed", "code", status.Code(err).String())
+			http.Redirect(w, r, g.uiURL("error"), http.StatusFound)
+			return
+		}
+		http.Redirect(w, r, resp.GetRedirectUrl(), http.StatusFound)
+	}
+}
+
+// uiURL is the settings page with a status code, used when the oauth service could not be reached.
+func (g *gateway) uiURL(statusCode string) string {
+	base := g.deps.Config.UIBaseURL
+	if base == "" {
+		base = g.deps.Base.String()
+	}
+	return strings.TrimRight(base, "/") + urls.GoogleSettingsPath + "?google_oauth=" + statusCode
+}
+
+// gmailWebhook forwards a Pub/Sub push (its Authorization header and body, verbatim) to the gmail service,
+// which verifies the OIDC token, stores the notification and enqueues the sync before we answer.
+func (g *gateway) gmailWebhook(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 256<<10))
+	if err != nil {
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	conn, err := g.deps.Peer("gmail")
+	if err != nil {
+		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	resp, err := gmailv1.NewGmailProviderServiceClient(conn).HandleGmailPush(r.Context(), &gmailv1.HandleGmailPushRequest{
+		Authorization: r.Header.Get("Authorization"),
+		Body:          body,
+	})
+	writeWebhookStatus(w, resp.GetHttpStatus(), err)
+}
+
+// calendarWebhook forwards a Calendar push-channel notification (headers only) to the calendar service.
+func (g *gateway) calendarWebhook(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 64<<10))
+	conn, err := g.deps.Peer("calendar")
+	if err != nil {
+		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	h := r.Header
+	resp, err := calendarv1.NewCalendarProviderServiceClient(conn).HandleCalendarNotification(r.Context(), &calendarv1.HandleCalendarNotificationRequest{
+		ChannelId:         h.Get("X-Goog-Channel-ID"),
+		ChannelToken:      h.Get("X-Goog-Channel-Token"),
+		ResourceId:        h.Get("X-Goog-Resource-ID"),
+		ResourceState:     h.Get("X-Goog-Resource-State"),
+		ResourceUri:       h.Get("X-Goog-Resource-URI"),
+		MessageNumber:     h.Get("X-Goog-Message-Number"),
+		ChannelExpiration: h.Get("X-Goog-Channel-Expiration"),
+	})
+	writeWebhookStatus(w, resp.GetHttpStatus(), err)
+}
+
+// writeWebhookStatus answers a webhook. A failure to reach the service is 503 so Google redelivers;
+// a refused request keeps the status the service chose.
+func writeWebhookStatus(w http.ResponseWriter, code int32, err error) {
+	if err != nil {
+		switch status.Code(err) {
+		case codes.InvalidArgument:
+			code = http.StatusBadRequest
+		case codes.Unauthenticated:
+			code = http.StatusUnauthorized
+		case codes.PermissionDenied:
+			code = http.StatusForbidden
+		default:
+			code = http.StatusServiceUnavailable
+		}
+	}
+	if code < 200 || code > 599 {
+		code = http.StatusServiceUnavailable
+	}
+	w.WriteHeader(int(code))
+}
+
+func (g *gateway) checkPeer(ctx context.Context, name string) error {
+	conn, err := g.deps.PeerRaw(name)
+	if err != nil {
+		return err
+	}
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: name})
+	if err != nil {
+		return err
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return status.Error(codes.Unavailable, resp.GetStatus().String())
+	}
+	return nil
+}
+
+// devToken mints a user token for click-through development (only mounted with --dev).
+func (g *gateway) devToken(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	tenant, user := q.Get("tenant"), q.Get("user")
+	if tenant == "" {
+		tenant = "tenant-dev"
+	}
+	if user == "" {
+		user = "admin@dev"
+	}
+	perms := []string{auth.PermSystemSettingsUpdate}
+	if q.Has("permissions") {
+		perms = strings.FieldsFunc(q.Get("permissions"), func(r rune) bool { return r == ',' || r == ' ' })
+	}
+	tok, err := g.deps.UserSigner.MintUser(auth.UserToken{Subject: user, Tenant: tenant, Permissions: perms, TTL: 12 * time.Hour})
+	if err != nil {
+		http.Error(w, "cannot mint token", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(map[string]any{"token": tok, "tenant": tenant, "user": user, "permissions": perms})
+}
+
+// errorHandler is grpc-gateway's default error handler; kept as a named hook so every error response
+// has the same JSON shape (code, message, details with ErrorInfo naming the field).
+func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// routingErrorHandler answers 405 (not grpc-gateway's 501) for a known path with the wrong method.
+func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	if httpStatus == http.StatusNotImplemented || httpStatus == http.StatusMethodNotAllowed {
+		err := status.Error(codes.Unimplemented, "method not allowed")
+		w.Header().Set("Allow", "")
+		runtime.DefaultHTTPErrorHandler(ctx, mux, m, &statusOverride{ResponseWriter: w, code: http.StatusMethodNotAllowed}, r, err)
+		return
+	}
+	runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
+}
+
+type statusOverride struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusOverride) WriteHeader(int) { s.ResponseWriter.WriteHeader(s.code) }

@@ -1,0 +1,362 @@
+// Package app wires targets into one process: the shared gRPC server (TCP plus an in-process listener so
+// co-located targets still call each other through the full interceptor chain), the public HTTP server,
+// readiness, and graceful shutdown.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/algapsa/alga-google/services/platform/auth"
+	"github.com/algapsa/alga-google/services/platform/config"
+	"github.com/algapsa/alga-google/services/platform/googleapi"
+	"github.com/algapsa/alga-google/services/platform/grpcclient"
+	"github.com/algapsa/alga-google/services/platform/grpcserver"
+	"github.com/algapsa/alga-google/services/platform/pg"
+	"github.com/algapsa/alga-google/services/platform/target"
+	"github.com/algapsa/alga-google/services/platform/urls"
+)
+
+// Options configure a running suite.
+type Options struct {
+	Config  config.Config
+	Targets []string
+	Logger  *slog.Logger
+	// Listeners override Config.GRPCAddr / Config.HTTPAddr (tests pass 127.0.0.1:0 listeners).
+	GRPCListener net.Listener
+	HTTPListener net.Listener
+	// MigrateOnStart applies pending migrations before a target starts; otherwise the target waits
+	// (NOT_SERVING) until `alga-google migrate` has run.
+	MigrateOnStart bool
+}
+
+// App is a running suite.
+type App struct {
+	opts     Options
+	log      *slog.Logger
+	deps     *target.Deps
+	server   *grpcserver.Server
+	httpSrv  *http.Server
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	inproc   *bufconn.Listener
+	targets  []target.Target
+	group    *errgroup.Group
+	cancel   context.CancelFunc
+	mu       sync.Mutex
+	ready    map[string]bool
+	poolOnce sync.Mutex
+}
+
+// ExpandTargets turns "all" and comma lists into target names, rejecting unknown ones.
+func ExpandTargets(list string) ([]string, error) {
+	var out []string
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		switch {
+		case name == "":
+			continue
+		case name == "all":
+			out = append(out, AllTargets...)
+		case Registry[name] != nil:
+			out = append(out, name)
+		default:
+			return nil, fmt.Errorf("unknown target %q (known: all, %s)", name, strings.Join(AllTargets, ", "))
+		}
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) == 0 {
+		return nil, errors.New("no target given (use --target=all or a comma list)")
+	}
+	return out, nil
+}
+
+// Start builds and starts the suite; it returns once listeners are open. Targets become ready in the
+// background; health and /readyz tell when.
+func Start(ctx context.Context, opts Options) (*App, error) {
+	cfg := opts.Config
+	log := opts.Logger
+	base, err := urls.Parse(cfg.BaseURL, cfg.Dev)
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := auth.NewVerifier(auth.VerifierConfig{
+		HS256Key: []byte(cfg.AuthHS256Key), JWKS: cfg.AuthJWKS, ServiceKey: cfg.ServiceKey(),
+		Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience, ServiceIssuer: ServiceIssuer,
+	})
+	if err != nil {
+		return nil, err
+	}
+	serviceSigner, err := auth.NewSigner(cfg.ServiceKey(), ServiceIssuer, cfg.AuthAudience)
+	if err != nil {
+		return nil, err
+	}
+	var userSigner *auth.Signer
+	if len(cfg.AuthHS256Key) >= 32 {
+		userSigner, _ = auth.NewSigner([]byte(cfg.AuthHS256Key), cfg.AuthIssuer, cfg.AuthAudience)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	a := &App{opts: opts, log: log, ready: map[string]bool{}, inproc: bufconn.Listen(1 << 20)}
+	a.server = grpcserver.New(grpcserver.Options{Logger: log, Verifier: verifier, Registerer: reg})
+
+	local := map[string]bool{}
+	for _, name := range opts.Targets {
+		local[name] = true
+		a.targets = append(a.targets, Registry[name]())
+	}
+	upstreams := []string{}
+	for _, name := range []string{target.Secrets, target.OAuth, target.Gmail, target.Calendar} {
+		// A gateway alone fronts every service; beside some targets it fronts the local ones.
+		if Registry[name] != nil && (local[name] || !hasAnyGRPCTarget(local)) {
+			upstreams = append(upstreams, name)
+		}
+	}
+	a.deps = &target.Deps{
+		Config: cfg, Logger: log, Server: a.server, Verifier: verifier,
+		ServiceSigner: serviceSigner, UserSigner: userSigner, Base: base,
+		Google:   googleapi.New(cfg.GoogleAPIRoot, cfg.PubSubEmulatorHost),
+		Registry: reg, HTTP: http.NewServeMux(), Local: local, Upstreams: upstreams,
+	}
+	a.deps.SetDialer(grpcclient.Dialer{
+		Signer: serviceSigner, Service: "alga-google",
+		ContextDialer: func(ctx context.Context, _ string) (net.Conn, error) { return a.inproc.DialContext(ctx) },
+	})
+
+	if a.grpcLis = opts.GRPCListener; a.grpcLis == nil {
+		if a.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+			return nil, fmt.Errorf("gRPC listener: %w", err)
+		}
+	}
+	if local[target.Gateway] {
+		if a.httpLis = opts.HTTPListener; a.httpLis == nil {
+			if a.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+				return nil, fmt.Errorf("HTTP listener: %w", err)
+			}
+		}
+		a.httpSrv = &http.Server{Handler: a.deps.HTTP, ReadHeaderTimeout: 10 * time.Second}
+	}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	g, gctx := errgroup.WithContext(runCtx)
+	a.group = g
+	g.Go(func() error { return a.server.GRPC.Serve(a.grpcLis) })
+	g.Go(func() error { return a.server.GRPC.Serve(a.inproc) })
+	if a.httpSrv != nil {
+		g.Go(func() error {
+			if err := a.httpSrv.Serve(a.httpLis); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	for _, t := range a.targets {
+		g.Go(func() error { return a.runTarget(gctx, t) })
+	}
+	g.Go(func() error { a.watchDatabase(gctx); return nil })
+	return a, nil
+}
+
+func hasAnyGRPCTarget(local map[string]bool) bool {
+	for _, n := range []string{target.Secrets, target.OAuth, target.Gmail, target.Calendar} {
+		if local[n] {
+			return true
+		}
+	}
+	return false
+}
+
+// ServiceIssuer is the iss of service tokens minted by the suite.
+const ServiceIssuer = "alga-google"
+
+// runTarget brings one target up: database, migrations, Start; retried with backoff until it succeeds.
+func (a *App) runTarget(ctx context.Context, t target.Target) error {
+	backoff := 500 * time.Millisecond
+	for {
+		err := a.startTarget(ctx, t)
+		if err == nil {
+			a.setReady(t.Name(), true)
+			a.log.Info("target ready", "target", t.Name())
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		a.log.Warn("target not ready yet", "target", t.Name(), "err", err, "retry_in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func (a *App) startTarget(ctx context.Context, t target.Target) error {
+	if m := t.Migrations(); m != nil {
+		pool, err := a.pool(ctx)
+		if err != nil {
+			return err
+		}
+		if a.opts.MigrateOnStart {
+			if err := m.Apply(ctx, pool); err != nil {
+				return err
+			}
+		} else if ok, err := m.Applied(ctx, pool); err != nil || !ok {
+			return fmt.Errorf("schema %s is not migrated yet: run `alga-google migrate`", m.Schema)
+		}
+	}
+	return t.Start(ctx, a.deps)
+}
+
+// pool connects to PostgreSQL once, on first need.
+func (a *App) pool(ctx context.Context) (*pgxpool.Pool, error) {
+	a.poolOnce.Lock()
+	defer a.poolOnce.Unlock()
+	if a.deps.Pool != nil {
+		return a.deps.Pool, nil
+	}
+	if a.opts.Config.DatabaseURL == "" {
+		return nil, errors.New("DATABASE_URL is required")
+	}
+	pool, err := pg.Connect(ctx, a.opts.Config.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	a.deps.Pool = pool
+	return pool, nil
+}
+
+// watchDatabase flips database-backed targets to NOT_SERVING while PostgreSQL does not answer.
+func (a *App) watchDatabase(ctx context.Context) {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		a.poolOnce.Lock()
+		pool := a.deps.Pool
+		a.poolOnce.Unlock()
+		if pool == nil {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := pool.Ping(pctx)
+		cancel()
+		a.mu.Lock()
+		for _, t := range a.targets {
+			if t.Migrations() != nil && a.ready[t.Name()] {
+				a.setHealthLocked(t.Name(), err == nil)
+			}
+		}
+		a.mu.Unlock()
+	}
+}
+
+func (a *App) setReady(name string, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ready[name] = ok
+	a.setHealthLocked(name, ok)
+}
+
+func (a *App) setHealthLocked(name string, ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	a.server.Health.SetServingStatus(name, st)
+	all := true
+	for _, t := range a.targets {
+		if !a.ready[t.Name()] {
+			all = false
+		}
+	}
+	overall := healthpb.HealthCheckResponse_NOT_SERVING
+	if all && ok {
+		overall = healthpb.HealthCheckResponse_SERVING
+	}
+	a.server.Health.SetServingStatus("", overall)
+}
+
+// GRPCAddr is the TCP address of the gRPC server.
+func (a *App) GRPCAddr() string { return a.grpcLis.Addr().String() }
+
+// HTTPAddr is the address of the public HTTP server ("" without the gateway target).
+func (a *App) HTTPAddr() string {
+	if a.httpLis == nil {
+		return ""
+	}
+	return a.httpLis.Addr().String()
+}
+
+// Deps exposes the wiring (tests use the signers and the pool).
+func (a *App) Deps() *target.Deps { return a.deps }
+
+// WaitReady blocks until every target is ready or ctx ends.
+func (a *App) WaitReady(ctx context.Context) error {
+	for {
+		a.mu.Lock()
+		n := 0
+		for _, t := range a.targets {
+			if a.ready[t.Name()] {
+				n++
+			}
+		}
+		a.mu.Unlock()
+		if n == len(a.targets) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("suite not ready: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Shutdown stops accepting work, drains in-flight requests (bounded by ctx), and stops background work.
+func (a *App) Shutdown(ctx context.Context) error {
+	a.server.Health.Shutdown()
+	if a.httpSrv != nil {
+		_ = a.httpSrv.Shutdown(ctx)
+	}
+	stopped := make(chan struct{})
+	go func() { a.server.GRPC.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		a.server.GRPC.Stop()
+	}
+	a.cancel()
+	err := a.group.Wait()
+	a.deps.Close()
+	if a.deps.Pool != nil {
+		a.deps.Pool.Close()
+	}
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
