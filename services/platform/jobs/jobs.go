@@ -1,0 +1,95 @@
+// Package jobs sets up River (Postgres-backed durable jobs) inside a service's own schema, so a webhook
+// can store its notification and enqueue the follow-up work in one transaction.
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+)
+
+// Migrate installs or upgrades River's tables in schema (which must exist: the service's own
+// migrations create it).
+func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string, log *slog.Logger) error {
+	m, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Schema: schema, Logger: log})
+	if err != nil {
+		return err
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("river migrations in schema %s: %w", schema, err)
+	}
+	return nil
+}
+
+// Options configure a River client.
+type Options struct {
+	Schema  string
+	Workers *river.Workers
+	// Queues default to {"default": 4 workers}.
+	Queues       map[string]river.QueueConfig
+	PeriodicJobs []*river.PeriodicJob
+	Logger       *slog.Logger
+	// TestOnly speeds River up for tests (periodic jobs start sooner, etc.).
+	TestOnly bool
+}
+
+// Client is a River client on pgx transactions.
+type Client = river.Client[pgx.Tx]
+
+// New migrates River's tables and returns a client (call Start to work jobs, Stop on shutdown).
+func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Client, error) {
+	if err := Migrate(ctx, pool, opts.Schema, opts.Logger); err != nil {
+		return nil, err
+	}
+	queues := opts.Queues
+	if queues == nil {
+		queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 4}}
+	}
+	return river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Schema:       opts.Schema,
+		Queues:       queues,
+		Workers:      opts.Workers,
+		PeriodicJobs: opts.PeriodicJobs,
+		Logger:       opts.Logger,
+		TestOnly:     opts.TestOnly,
+		JobTimeout:   5 * time.Minute,
+	})
+}
+
+// Coalesce returns insert options that keep at most one not-yet-finished job per unique args, so ten
+// notifications for one mailbox enqueue one sync. Completed jobs do not block a new one (River's default
+// ByState would, for 24 hours). A job inserted while one is running is skipped, so workers must re-check
+// for work that arrived during their run before they finish.
+func Coalesce() *river.InsertOpts {
+	return &river.InsertOpts{UniqueOpts: river.UniqueOpts{
+		ByArgs: true,
+		ByState: []rivertype.JobState{
+			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+			rivertype.JobStateScheduled, rivertype.JobStateRetryable,
+		},
+	}}
+}
+
+// RunUntilDone starts client and stops it gracefully when ctx ends.
+func RunUntilDone(ctx context.Context, client *Client, log *slog.Logger) error {
+	if err := client.Start(ctx); err != nil {
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := client.Stop(sctx); err != nil {
+			log.Warn("river stop", "err", err)
+		}
+	}()
+	return nil
+}
