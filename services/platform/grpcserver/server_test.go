@@ -1,0 +1,121 @@
+package grpcserver_test
+
+import (
+	"context"
+	"net"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
+	"github.com/algapsa/alga-google/services/platform/auth"
+	"github.com/algapsa/alga-google/services/platform/errs"
+	"github.com/algapsa/alga-google/services/platform/grpcserver"
+	"github.com/algapsa/alga-google/services/platform/logging"
+)
+
+const key = "grpcserver-test-key-0123456789abcdef"
+
+// probe is a tiny service used to observe the interceptor chain.
+type probe struct {
+	secretsv1.UnimplementedSecretsServiceServer
+}
+
+func (probe) DescribeSecrets(ctx context.Context, _ *secretsv1.DescribeSecretsRequest) (*secretsv1.DescribeSecretsResponse, error) {
+	id, _ := auth.FromContext(ctx)
+	return &secretsv1.DescribeSecretsResponse{Secrets: []*secretsv1.SecretDescription{{Name: id.Tenant}}}, nil
+}
+
+func (probe) PutSecrets(context.Context, *secretsv1.PutSecretsRequest) (*secretsv1.PutSecretsResponse, error) {
+	panic("handler bug")
+}
+
+func (probe) DeleteSecrets(context.Context, *secretsv1.DeleteSecretsRequest) (*secretsv1.DeleteSecretsResponse, error) {
+	return nil, errs.InvalidField("names[0]", "must not be empty")
+}
+
+func (probe) GetSecrets(context.Context, *secretsv1.GetSecretsRequest) (*secretsv1.GetSecretsResponse, error) {
+	return &secretsv1.GetSecretsResponse{}, nil
+}
+
+type testBundle struct {
+	srv    *grpcserver.Server
+	client secretsv1.SecretsServiceClient
+	health healthpb.HealthClient
+	users  *auth.Signer
+	svcs   *auth.Signer
+}
+
+func setup(t *testing.T) testBundle {
+	t.Helper()
+	v, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(key), Issuer: "alga-psa", Audience: "alga-google", ServiceIssuer: "alga-google"})
+	require.NoError(t, err)
+	srv := grpcserver.New(grpcserver.Options{Logger: logging.Discard(), Verifier: v, Registerer: prometheus.NewRegistry()})
+	secretsv1.RegisterSecretsServiceServer(srv.GRPC, probe{})
+	srv.RequireService("/alga.secrets.v1.SecretsService/GetSecrets")
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = srv.GRPC.Serve(lis) }()
+	t.Cleanup(srv.GRPC.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	users, _ := auth.NewSigner([]byte(key), "alga-psa", "alga-google")
+	svcs, _ := auth.NewSigner([]byte(key), "alga-google", "alga-google")
+	return testBundle{srv: srv, client: secretsv1.NewSecretsServiceClient(conn), health: healthpb.NewHealthClient(conn), users: users, svcs: svcs}
+}
+
+func bearer(tok string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+}
+
+func TestChain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	user, _ := b.users.MintUser(auth.UserToken{Subject: "u", Tenant: "tenant-a"})
+	client, _ := b.users.MintUser(auth.UserToken{Subject: "u", Tenant: "tenant-a", UserType: auth.UserTypeClient})
+	svc, _ := b.svcs.MintService("oauth", "tenant-a", "", nil)
+
+	_, err := b.client.DescribeSecrets(context.Background(), &secretsv1.DescribeSecretsRequest{})
+	require.Equal(t, codes.Unauthenticated, status.Code(err))
+
+	resp, err := b.client.DescribeSecrets(bearer(user), &secretsv1.DescribeSecretsRequest{})
+	require.NoError(t, err)
+	require.Equal(t, "tenant-a", resp.Secrets[0].Name, "tenant comes from the token")
+
+	_, err = b.client.DescribeSecrets(bearer(client), &secretsv1.DescribeSecretsRequest{})
+	require.Equal(t, codes.PermissionDenied, status.Code(err))
+
+	_, err = b.client.GetSecrets(bearer(user), &secretsv1.GetSecretsRequest{})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "service-only method refuses users")
+	_, err = b.client.GetSecrets(bearer(svc), &secretsv1.GetSecretsRequest{})
+	require.NoError(t, err)
+
+	_, err = b.client.PutSecrets(bearer(user), &secretsv1.PutSecretsRequest{})
+	require.Equal(t, codes.Internal, status.Code(err), "a panic becomes Internal, the server survives")
+	_, err = b.client.DescribeSecrets(bearer(user), &secretsv1.DescribeSecretsRequest{})
+	require.NoError(t, err)
+
+	_, err = b.client.DeleteSecrets(bearer(user), &secretsv1.DeleteSecretsRequest{})
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
+	require.Contains(t, status.Convert(err).Message(), "names[0]")
+}
+
+func TestHealthNotServingUntilReady(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	resp, err := b.health.Check(context.Background(), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING, resp.Status)
+	b.srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	resp, err = b.health.Check(context.Background(), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.Status)
+}
