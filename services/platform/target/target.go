@@ -53,9 +53,9 @@ type Deps struct {
 	ServiceSigner *auth.Signer
 	// UserSigner mints user tokens in --dev mode (dev sign-in); nil when no HS256 user key is configured.
 	UserSigner *auth.Signer
-	Base          urls.Base
-	Google        googleapi.Endpoints
-	Registry      *prometheus.Registry
+	Base       urls.Base
+	Google     googleapi.Endpoints
+	Registry   *prometheus.Registry
 	// HTTP is the public mux (served by the gateway listener); targets may add raw routes to it.
 	HTTP *http.ServeMux
 	// Local lists the targets running in this process.
