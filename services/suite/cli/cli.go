@@ -79,7 +79,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg config.Config
 	fs := newFlags("serve", stderr, &cfg)
 	targets := fs.String("target", envOr("ALGA_TARGET", "all"), "targets to run: all, or a comma list of "+strings.Join(app.AllTargets, ",")+" (env ALGA_TARGET)")
-	migrateOnStart := fs.Bool("migrate-on-start", envBool("ALGA_MIGRATE_ON_START", true), "apply pending migrations at start; when false, targets wait for `alga-google migrate` (env ALGA_MIGRATE_ON_START)")
+	migrateOnStart := fs.Bool("migrate-on-start", envBool("ALGA_MIGRATE_ON_START", true), "apply pending migrations at start; when false, targets wait until alga-google migrate has run (env ALGA_MIGRATE_ON_START)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
