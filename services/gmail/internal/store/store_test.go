@@ -1,0 +1,118 @@
+package store
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/algapsa/alga-google/services/platform/pgtest"
+)
+
+type testBundle struct {
+	ctx  context.Context
+	pool *pgxpool.Pool
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	pool, _ := pgtest.NewPool(t)
+	ctx := context.Background()
+	require.NoError(t, Migrations().Apply(ctx, pool))
+	return &testBundle{ctx: ctx, pool: pool}
+}
+
+func TestProvidersScopedByTenant(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.NoError(t, Check())
+	p, err := CreateProvider(b.ctx, b.pool, NewProvider{Tenant: "t1", Mailbox: "support@acme.test", Active: true})
+	require.NoError(t, err)
+	require.Len(t, p.ID, 36)
+	require.Equal(t, StateDisconnected, p.State)
+
+	_, err = CreateProvider(b.ctx, b.pool, NewProvider{Tenant: "t1", Mailbox: "support@acme.test"})
+	require.ErrorIs(t, err, ErrDuplicate)
+	_, err = CreateProvider(b.ctx, b.pool, NewProvider{Tenant: "t2", Mailbox: "support@acme.test"})
+	require.NoError(t, err, "the same address in another tenant is fine")
+
+	_, err = GetProvider(b.ctx, b.pool, "t2", p.ID)
+	require.ErrorIs(t, err, ErrNotFound)
+	name := "Support"
+	u, err := UpdateProvider(b.ctx, b.pool, "t1", p.ID, ProviderUpdate{DisplayName: &name, SetLabels: true, LabelFilters: []string{"INBOX", "Tickets"}})
+	require.NoError(t, err)
+	require.Equal(t, "Support", u.DisplayName)
+	require.Equal(t, []string{"INBOX", "Tickets"}, u.LabelFilters)
+	ok, err := DeleteProvider(b.ctx, b.pool, "t2", p.ID)
+	require.NoError(t, err)
+	require.False(t, ok)
+}
+
+func TestNotificationsAndMessagesOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p, err := CreateProvider(b.ctx, b.pool, NewProvider{Tenant: "t1", Mailbox: "a@acme.test", Active: true})
+	require.NoError(t, err)
+	n := Notification{Tenant: "t1", ProviderID: p.ID, Subscription: "projects/p/subscriptions/s", PubSubMessageID: "m1", EmailAddress: "a@acme.test", HistoryID: 10}
+	for i := range 3 {
+		fresh, err := InsertNotification(b.ctx, b.pool, n)
+		require.NoError(t, err)
+		require.Equal(t, i == 0, fresh)
+	}
+	pend, err := PendingNotifications(b.ctx, b.pool, "t1", p.ID)
+	require.NoError(t, err)
+	require.EqualValues(t, 10, pend.MaxHistoryID)
+	require.NoError(t, MarkProcessed(b.ctx, b.pool, "t1", p.ID, pend.MaxID))
+	more, err := PendingAfter(b.ctx, b.pool, "t1", p.ID, 0)
+	require.NoError(t, err)
+	require.False(t, more)
+
+	err = pgx.BeginFunc(b.ctx, b.pool, func(tx pgx.Tx) error {
+		m := &Message{Tenant: "t1", ProviderID: p.ID, Mailbox: p.Mailbox, GmailMessageID: "g1", ReceiveTime: time.Now(), References: []string{"<a>"}}
+		fresh, err := InsertMessage(b.ctx, tx, m)
+		require.NoError(t, err)
+		require.True(t, fresh)
+		fresh, err = InsertMessage(b.ctx, tx, m)
+		require.NoError(t, err)
+		require.False(t, fresh)
+		require.NoError(t, AdvanceHistory(b.ctx, tx, "t1", p.ID, 20))
+		return AdvanceHistory(b.ctx, tx, "t1", p.ID, 15)
+	})
+	require.NoError(t, err)
+	got, err := GetProvider(b.ctx, b.pool, "t1", p.ID)
+	require.NoError(t, err)
+	require.EqualValues(t, 20, *got.HistoryID, "history ids never go back")
+
+	msgs, err := ListMessages(b.ctx, b.pool, "t1", "", 0, 10, false)
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	require.Equal(t, []string{"<a>"}, msgs[0].References)
+	none, err := ListMessages(b.ctx, b.pool, "t2", "", 0, 10, false)
+	require.NoError(t, err)
+	require.Empty(t, none)
+	nAck, err := Acknowledge(b.ctx, b.pool, "t2", []string{msgs[0].ID})
+	require.NoError(t, err)
+	require.Zero(t, nAck)
+	nAck, err = Acknowledge(b.ctx, b.pool, "t1", []string{msgs[0].ID})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, nAck)
+	msgs, err = ListMessages(b.ctx, b.pool, "t1", p.ID, 0, 10, false)
+	require.NoError(t, err)
+	require.Empty(t, msgs)
+}
+
+func TestSubscriptionOwnedByOneTenant(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	s := Subscription{Name: "projects/p/subscriptions/s", Tenant: "t1", ProjectID: "p", Topic: "projects/p/topics/t", ServiceAccountEmail: "sa@p.iam.gserviceaccount.com"}
+	require.NoError(t, UpsertSubscription(b.ctx, b.pool, s))
+	require.NoError(t, UpsertSubscription(b.ctx, b.pool, s))
+	s.Tenant = "t2"
+	require.ErrorIs(t, UpsertSubscription(b.ctx, b.pool, s), ErrSubscriptionOwned)
+	got, err := GetSubscription(b.ctx, b.pool, s.Name)
+	require.NoError(t, err)
+	require.Equal(t, "t1", got.Tenant)
+}
