@@ -5,7 +5,7 @@ go 1.26.8
 require (
 	github.com/algapsa/alga-google/services/platform v0.0.0-00010101000000-000000000000
 	github.com/golang-jwt/jwt/v5 v5.3.1
-	github.com/jackc/pgx/v5 v5.13.0
+	github.com/jackc/pgx/v5 v5.12.0
 	github.com/jhillyerd/enmime/v2 v2.3.0
 	github.com/stretchr/testify v1.12.1
 )
