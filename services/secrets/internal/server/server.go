@@ -1,0 +1,209 @@
+// Package server implements alga.secrets.v1.SecretsService over a store.Backend. Requests arrive
+// authenticated and validated by the platform's interceptor chain; handlers decide who may do what and
+// return domain errors only. No value is ever logged.
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"log/slog"
+	"strconv"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
+	"github.com/algapsa/alga-google/services/platform/auth"
+	"github.com/algapsa/alga-google/services/platform/errs"
+	"github.com/algapsa/alga-google/services/secrets/internal/store"
+)
+
+// GetSecretsMethod is the raw-read RPC, reachable by service identities only.
+const GetSecretsMethod = "/alga.secrets.v1.SecretsService/GetSecrets"
+
+// Server is the SecretsService.
+type Server struct {
+	secretsv1.UnimplementedSecretsServiceServer
+	backend store.Backend
+	audit   *store.AuditLog
+	log     *slog.Logger
+}
+
+// New returns the service over backend; audit is the trail ListSecretAudit reads.
+func New(backend store.Backend, audit *store.AuditLog, log *slog.Logger) *Server {
+	return &Server{backend: backend, audit: audit, log: log}
+}
+
+type access int
+
+const (
+	accessRead  access = iota // any internal user, any service
+	accessWrite               // users with system_settings:update, any service
+	accessRaw                 // services only
+)
+
+// caller resolves the tenant and actor of a request and checks the caller may do what it asks.
+func caller(ctx context.Context, need access) (string, store.Actor, error) {
+	id, ok := auth.FromContext(ctx)
+	if !ok {
+		return "", store.Actor{}, errs.Unauthenticated("a bearer token is required")
+	}
+	if !id.IsService() && id.UserType != auth.UserTypeInternal {
+		return "", store.Actor{}, errs.PermissionDenied("client users cannot use this service")
+	}
+	if id.Tenant == "" {
+		return "", store.Actor{}, errs.FailedPrecondition("TENANT_REQUIRED", "this call is tenant-scoped: the token must name the tenant it acts for")
+	}
+	if !store.ValidTenant(id.Tenant) {
+		return "", store.Actor{}, errs.PermissionDenied("the token's tenant id is not a valid tenant id")
+	}
+	switch need {
+	case accessWrite:
+		if !id.IsService() && !id.Has(auth.PermSystemSettingsUpdate) {
+			return "", store.Actor{}, errs.PermissionDenied("changing secrets or reading their audit trail needs the %s permission", auth.PermSystemSettingsUpdate)
+		}
+	case accessRaw:
+		if !id.IsService() {
+			return "", store.Actor{}, errs.PermissionDenied("this method is available to internal services only")
+		}
+	}
+	actor := store.Actor{ID: id.Subject, Type: "user"}
+	if id.IsService() {
+		actor = store.Actor{ID: id.Service, Type: "service"}
+		if id.Subject != "" {
+			actor.ID = id.Service + " for " + id.Subject
+		}
+	}
+	return id.Tenant, actor, nil
+}
+
+// PutSecrets implements SecretsService.
+func (s *Server) PutSecrets(ctx context.Context, req *secretsv1.PutSecretsRequest) (*secretsv1.PutSecretsResponse, error) {
+	tenant, actor, err := caller(ctx, accessWrite)
+	if err != nil {
+		return nil, err
+	}
+	writes := make([]store.Write, len(req.GetWrites()))
+	for i, w := range req.GetWrites() {
+		writes[i] = store.Write{Name: w.GetName(), Value: w.GetValue(), ExpectedVersion: w.ExpectedVersion}
+	}
+	ds, err := s.backend.Put(ctx, tenant, actor, writes, req.GetDeleteNames())
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(ds))
+	for i, d := range ds {
+		names[i] = d.Name
+	}
+	s.log.InfoContext(ctx, "secrets written", "names", names, "deleted", req.GetDeleteNames(), "actor", actor.ID)
+	return &secretsv1.PutSecretsResponse{Secrets: descriptions(ds)}, nil
+}
+
+// DescribeSecrets implements SecretsService.
+func (s *Server) DescribeSecrets(ctx context.Context, req *secretsv1.DescribeSecretsRequest) (*secretsv1.DescribeSecretsResponse, error) {
+	tenant, _, err := caller(ctx, accessRead)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	if len(req.GetNames()) > 0 {
+		names = req.GetNames()
+	}
+	ds, err := s.backend.Describe(ctx, tenant, names)
+	if err != nil {
+		return nil, err
+	}
+	return &secretsv1.DescribeSecretsResponse{Secrets: descriptions(ds)}, nil
+}
+
+// GetSecrets implements SecretsService (service identities only; every value returned is audited).
+func (s *Server) GetSecrets(ctx context.Context, req *secretsv1.GetSecretsRequest) (*secretsv1.GetSecretsResponse, error) {
+	tenant, actor, err := caller(ctx, accessRaw)
+	if err != nil {
+		return nil, err
+	}
+	vals, err := s.backend.Get(ctx, tenant, actor, req.GetNames())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*secretsv1.SecretValue, len(vals))
+	for i, v := range vals {
+		out[i] = &secretsv1.SecretValue{Name: v.Name, Value: v.Value, Version: v.Version}
+	}
+	return &secretsv1.GetSecretsResponse{Secrets: out}, nil
+}
+
+// DeleteSecrets implements SecretsService.
+func (s *Server) DeleteSecrets(ctx context.Context, req *secretsv1.DeleteSecretsRequest) (*secretsv1.DeleteSecretsResponse, error) {
+	tenant, actor, err := caller(ctx, accessWrite)
+	if err != nil {
+		return nil, err
+	}
+	deleted, err := s.backend.Delete(ctx, tenant, actor, req.GetNames())
+	if err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "secrets deleted", "names", deleted, "actor", actor.ID)
+	return &secretsv1.DeleteSecretsResponse{DeletedNames: deleted}, nil
+}
+
+// ListSecretAudit implements SecretsService.
+func (s *Server) ListSecretAudit(ctx context.Context, req *secretsv1.ListSecretAuditRequest) (*secretsv1.ListSecretAuditResponse, error) {
+	tenant, _, err := caller(ctx, accessWrite)
+	if err != nil {
+		return nil, err
+	}
+	before, err := decodePageToken(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = 100
+	}
+	events, err := s.audit.List(ctx, tenant, req.GetName(), before, size+1)
+	if err != nil {
+		return nil, err
+	}
+	resp := &secretsv1.ListSecretAuditResponse{}
+	if len(events) > size {
+		events = events[:size]
+		resp.NextPageToken = encodePageToken(events[len(events)-1].ID)
+	}
+	for _, e := range events {
+		resp.Events = append(resp.Events, &secretsv1.SecretAuditEvent{
+			Id: e.ID, Name: e.Name, Action: e.Action, Actor: e.Actor, ActorType: e.ActorType,
+			Version: e.Version, CreateTime: timestamppb.New(e.CreateTime),
+		})
+	}
+	return resp, nil
+}
+
+const pageTokenPrefix = "audit:v1:"
+
+func encodePageToken(id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + strconv.FormatInt(id, 10)))
+}
+
+func decodePageToken(tok string) (int64, error) {
+	if tok == "" {
+		return 0, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err == nil && len(b) > len(pageTokenPrefix) && string(b[:len(pageTokenPrefix)]) == pageTokenPrefix {
+		if id, perr := strconv.ParseInt(string(b[len(pageTokenPrefix):]), 10, 64); perr == nil && id > 0 {
+			return id, nil
+		}
+	}
+	return 0, errs.InvalidField("page_token", "is not a token this service issued; start again without one")
+}
+
+func descriptions(ds []store.Description) []*secretsv1.SecretDescription {
+	out := make([]*secretsv1.SecretDescription, len(ds))
+	for i, d := range ds {
+		out[i] = &secretsv1.SecretDescription{Name: d.Name, Present: d.Present, Version: d.Version, Hint: d.Hint}
+		if !d.UpdateTime.IsZero() {
+			out[i].UpdateTime = timestamppb.New(d.UpdateTime)
+		}
+	}
+	return out
+}

@@ -1,0 +1,1 @@
+DELETE FROM secrets.secrets WHERE tenant = $1
