@@ -173,6 +173,14 @@ func RotateKEK(ctx context.Context, pool *pgxpool.Pool, oldKEK, newKEK []byte, n
 	return store.RotateKEK(ctx, pool, oldKEK, newKEK, newKeyID, log)
 }
 
+// RotateKEKFrom is RotateKEK for a database whose data keys may be wrapped by several older KEKs
+// (key id → key, e.g. Options.PreviousKEKs): each data key is unwrapped with the old KEK of the id
+// recorded beside it. A typical `rotate-kek` run after step 1 of the procedure passes the previous KEKs
+// and the configured current KEK and key id.
+func RotateKEKFrom(ctx context.Context, pool *pgxpool.Pool, oldKEKs map[string][]byte, newKEK []byte, newKeyID string, log *slog.Logger) (int, error) {
+	return store.RotateKEKFrom(ctx, pool, oldKEKs, newKEK, newKeyID, log)
+}
+
 // ShredTenant crypto-shreds a tenant: its data key and secret rows are deleted in one transaction and a
 // "shred" audit row is recorded. Every ciphertext of the tenant, including copies in backups and dumps,
 // is unreadable from then on; other tenants are untouched. Secrets of the tenant in a filesystem backend

@@ -322,11 +322,29 @@ func Operator(command string) Actor {
 // transaction per tenant, so readers and writers keep working throughout. Data keys already wrapped by
 // newKeyID are checked and skipped, so an interrupted rotation can simply be run again.
 func RotateKEK(ctx context.Context, pool *pgxpool.Pool, oldKEK, newKEK []byte, newKeyID string, log *slog.Logger) (int, error) {
+	if len(oldKEK) != envelope.KeySize {
+		return 0, fmt.Errorf("rotate-kek: the old KEK must be %d bytes", envelope.KeySize)
+	}
+	return rotate(ctx, pool, func(string) ([]byte, bool) { return oldKEK, true }, newKEK, newKeyID, log)
+}
+
+// RotateKEKFrom is RotateKEK with several old KEKs (key id → key): each data key is unwrapped with the
+// old KEK of the id recorded beside it.
+func RotateKEKFrom(ctx context.Context, pool *pgxpool.Pool, oldKEKs map[string][]byte, newKEK []byte, newKeyID string, log *slog.Logger) (int, error) {
+	for id, k := range oldKEKs {
+		if len(k) != envelope.KeySize {
+			return 0, fmt.Errorf("rotate-kek: old KEK %q must be %d bytes", id, envelope.KeySize)
+		}
+	}
+	return rotate(ctx, pool, func(id string) ([]byte, bool) { k, ok := oldKEKs[id]; return k, ok }, newKEK, newKeyID, log)
+}
+
+func rotate(ctx context.Context, pool *pgxpool.Pool, oldKEK func(id string) ([]byte, bool), newKEK []byte, newKeyID string, log *slog.Logger) (int, error) {
 	if newKeyID == "" {
 		return 0, errors.New("rotate-kek: the new KEK needs a key id")
 	}
-	if len(oldKEK) != envelope.KeySize || len(newKEK) != envelope.KeySize {
-		return 0, fmt.Errorf("rotate-kek: both KEKs must be %d bytes", envelope.KeySize)
+	if len(newKEK) != envelope.KeySize {
+		return 0, fmt.Errorf("rotate-kek: the new KEK must be %d bytes", envelope.KeySize)
 	}
 	tenants, err := dataKeyTenants(ctx, pool)
 	if err != nil {
@@ -347,7 +365,11 @@ func RotateKEK(ctx context.Context, pool *pgxpool.Pool, oldKEK, newKEK []byte, n
 				}
 				return nil
 			}
-			dek, err := envelope.UnwrapDataKey(oldKEK, k.KEKID, tenant, k.Wrapped)
+			old, ok := oldKEK(k.KEKID)
+			if !ok {
+				return fmt.Errorf("the data key of tenant %s is wrapped by KEK id %q, and no old KEK with that id was given", tenant, k.KEKID)
+			}
+			dek, err := envelope.UnwrapDataKey(old, k.KEKID, tenant, k.Wrapped)
 			if err != nil {
 				return fmt.Errorf("the data key of tenant %s (KEK id %q) does not open with the old KEK: %w", tenant, k.KEKID, err)
 			}
