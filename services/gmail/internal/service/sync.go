@@ -1,0 +1,382 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"google.golang.org/api/gmail/v1"
+
+	"github.com/algapsa/alga-google/services/gmail/internal/mailparse"
+	"github.com/algapsa/alga-google/services/gmail/internal/store"
+	"github.com/algapsa/alga-google/services/platform/jobs"
+)
+
+// SyncArgs is the per-mailbox history sync job; unique by provider, so notifications coalesce.
+type SyncArgs struct {
+	ProviderID string `json:"provider_id" river:"unique"`
+	Tenant     string `json:"tenant"`
+}
+
+func (SyncArgs) Kind() string { return "gmail_history_sync" }
+
+// SweepArgs is the periodic job that enqueues syncs for notifications left pending (a sync that was
+// skipped because one was running, or a crash).
+type SweepArgs struct{}
+
+func (SweepArgs) Kind() string { return "gmail_sweep_pending" }
+
+// Limits of one sync.
+const (
+	maxHistoryPages  = 200
+	maxBackfillPages = 20
+	backfillMargin   = time.Hour
+	maxSyncRounds    = 5
+)
+
+func (s *Service) enqueueSync(ctx context.Context, tx pgx.Tx, tenant, providerID string) error {
+	if s.river == nil {
+		return errors.New("job queue not started")
+	}
+	_, err := s.river.InsertTx(ctx, tx, SyncArgs{ProviderID: providerID, Tenant: tenant}, jobs.Coalesce())
+	return err
+}
+
+type syncWorker struct {
+	river.WorkerDefaults[SyncArgs]
+	s *Service
+}
+
+func (w *syncWorker) Timeout(*river.Job[SyncArgs]) time.Duration { return 10 * time.Minute }
+
+func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
+	return w.s.syncProvider(ctx, job.Args.Tenant, job.Args.ProviderID)
+}
+
+type sweepWorker struct {
+	river.WorkerDefaults[SweepArgs]
+	s *Service
+}
+
+func (w *sweepWorker) Work(ctx context.Context, _ *river.Job[SweepArgs]) error {
+	list, err := store.ProvidersWithStalePending(ctx, w.s.pool, w.s.opts.SweepAge)
+	if err != nil {
+		return err
+	}
+	for _, tp := range list {
+		if err := pgx.BeginFunc(ctx, w.s.pool, func(tx pgx.Tx) error {
+			return w.s.enqueueSync(ctx, tx, tp.Tenant, tp.ProviderID)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncProvider runs history syncs for one mailbox until no notification is left pending. Only one runs
+// per mailbox at a time (unique job); notifications that arrive during a run are picked up by the next
+// round instead of a second job.
+func (s *Service) syncProvider(ctx context.Context, tenant, providerID string) error {
+	for round := 0; round < maxSyncRounds; round++ {
+		pend, err := s.settle(ctx, tenant, providerID)
+		if err != nil {
+			return err
+		}
+		p, err := store.GetProvider(ctx, s.pool, tenant, providerID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // deleted meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		if p.Active && p.State == store.StateConnected && p.HistoryID != nil {
+			// A redelivered or old notification (history id already processed) needs no Google call.
+			if round == 0 || pend.MaxHistoryID == 0 || pend.MaxHistoryID > *p.HistoryID {
+				if err := s.syncOnce(ctx, p); err != nil {
+					var tp *tokenProblem
+					if errors.As(err, &tp) {
+						s.log.WarnContext(ctx, "gmail sync: connection needs an admin", "provider", p.ID, "code", tp.code)
+						if _, err := store.SetError(ctx, s.pool, tenant, providerID, tp.code, tp.message, tp.remedy); err != nil {
+							return err
+						}
+						s.metrics.syncs.WithLabelValues("reauthorization_required").Inc()
+						return store.MarkProcessed(ctx, s.pool, tenant, providerID, pend.MaxID)
+					}
+					s.metrics.syncs.WithLabelValues("error").Inc()
+					return err
+				}
+				s.metrics.syncs.WithLabelValues("ok").Inc()
+			}
+		}
+		if err := store.MarkProcessed(ctx, s.pool, tenant, providerID, pend.MaxID); err != nil {
+			return err
+		}
+		more, err := store.PendingAfter(ctx, s.pool, tenant, providerID, pend.MaxID)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return river.JobSnooze(time.Second)
+}
+
+// settle waits (briefly) until a burst of notifications has stopped, so a burst causes one sync.
+func (s *Service) settle(ctx context.Context, tenant, providerID string) (store.Pending, error) {
+	deadline := time.Now().Add(s.opts.MaxSettle)
+	for {
+		pend, err := store.PendingNotifications(ctx, s.pool, tenant, providerID)
+		if err != nil || pend.MaxID == 0 || pend.Quiet >= s.opts.Settle || time.Now().After(deadline) {
+			return pend, err
+		}
+		select {
+		case <-ctx.Done():
+			return pend, ctx.Err()
+		case <-time.After(s.opts.Settle - pend.Quiet):
+		}
+	}
+}
+
+// syncOnce reads the mailbox history from the stored history id and stores every new message.
+func (s *Service) syncOnce(ctx context.Context, p *store.Provider) error {
+	tok, err := s.accessToken(ctx, p.Tenant, p.ID)
+	if err != nil {
+		return err
+	}
+	gm, err := s.gmailService(ctx, tok.GetAccessToken())
+	if err != nil {
+		return err
+	}
+	labels := p.WatchLabelIDs
+	pageToken := ""
+	for page := 0; page < maxHistoryPages; page++ {
+		call := gm.Users.History.List("me").StartHistoryId(uint64(*p.HistoryID)).HistoryTypes("messageAdded").MaxResults(500)
+		if len(labels) == 1 {
+			call = call.LabelId(labels[0])
+		}
+		if pageToken != "" {
+			call = call.PageToken(pageToken)
+		}
+		var resp *gmail.ListHistoryResponse
+		err := withRetry(ctx, 4, func() error {
+			var err error
+			resp, err = call.Context(ctx).Do()
+			return err
+		})
+		if isHTTP(err, http.StatusNotFound) {
+			return s.recoverStale(ctx, p, gm)
+		}
+		if err != nil {
+			return fmt.Errorf("history.list: %w", err)
+		}
+		var ids []string
+		var pageMax uint64
+		for _, h := range resp.History {
+			pageMax = max(pageMax, h.Id)
+			for _, added := range h.MessagesAdded {
+				m := added.Message
+				if m == nil || m.Id == "" || slices.Contains(ids, m.Id) {
+					continue
+				}
+				if skipLabels(m.LabelIds) || (len(m.LabelIds) > 0 && !intersects(m.LabelIds, labels)) {
+					continue
+				}
+				ids = append(ids, m.Id)
+			}
+		}
+		advance := pageMax
+		if resp.NextPageToken == "" {
+			advance = max(advance, resp.HistoryId)
+		}
+		if err := s.storeMessages(ctx, p, gm, ids, int64(advance)); err != nil {
+			return err
+		}
+		if resp.NextPageToken == "" {
+			return nil
+		}
+		pageToken = resp.NextPageToken
+	}
+	return nil // the rest is picked up by the next sync
+}
+
+// recoverStale handles a 404 for a stale history id: take the new baseline first, then backfill every
+// message since the last processed one (with a margin) by a bounded messages.list, then move the
+// history id to the baseline. Messages already stored are not stored twice.
+func (s *Service) recoverStale(ctx context.Context, p *store.Provider, gm *gmail.Service) error {
+	var prof *gmail.Profile
+	if err := withRetry(ctx, 4, func() error {
+		var err error
+		prof, err = gm.Users.GetProfile("me").Context(ctx).Do()
+		return err
+	}); err != nil {
+		return fmt.Errorf("getProfile: %w", err)
+	}
+	since := time.Now().Add(-7 * 24 * time.Hour)
+	if last, err := store.LastMessageTime(ctx, s.pool, p.Tenant, p.ID); err != nil {
+		return err
+	} else if last != nil {
+		since = *last
+	} else if p.LastSyncTime != nil {
+		since = *p.LastSyncTime
+	} else if p.ConnectTime != nil {
+		since = *p.ConnectTime
+	}
+	since = since.Add(-backfillMargin)
+	query := fmt.Sprintf("after:%d", since.Unix())
+	labels := p.WatchLabelIDs
+	if len(labels) == 0 {
+		labels = []string{""}
+	}
+	var ids []string
+	truncated := false
+	for _, label := range labels {
+		var found []string
+		pageToken := ""
+		for page := 0; ; page++ {
+			if page == maxBackfillPages {
+				truncated = true
+				break
+			}
+			call := gm.Users.Messages.List("me").Q(query).MaxResults(500)
+			if label != "" {
+				call = call.LabelIds(label)
+			}
+			if pageToken != "" {
+				call = call.PageToken(pageToken)
+			}
+			var resp *gmail.ListMessagesResponse
+			if err := withRetry(ctx, 4, func() error {
+				var err error
+				resp, err = call.Context(ctx).Do()
+				return err
+			}); err != nil {
+				return fmt.Errorf("messages.list backfill: %w", err)
+			}
+			for _, m := range resp.Messages {
+				found = append(found, m.Id)
+			}
+			if resp.NextPageToken == "" {
+				break
+			}
+			pageToken = resp.NextPageToken
+		}
+		// messages.list is newest first; store oldest first.
+		slices.Reverse(found)
+		for _, id := range found {
+			if !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	s.log.InfoContext(ctx, "gmail history id was stale: backfilled", "provider", p.ID, "since", since, "messages", len(ids), "truncated", truncated)
+	s.metrics.backfills.Inc()
+	return s.storeMessages(ctx, p, gm, ids, int64(prof.HistoryId))
+}
+
+func skipLabels(labels []string) bool {
+	// Sent mail includes the mailbox's own replies (and mail to itself): never inbound, so no loops.
+	return slices.Contains(labels, "DRAFT") || slices.Contains(labels, "SENT")
+}
+
+func intersects(a, b []string) bool {
+	if len(b) == 0 {
+		return true
+	}
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// storeMessages fetches and parses ids (skipping stored ones), then inserts them and advances the history
+// id in one transaction.
+func (s *Service) storeMessages(ctx context.Context, p *store.Provider, gm *gmail.Service, ids []string, advanceTo int64) error {
+	var msgs []*store.Message
+	for _, id := range ids {
+		exists, err := store.MessageExists(ctx, s.pool, p.ID, id)
+		if err != nil {
+			return err
+		}
+		if exists {
+			continue
+		}
+		var gmsg *gmail.Message
+		err = withRetry(ctx, 4, func() error {
+			var err error
+			gmsg, err = gm.Users.Messages.Get("me", id).Format("raw").Context(ctx).Do()
+			return err
+		})
+		if isHTTP(err, http.StatusNotFound) {
+			continue // deleted since
+		}
+		if err != nil {
+			return fmt.Errorf("messages.get: %w", err)
+		}
+		if skipLabels(gmsg.LabelIds) {
+			continue
+		}
+		m, err := s.toMessage(p, gmsg)
+		if err != nil {
+			s.log.WarnContext(ctx, "gmail message could not be parsed; stored with headers only", "provider", p.ID, "gmail_message_id", id, "err", err)
+		}
+		msgs = append(msgs, m)
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		inserted := 0
+		for _, m := range msgs {
+			fresh, err := store.InsertMessage(ctx, tx, m)
+			if err != nil {
+				return err
+			}
+			if fresh {
+				inserted++
+			}
+		}
+		if advanceTo > 0 {
+			if err := store.AdvanceHistory(ctx, tx, p.Tenant, p.ID, advanceTo); err != nil {
+				return err
+			}
+		} else if err := store.TouchSync(ctx, tx, p.Tenant, p.ID); err != nil {
+			return err
+		}
+		if inserted > 0 {
+			s.metrics.messages.Add(float64(inserted))
+			return store.NotifyInbound(ctx, tx, p.Tenant)
+		}
+		return nil
+	})
+}
+
+func (s *Service) toMessage(p *store.Provider, g *gmail.Message) (*store.Message, error) {
+	m := &store.Message{
+		Tenant: p.Tenant, ProviderID: p.ID, Mailbox: p.Mailbox, GmailMessageID: g.Id, ThreadID: g.ThreadId,
+		HistoryID: int64(g.HistoryId), LabelIDs: g.LabelIds, ReceiveTime: time.UnixMilli(g.InternalDate).UTC(),
+		Attachments: json.RawMessage("[]"),
+	}
+	if g.InternalDate == 0 {
+		m.ReceiveTime = time.Now().UTC()
+	}
+	raw, err := decodeRaw(g.Raw)
+	if err != nil {
+		return m, fmt.Errorf("raw is not base64url: %w", err)
+	}
+	parsed, err := mailparse.Parse(raw)
+	if err != nil {
+		return m, err
+	}
+	m.MessageIDHeader, m.InReplyTo, m.References = parsed.MessageID, parsed.InReplyTo, parsed.References
+	m.From, m.To, m.Cc, m.Subject = parsed.From, parsed.To, parsed.Cc, parsed.Subject
+	m.TextBody, m.HTMLBody = parsed.TextBody, parsed.HTMLBody
+	if len(parsed.Attachments) > 0 {
+		if b, err := json.Marshal(parsed.Attachments); err == nil {
+			m.Attachments = b
+		}
+	}
+	return m, nil
+}
