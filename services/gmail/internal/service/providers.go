@@ -76,7 +76,6 @@ func statusOf(p *store.Provider) gmailv1.ProviderStatus {
 	return gmailv1.ProviderStatus_PROVIDER_STATUS_DISCONNECTED
 }
 
-
 func toProto(p *store.Provider) *gmailv1.GmailProvider {
 	out := &gmailv1.GmailProvider{
 		Id: p.ID, Mailbox: p.Mailbox, DisplayName: p.DisplayName, LabelFilters: p.LabelFilters, Active: p.Active,
