@@ -1,14 +1,25 @@
 package secrets_test
 
 import (
+	"context"
 	"encoding/base64"
+	"net"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
 
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
+	"github.com/algapsa/alga-google/services/platform/auth"
+	"github.com/algapsa/alga-google/services/platform/config"
+	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/logging"
+	"github.com/algapsa/alga-google/services/platform/target"
 	"github.com/algapsa/alga-google/services/secrets"
 )
 
@@ -64,4 +75,39 @@ func TestRotateKEKFromSeveralOldKeys(t *testing.T) {
 	c3 := b.serve(t, secrets.Options{KEK: k3, KEKID: "kek-3", Backend: "postgres"})
 	require.Equal(t, "value-1", b.get(t, c3, "t1", "a")["a"])
 	require.Equal(t, "value-2", b.get(t, c3, "t2", "a")["a"])
+}
+
+// The binary registers services before serving (grpc-go refuses later registrations) and starts targets
+// afterwards; until Start has finished, calls answer Unavailable.
+func TestRegisterBeforeServe(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	log := logging.New(b.logs, "debug")
+	v, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(authKey), Issuer: issuer, Audience: audience, ServiceIssuer: svcIss})
+	require.NoError(t, err)
+	srv := grpcserver.New(grpcserver.Options{Logger: log, Verifier: v, Registerer: prometheus.NewRegistry()})
+	tgt := secrets.NewTargetWithOptions(secrets.Options{KEK: b.kek, KEKID: "kek-1", Backend: "postgres"})
+	reg, ok := tgt.(interface{ Register(*grpcserver.Server) })
+	require.True(t, ok)
+	reg.Register(srv)
+
+	lis := bufconn.Listen(1 << 20)
+	go func() { _ = srv.GRPC.Serve(lis) }()
+	t.Cleanup(srv.GRPC.Stop)
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	client := secretsv1.NewSecretsServiceClient(conn)
+
+	_, err = client.DescribeSecrets(b.admin(t, "t1"), &secretsv1.DescribeSecretsRequest{})
+	requireCode(t, err, codes.Unavailable)
+	_, err = client.GetSecrets(b.admin(t, "t1"), &secretsv1.GetSecretsRequest{Names: []string{"a"}})
+	requireCode(t, err, codes.PermissionDenied) // service-only before Start too
+
+	deps := &target.Deps{Config: config.Config{}, Logger: log, Pool: b.pool, Server: srv}
+	require.NoError(t, tgt.Start(context.Background(), deps))
+	b.put(t, "t1", "a", "value-a")
+	require.Equal(t, "value-a", b.get(t, client, "t1", "a")["a"])
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
+	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/pg"
 	"github.com/algapsa/alga-google/services/platform/target"
 	"github.com/algapsa/alga-google/services/secrets/internal/envelope"
@@ -54,7 +55,22 @@ func NewTarget() target.Target { return NewTargetWithOptions(Options{}) }
 // NewTargetWithOptions returns the secrets target with explicit options (tests, a previous KEK).
 func NewTargetWithOptions(opts Options) target.Target { return &secretsTarget{opts: opts} }
 
-type secretsTarget struct{ opts Options }
+type secretsTarget struct {
+	opts Options
+	lazy *server.Lazy // set by Register
+}
+
+// Register registers SecretsService on s before it starts serving (grpc-go refuses registrations after
+// Serve); calls answer Unavailable until Start has finished. The binary should call it, when a target
+// implements it, before serving; without it, Start registers the service itself.
+func (t *secretsTarget) Register(s *grpcserver.Server) {
+	if t.lazy != nil {
+		return
+	}
+	t.lazy = &server.Lazy{}
+	secretsv1.RegisterSecretsServiceServer(s.GRPC, t.lazy)
+	s.RequireService(server.GetSecretsMethod)
+}
 
 func (t *secretsTarget) Name() string { return target.Secrets }
 
@@ -110,8 +126,13 @@ func (t *secretsTarget) Start(ctx context.Context, deps *target.Deps) error {
 		}
 	}
 	chain := store.NewChain(backends...)
-	secretsv1.RegisterSecretsServiceServer(deps.Server.GRPC, server.New(chain, audit, deps.Logger))
+	srv := server.New(chain, audit, deps.Logger)
 	deps.Server.RequireService(server.GetSecretsMethod)
+	if t.lazy != nil {
+		t.lazy.Set(srv)
+	} else {
+		secretsv1.RegisterSecretsServiceServer(deps.Server.GRPC, srv)
+	}
 	deps.Logger.InfoContext(ctx, "secrets backend ready", "backend", chain.Name())
 	return nil
 }
