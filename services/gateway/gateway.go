@@ -20,6 +20,7 @@ import (
 	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
 	"github.com/algapsa/alga-google/gen/openapi"
+	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/pg"
 	"github.com/algapsa/alga-google/services/platform/target"
 )
@@ -31,6 +32,9 @@ type gatewayTarget struct{}
 
 func (*gatewayTarget) Name() string               { return target.Gateway }
 func (*gatewayTarget) Migrations() *pg.Migrations { return nil }
+
+// Register implements target.Target: the gateway serves HTTP only.
+func (*gatewayTarget) Register(*grpcserver.Server) {}
 
 // Start mounts every route on deps.HTTP.
 func (*gatewayTarget) Start(ctx context.Context, deps *target.Deps) error {

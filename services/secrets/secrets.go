@@ -108,6 +108,11 @@ func (t *secretsTarget) Start(ctx context.Context, deps *target.Deps) error {
 					return err
 				}
 			}
+			if opts.PreviousKEKs == nil && cfg.SecretsKEKPrevious != "" {
+				if opts.PreviousKEKs, err = ParseKEKList(cfg.SecretsKEKPrevious); err != nil {
+					return fmt.Errorf("ALGA_SECRETS_KEK_PREVIOUS: %w", err)
+				}
+			}
 			keys, err := envelope.NewKeyring(opts.KEKID, opts.KEK, opts.PreviousKEKs)
 			if err != nil {
 				return err

@@ -5,8 +5,10 @@ go 1.26.8
 require (
 	github.com/algapsa/alga-google/services/gateway v0.0.0
 	github.com/algapsa/alga-google/services/platform v0.0.0
+	github.com/algapsa/alga-google/services/secrets v0.0.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/prometheus/client_golang v1.25.0
+	github.com/stretchr/testify v1.12.1
 	golang.org/x/sync v0.25.0
 	google.golang.org/grpc v1.85.0
 )
@@ -44,6 +46,7 @@ require (
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
 	go.opentelemetry.io/otel/metric v1.47.0 // indirect
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/oauth2 v0.38.0 // indirect
@@ -59,4 +62,5 @@ replace (
 	github.com/algapsa/alga-google/gen => ../../gen
 	github.com/algapsa/alga-google/services/gateway => ../gateway
 	github.com/algapsa/alga-google/services/platform => ../platform
+	github.com/algapsa/alga-google/services/secrets => ../secrets
 )

@@ -29,8 +29,10 @@ type Config struct {
 	SecretsKEK     string
 	SecretsKEKFile string
 	SecretsKEKID   string
-	SecretsBackend string
-	SecretsFSBase  string
+	// SecretsKEKPrevious lists older KEKs ("id:base64,...") still accepted while a rotation is under way.
+	SecretsKEKPrevious string
+	SecretsBackend     string
+	SecretsFSBase      string
 
 	GoogleAPIRoot      string
 	PubSubEmulatorHost string
@@ -72,6 +74,7 @@ func (c *Config) settings() []setting {
 		{"secrets-kek", "ALGA_SECRETS_KEK", "", "base64 of the 32-byte key-encryption key of the secrets service", &c.SecretsKEK},
 		{"secrets-kek-file", "ALGA_SECRETS_KEK_FILE", "", "file holding the base64 KEK (Kubernetes secret mount)", &c.SecretsKEKFile},
 		{"secrets-kek-id", "ALGA_SECRETS_KEK_ID", "kek-1", "identifier of the current KEK (recorded beside every wrapped data key)", &c.SecretsKEKID},
+		{"secrets-kek-previous", "ALGA_SECRETS_KEK_PREVIOUS", "", "older KEKs still accepted during a rotation, as id:base64[,id:base64…]; rotate-kek re-wraps from them", &c.SecretsKEKPrevious},
 		{"secrets-backend", "ALGA_SECRETS_BACKEND", "postgres", "secret store: postgres, filesystem, or a read chain like postgres,filesystem", &c.SecretsBackend},
 		{"secrets-fs-base", "ALGA_SECRETS_FS_BASE", "", "base directory of the filesystem backend (<base>/tenants/<tenant>/<name>)", &c.SecretsFSBase},
 		{"google-api-root", "ALGA_GOOGLE_API_ROOT", "", "root URL for every Google HTTP API (a Google-compatible emulator); unset = real Google", &c.GoogleAPIRoot},

@@ -47,6 +47,9 @@ type Server struct {
 
 	mu          sync.RWMutex
 	serviceOnly map[string]bool // full method or "/pkg.Service/" prefix
+	// gated maps a gRPC service name to the target that owns it; notReady lists targets still starting.
+	gated    map[string]string
+	notReady map[string]bool
 }
 
 // Validator is implemented by request messages with hand-written validation (beside the generated code).
@@ -54,7 +57,8 @@ type Validator interface{ Validate() error }
 
 // New builds the server and registers health and reflection.
 func New(opts Options) *Server {
-	s := &Server{log: opts.Logger, auth: opts.Verifier, serviceOnly: map[string]bool{}, Health: health.NewServer()}
+	s := &Server{log: opts.Logger, auth: opts.Verifier, serviceOnly: map[string]bool{}, Health: health.NewServer(),
+		gated: map[string]string{}, notReady: map[string]bool{}}
 	reg := opts.Registerer
 	if reg == nil {
 		reg = prometheus.DefaultRegisterer
@@ -72,6 +76,7 @@ func New(opts Options) *Server {
 		grpc.ChainUnaryInterceptor(
 			metrics.UnaryServerInterceptor(),
 			s.unaryLogging,
+			s.unaryGate,
 			s.unaryAuth,
 			unaryValidation(s.log),
 			recovery.UnaryServerInterceptor(recoveryOpt),
@@ -80,6 +85,7 @@ func New(opts Options) *Server {
 		grpc.ChainStreamInterceptor(
 			metrics.StreamServerInterceptor(),
 			s.streamLogging,
+			s.streamGate,
 			s.streamAuth,
 			recovery.StreamServerInterceptor(recoveryOpt),
 			s.streamRewrite,
@@ -113,6 +119,52 @@ func (s *Server) isServiceOnly(method string) bool {
 		return s.serviceOnly[method[:i+1]]
 	}
 	return false
+}
+
+// Gate ties the gRPC services (full names like "alga.secrets.v1.SecretsService") to a target that is
+// not ready yet: their calls get Unavailable until SetReady(target, true).
+func (s *Server) Gate(target string, services ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, svc := range services {
+		s.gated[svc] = target
+	}
+	s.notReady[target] = true
+}
+
+// SetReady opens (or closes) the gate of a target's services.
+func (s *Server) SetReady(target string, ready bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notReady[target] = !ready
+}
+
+// gateErr refuses calls to a service whose target is still starting.
+func (s *Server) gateErr(method string) error {
+	svc := strings.TrimPrefix(method, "/")
+	if i := strings.Index(svc, "/"); i >= 0 {
+		svc = svc[:i]
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if t, ok := s.gated[svc]; ok && s.notReady[t] {
+		return status.Error(codes.Unavailable, "the "+t+" service is starting; retry shortly")
+	}
+	return nil
+}
+
+func (s *Server) unaryGate(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if err := s.gateErr(info.FullMethod); err != nil {
+		return nil, err
+	}
+	return h(ctx, req)
+}
+
+func (s *Server) streamGate(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if err := s.gateErr(info.FullMethod); err != nil {
+		return err
+	}
+	return h(srv, ss)
 }
 
 func isPublic(method string) bool {

@@ -37,8 +37,12 @@ type Target interface {
 	Name() string
 	// Migrations returns the migrations of the schema the target owns, or nil.
 	Migrations() *pg.Migrations
-	// Start registers the target's services and starts its background work, which runs until ctx is
-	// done. It returns once the target can serve.
+	// Register registers the target's gRPC services. It is called before the server starts serving
+	// (grpc-go forbids registering later), so the registered implementations get their dependencies in
+	// Start; until Start returns, the server answers the target's methods with Unavailable by itself.
+	Register(srv *grpcserver.Server)
+	// Start connects the target's dependencies and starts its background work, which runs until ctx is
+	// done. It returns once the target can serve; it is retried (with backoff) while it fails.
 	Start(ctx context.Context, deps *Deps) error
 }
 

@@ -120,7 +120,19 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	local := map[string]bool{}
 	for _, name := range opts.Targets {
 		local[name] = true
-		a.targets = append(a.targets, Registry[name]())
+		t := Registry[name]()
+		a.targets = append(a.targets, t)
+		// Register before Serve; the target's services answer Unavailable until its Start succeeds.
+		before := a.server.GRPC.GetServiceInfo()
+		t.Register(a.server)
+		var added []string
+		for svc := range a.server.GRPC.GetServiceInfo() {
+			if _, ok := before[svc]; !ok {
+				added = append(added, svc)
+			}
+		}
+		a.server.Gate(name, added...)
+		a.server.Health.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
 	}
 	upstreams := []string{}
 	for _, name := range []string{target.Secrets, target.OAuth, target.Gmail, target.Calendar} {
@@ -278,6 +290,7 @@ func (a *App) setReady(name string, ok bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.ready[name] = ok
+	a.server.SetReady(name, ok)
 	a.setHealthLocked(name, ok)
 }
 

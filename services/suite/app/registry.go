@@ -3,12 +3,14 @@ package app
 import (
 	"github.com/algapsa/alga-google/services/gateway"
 	"github.com/algapsa/alga-google/services/platform/target"
+	"github.com/algapsa/alga-google/services/secrets"
 )
 
 // Registry maps target names to constructors. Each service module exposes NewTarget.
 var Registry = map[string]func() target.Target{
 	target.Gateway: gateway.NewTarget,
+	target.Secrets: secrets.NewTarget,
 }
 
 // AllTargets is what --target=all runs.
-var AllTargets = []string{target.Gateway}
+var AllTargets = []string{target.Secrets, target.Gateway}

@@ -1,0 +1,167 @@
+package app_test
+
+import (
+	"context"
+	"encoding/base64"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/algapsa/alga-google/services/platform/auth"
+	"github.com/algapsa/alga-google/services/platform/config"
+	"github.com/algapsa/alga-google/services/platform/logging"
+	"github.com/algapsa/alga-google/services/platform/pg"
+	"github.com/algapsa/alga-google/services/platform/pgtest"
+	"github.com/algapsa/alga-google/services/suite/app"
+)
+
+const userKey = "app-test-user-key-0123456789abcdef0"
+
+type testBundle struct {
+	app    *app.App
+	dbURL  string
+	base   string
+	health healthpb.HealthClient
+	token  string
+}
+
+func setup(t *testing.T, migrateOnStart bool) testBundle {
+	t.Helper()
+	dbURL := pgtest.NewDatabase(t)
+	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	cfg := config.Config{
+		DatabaseURL: dbURL, BaseURL: "http://" + httpLis.Addr().String(), Dev: true,
+		AuthHS256Key: userKey, AuthIssuer: "alga-psa", AuthAudience: "alga-google",
+		SecretsKEK: base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")), SecretsKEKID: "k1",
+		SecretsBackend: "postgres",
+	}
+	a, err := app.Start(context.Background(), app.Options{
+		Config: cfg, Targets: []string{"secrets", "gateway"}, Logger: logging.Discard(),
+		GRPCListener: grpcLis, HTTPListener: httpLis, MigrateOnStart: migrateOnStart,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = a.Shutdown(ctx)
+	})
+	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	signer, err := auth.NewSigner([]byte(userKey), "alga-psa", "alga-google")
+	require.NoError(t, err)
+	tok, err := signer.MintUser(auth.UserToken{Subject: "admin", Tenant: "t1", Permissions: []string{auth.PermSystemSettingsUpdate}})
+	require.NoError(t, err)
+	return testBundle{app: a, dbURL: dbURL, base: cfg.BaseURL, health: healthpb.NewHealthClient(conn), token: tok}
+}
+
+func get(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestReadyOnlyAfterMigrations(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	code, _ := get(t, b.base+"/healthz", "")
+	require.Equal(t, http.StatusOK, code, "liveness does not depend on the database")
+
+	// Not migrated: /readyz stays 503 and health says NOT_SERVING.
+	time.Sleep(300 * time.Millisecond)
+	code, body := get(t, b.base+"/readyz", "")
+	require.Equal(t, http.StatusServiceUnavailable, code, body)
+	resp, err := b.health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "secrets"})
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING, resp.Status)
+	code, _ = get(t, b.base+"/api/v1/secrets", b.token)
+	require.Equal(t, http.StatusServiceUnavailable, code, "a starting target answers Unavailable")
+
+	// `alga-google migrate` runs: the targets come up on their own.
+	pool, err := pg.Connect(context.Background(), b.dbURL)
+	require.NoError(t, err)
+	defer pool.Close()
+	for _, name := range app.AllTargets {
+		if m := app.Registry[name]().Migrations(); m != nil {
+			require.NoError(t, m.Apply(context.Background(), pool))
+		}
+	}
+	require.Eventually(t, func() bool {
+		code, _ := get(t, b.base+"/readyz", "")
+		return code == http.StatusOK
+	}, 30*time.Second, 100*time.Millisecond)
+	for _, svc := range []string{"", "secrets"} {
+		resp, err = b.health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc})
+		require.NoError(t, err)
+		require.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.Status, svc)
+	}
+}
+
+func TestGatewayAnswersBadInputWith4xx(t *testing.T) {
+	t.Parallel()
+	b := setup(t, true)
+	require.NoError(t, b.app.WaitReady(context.Background()))
+
+	post := func(path, body, token string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, b.base+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	code, body := post("/api/v1/secrets:batchPut", `{"writes": [`, b.token)
+	require.Equal(t, http.StatusBadRequest, code, body)
+	code, body = post("/api/v1/secrets:batchPut", `{"writes": [{"name": "../etc/passwd", "value": "x"}]}`, b.token)
+	require.Equal(t, http.StatusBadRequest, code, body)
+	require.Contains(t, body, "writes[0].name")
+	code, body = post("/api/v1/secrets:batchPut", `{"writes": [{"name": "google_client_secret", "value": "planted-secret-value-123"}]}`, "")
+	require.Equal(t, http.StatusUnauthorized, code, body)
+	code, body = post("/api/v1/secrets:batchPut", `{"writes": [{"name": "google_client_secret", "value": "planted-secret-value-123"}]}`, b.token)
+	require.Equal(t, http.StatusOK, code, body)
+	require.NotContains(t, body, "planted-secret-value")
+
+	code, body = get(t, b.base+"/api/v1/secrets", b.token)
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `"google_client_secret"`)
+	require.Contains(t, body, "••••-123", "the last-4 hint of a client secret")
+	require.NotContains(t, body, "planted-secret-value")
+
+	req, _ := http.NewRequest(http.MethodDelete, b.base+"/api/v1/secrets", nil)
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+
+	code, _ = get(t, b.base+"/api/nope", b.token)
+	require.Equal(t, http.StatusNotFound, code)
+	code, body = get(t, b.base+"/api/openapi.json", "")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "/api/v1/google/config:test")
+	code, body = get(t, b.base+"/metrics", "")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "grpc_server_handled_total")
+}
