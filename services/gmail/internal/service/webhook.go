@@ -19,7 +19,11 @@ func pushStatus(code int) *gmailv1.HandleGmailPushResponse {
 
 // HandleGmailPush verifies a Pub/Sub push, stores the notification and enqueues the mailbox's sync in one
 // transaction, then answers. Nothing is written before the token is verified.
-func (s *Service) HandleGmailPush(ctx context.Context, req *gmailv1.HandleGmailPushRequest) (*gmailv1.HandleGmailPushResponse, error) {
+func (h *Providers) HandleGmailPush(ctx context.Context, req *gmailv1.HandleGmailPushRequest) (*gmailv1.HandleGmailPushResponse, error) {
+	return h.s.handlePush(ctx, req)
+}
+
+func (s *Service) handlePush(ctx context.Context, req *gmailv1.HandleGmailPushRequest) (*gmailv1.HandleGmailPushResponse, error) {
 	tok, err := push.BearerToken(req.GetAuthorization())
 	if err != nil {
 		s.metrics.push.WithLabelValues("unauthenticated").Inc()

@@ -1,0 +1,384 @@
+package service
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/iam/apiv1/iampb"
+	"cloud.google.com/go/pubsub/v2/pstest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
+	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
+	"github.com/algapsa/alga-google/services/platform/auth"
+	"github.com/algapsa/alga-google/services/platform/errs"
+	"github.com/algapsa/alga-google/services/platform/logging"
+)
+
+// ---- Pub/Sub: pstest plus an IAM policy server ----
+
+type fakeIAM struct {
+	iampb.UnimplementedIAMPolicyServer
+	mu       sync.Mutex
+	policies map[string]*iampb.Policy
+	version  int
+	deny     bool
+	// conflicts makes the next N SetIamPolicy calls fail with ABORTED (etag races).
+	conflicts int
+}
+
+func (f *fakeIAM) GetIamPolicy(_ context.Context, r *iampb.GetIamPolicyRequest) (*iampb.Policy, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.policies[r.GetResource()]
+	if !ok {
+		return &iampb.Policy{Etag: []byte("0")}, nil
+	}
+	return &iampb.Policy{Etag: p.Etag, Bindings: clone(p.Bindings)}, nil
+}
+
+func clone(b []*iampb.Binding) []*iampb.Binding {
+	var out []*iampb.Binding
+	for _, x := range b {
+		out = append(out, &iampb.Binding{Role: x.Role, Members: slices.Clone(x.Members)})
+	}
+	return out
+}
+
+func (f *fakeIAM) SetIamPolicy(_ context.Context, r *iampb.SetIamPolicyRequest) (*iampb.Policy, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.deny {
+		return nil, status.Error(codes.PermissionDenied, "User not authorized to perform this action.")
+	}
+	if f.conflicts > 0 {
+		f.conflicts--
+		f.version++
+		if p, ok := f.policies[r.GetResource()]; ok {
+			p.Etag = []byte(strconv.Itoa(f.version))
+		} else {
+			f.policies[r.GetResource()] = &iampb.Policy{Etag: []byte(strconv.Itoa(f.version))}
+		}
+		return nil, status.Error(codes.Aborted, "etag mismatch")
+	}
+	cur := []byte("0")
+	if p, ok := f.policies[r.GetResource()]; ok {
+		cur = p.Etag
+	}
+	if string(r.GetPolicy().GetEtag()) != string(cur) {
+		return nil, status.Error(codes.Aborted, "etag mismatch")
+	}
+	f.version++
+	p := &iampb.Policy{Etag: []byte(strconv.Itoa(f.version)), Bindings: clone(r.GetPolicy().GetBindings())}
+	f.policies[r.GetResource()] = p
+	return p, nil
+}
+
+func (f *fakeIAM) TestIamPermissions(context.Context, *iampb.TestIamPermissionsRequest) (*iampb.TestIamPermissionsResponse, error) {
+	return &iampb.TestIamPermissionsResponse{}, nil
+}
+
+func startPubSub(t *testing.T) (*pstest.Server, *fakeIAM) {
+	iam := &fakeIAM{policies: map[string]*iampb.Policy{}}
+	srv := pstest.NewServerWithCallback(0, func(s *grpc.Server) { iampb.RegisterIAMPolicyServer(s, iam) })
+	t.Cleanup(func() { _ = srv.Close() })
+	return srv, iam
+}
+
+// ---- Gmail ----
+
+type fakeMsg struct {
+	id, thread string
+	labels     []string
+	raw        []byte
+	internalMs int64
+	historyID  uint64
+}
+
+type fakeMailbox struct {
+	email        string
+	historyID    uint64
+	staleBefore  uint64
+	msgs         []*fakeMsg
+	watches      int
+	watchLabels  []string
+	stops        int
+	historyCalls int
+	getCalls     map[string]int
+}
+
+type fakeGmail struct {
+	mu        sync.Mutex
+	boxes     map[string]*fakeMailbox
+	srv       *httptest.Server
+	seq       int
+	failNext  int // answer the next N history calls with 503
+	pageSize  int
+	listPage  int
+	labelList []map[string]string
+}
+
+func startGmail(t *testing.T) *fakeGmail {
+	g := &fakeGmail{boxes: map[string]*fakeMailbox{}, pageSize: 2, listPage: 3, labelList: []map[string]string{
+		{"id": "INBOX", "name": "INBOX", "type": "system"}, {"id": "SENT", "name": "SENT", "type": "system"},
+		{"id": "DRAFT", "name": "DRAFT", "type": "system"}, {"id": "Label_7", "name": "Tickets", "type": "user"},
+	}}
+	g.srv = httptest.NewServer(http.HandlerFunc(g.serve))
+	t.Cleanup(g.srv.Close)
+	return g
+}
+
+func (g *fakeGmail) box(email string) *fakeMailbox {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.boxLocked(email)
+}
+
+func (g *fakeGmail) boxLocked(email string) *fakeMailbox {
+	b, ok := g.boxes[email]
+	if !ok {
+		b = &fakeMailbox{email: email, historyID: 1000, getCalls: map[string]int{}}
+		g.boxes[email] = b
+	}
+	return b
+}
+
+// deliver adds a message to a mailbox and returns its id.
+func (g *fakeGmail) deliver(email, subject string, labels ...string) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b := g.boxLocked(email)
+	g.seq++
+	b.historyID += 7
+	id := fmt.Sprintf("m%05d", g.seq)
+	if len(labels) == 0 {
+		labels = []string{"INBOX", "UNREAD"}
+	}
+	raw := "From: Customer <customer@example.com>\r\nTo: " + email + "\r\nSubject: " + subject +
+		"\r\nMessage-ID: <" + id + "@example.com>\r\nIn-Reply-To: <parent@example.com>\r\nReferences: <root@example.com> <parent@example.com>\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nHello " + subject +
+		"\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>Hello " + subject + "</p>\r\n--b--\r\n"
+	b.msgs = append(b.msgs, &fakeMsg{id: id, thread: "t" + id, labels: labels, raw: []byte(raw),
+		internalMs: time.Now().UnixMilli(), historyID: b.historyID})
+	return id
+}
+
+func (g *fakeGmail) snapshot(email string) fakeMailbox {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return *g.boxLocked(email)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func gerr(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"code": code, "message": msg}})
+}
+
+func (g *fakeGmail) serve(w http.ResponseWriter, r *http.Request) {
+	email, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer tok:")
+	if !ok {
+		gerr(w, 401, "no token")
+		return
+	}
+	path, ok := strings.CutPrefix(r.URL.Path, "/gmail/v1/users/me/")
+	if !ok {
+		gerr(w, 404, "no such path "+r.URL.Path)
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b := g.boxLocked(email)
+	q := r.URL.Query()
+	switch {
+	case path == "labels":
+		writeJSON(w, map[string]any{"labels": g.labelList})
+	case path == "watch":
+		var req struct {
+			TopicName string   `json:"topicName"`
+			LabelIDs  []string `json:"labelIds"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		b.watches++
+		b.watchLabels = req.LabelIDs
+		writeJSON(w, map[string]any{"historyId": strconv.FormatUint(b.historyID, 10),
+			"expiration": strconv.FormatInt(time.Now().Add(7*24*time.Hour).UnixMilli(), 10)})
+	case path == "stop":
+		b.stops++
+		w.WriteHeader(204)
+	case path == "profile":
+		writeJSON(w, map[string]any{"emailAddress": email, "historyId": strconv.FormatUint(b.historyID, 10)})
+	case path == "history":
+		b.historyCalls++
+		if g.failNext > 0 {
+			g.failNext--
+			gerr(w, 503, "backend error")
+			return
+		}
+		start, _ := strconv.ParseUint(q.Get("startHistoryId"), 10, 64)
+		if start < b.staleBefore {
+			gerr(w, 404, "Requested entity was not found.")
+			return
+		}
+		var recs []map[string]any
+		for _, m := range b.msgs {
+			if m.historyID > start && (q.Get("labelId") == "" || slices.Contains(m.labels, q.Get("labelId"))) {
+				recs = append(recs, map[string]any{"id": strconv.FormatUint(m.historyID, 10), "messagesAdded": []any{
+					map[string]any{"message": map[string]any{"id": m.id, "threadId": m.thread, "labelIds": m.labels}}}})
+			}
+		}
+		off, _ := strconv.Atoi(q.Get("pageToken"))
+		end := min(off+g.pageSize, len(recs))
+		resp := map[string]any{"history": recs[min(off, len(recs)):end], "historyId": strconv.FormatUint(b.historyID, 10)}
+		if end < len(recs) {
+			resp["nextPageToken"] = strconv.Itoa(end)
+		}
+		writeJSON(w, resp)
+	case path == "messages":
+		after := int64(0)
+		if v, ok := strings.CutPrefix(q.Get("q"), "after:"); ok {
+			after, _ = strconv.ParseInt(v, 10, 64)
+		}
+		var ids []map[string]any
+		for i := len(b.msgs) - 1; i >= 0; i-- {
+			m := b.msgs[i]
+			if m.internalMs/1000 > after && (q.Get("labelIds") == "" || slices.Contains(m.labels, q.Get("labelIds"))) {
+				ids = append(ids, map[string]any{"id": m.id, "threadId": m.thread})
+			}
+		}
+		off, _ := strconv.Atoi(q.Get("pageToken"))
+		end := min(off+g.listPage, len(ids))
+		resp := map[string]any{"messages": ids[min(off, len(ids)):end]}
+		if end < len(ids) {
+			resp["nextPageToken"] = strconv.Itoa(end)
+		}
+		writeJSON(w, resp)
+	case strings.HasPrefix(path, "messages/"):
+		id := strings.TrimPrefix(path, "messages/")
+		b.getCalls[id]++
+		for _, m := range b.msgs {
+			if m.id == id {
+				writeJSON(w, map[string]any{"id": m.id, "threadId": m.thread, "labelIds": m.labels,
+					"historyId": strconv.FormatUint(m.historyID, 10), "internalDate": strconv.FormatInt(m.internalMs, 10),
+					"raw": base64.URLEncoding.EncodeToString(m.raw)})
+				return
+			}
+		}
+		gerr(w, 404, "not found")
+	default:
+		gerr(w, 404, "no such path "+path)
+	}
+}
+
+// ---- peers (the oauth and secrets services) ----
+
+type fakePeers struct {
+	oauthv1.TokenServiceClient
+	oauthv1.OAuthFlowServiceClient
+	oauthv1.GoogleSetupServiceClient
+	secretsv1.SecretsServiceClient
+
+	mu          sync.Mutex
+	accounts    map[string]string // provider id → mailbox
+	broken      map[string]bool
+	deleted     []string
+	gmailReady  bool
+	secrets     map[string]map[string]string // tenant → name → value
+	tenantsSeen []string
+}
+
+func newPeers() *fakePeers {
+	return &fakePeers{accounts: map[string]string{}, broken: map[string]bool{}, secrets: map[string]map[string]string{}, gmailReady: true}
+}
+
+func (f *fakePeers) peers() Peers {
+	return Peers{Tokens: f, Flow: f, Setup: f, Secrets: f}
+}
+
+func tenantOf(ctx context.Context) string {
+	id, _ := auth.FromContext(ctx)
+	return id.Tenant
+}
+
+func (f *fakePeers) GetAccessToken(ctx context.Context, r *oauthv1.GetAccessTokenRequest, _ ...grpc.CallOption) (*oauthv1.GetAccessTokenResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tenantsSeen = append(f.tenantsSeen, tenantOf(ctx))
+	if f.broken[r.GetProviderId()] {
+		return nil, errs.Rewrite(ctx, logging.Discard(), errs.FailedPrecondition("REAUTHORIZATION_REQUIRED", "the grant was revoked"))
+	}
+	email, ok := f.accounts[r.GetProviderId()]
+	if !ok {
+		return nil, errs.Rewrite(ctx, logging.Discard(), errs.NotFound("connection"))
+	}
+	return &oauthv1.GetAccessTokenResponse{AccessToken: "tok:" + email, AccountEmail: email, ClientId: "123-abc.apps.googleusercontent.com"}, nil
+}
+
+func (f *fakePeers) GetConnection(ctx context.Context, r *oauthv1.GetConnectionRequest, _ ...grpc.CallOption) (*oauthv1.GetConnectionResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.broken[r.GetProviderId()] {
+		return &oauthv1.GetConnectionResponse{Connection: &oauthv1.Connection{Status: oauthv1.ConnectionStatus_CONNECTION_STATUS_REVOKED,
+			StatusMessage: "Access was revoked in the Google account.", Remedy: "Connect the mailbox again."}}, nil
+	}
+	if _, ok := f.accounts[r.GetProviderId()]; !ok {
+		return nil, errs.Rewrite(ctx, logging.Discard(), errs.NotFound("connection"))
+	}
+	return &oauthv1.GetConnectionResponse{Connection: &oauthv1.Connection{Status: oauthv1.ConnectionStatus_CONNECTION_STATUS_CONNECTED}}, nil
+}
+
+func (f *fakePeers) DeleteConnection(_ context.Context, r *oauthv1.DeleteConnectionRequest, _ ...grpc.CallOption) (*oauthv1.DeleteConnectionResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deleted = append(f.deleted, r.GetProviderId())
+	delete(f.accounts, r.GetProviderId())
+	return &oauthv1.DeleteConnectionResponse{Deleted: true}, nil
+}
+
+func (f *fakePeers) BeginAuthorization(_ context.Context, r *oauthv1.BeginAuthorizationRequest, _ ...grpc.CallOption) (*oauthv1.BeginAuthorizationResponse, error) {
+	return &oauthv1.BeginAuthorizationResponse{AuthorizationUrl: "https://accounts.example/auth?login_hint=" + r.GetLoginHint(), BrowserBinding: "binding-123"}, nil
+}
+
+func (f *fakePeers) GetGoogleConfig(context.Context, *oauthv1.GetGoogleConfigRequest, ...grpc.CallOption) (*oauthv1.GetGoogleConfigResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.gmailReady {
+		return &oauthv1.GetGoogleConfigResponse{Config: &oauthv1.GoogleConfig{Missing: []string{"google_client_secret"}}}, nil
+	}
+	return &oauthv1.GetGoogleConfigResponse{Config: &oauthv1.GoogleConfig{GmailReady: true}}, nil
+}
+
+func (f *fakePeers) GetSecrets(ctx context.Context, r *secretsv1.GetSecretsRequest, _ ...grpc.CallOption) (*secretsv1.GetSecretsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	resp := &secretsv1.GetSecretsResponse{}
+	for _, n := range r.GetNames() {
+		if v, ok := f.secrets[tenantOf(ctx)][n]; ok {
+			resp.Secrets = append(resp.Secrets, &secretsv1.SecretValue{Name: n, Value: v, Version: 1})
+		}
+	}
+	return resp, nil
+}
+
+func serviceAccountKey(project, email string) string {
+	b, _ := json.Marshal(map[string]string{"type": "service_account", "project_id": project, "client_email": email,
+		"private_key": "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n", "private_key_id": "k1"})
+	return string(b)
+}
