@@ -1,0 +1,265 @@
+// Package store is the oauth schema's query layer. The SQL lives in queries.sql (named queries) and the
+// numbered migrations in migrations/; every query is scoped by tenant.
+package store
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/algapsa/alga-google/services/platform/pg"
+)
+
+//go:embed migrations/*.sql
+var migrationsFS embed.FS
+
+//go:embed queries.sql
+var queriesSQL string
+
+// Schema is the Postgres schema the oauth service owns.
+const Schema = "oauth"
+
+// Migrations of the oauth schema.
+func Migrations() *pg.Migrations {
+	return &pg.Migrations{Schema: Schema, FS: migrationsFS, Dir: "migrations"}
+}
+
+var queries = loadQueries(queriesSQL)
+
+func loadQueries(src string) map[string]string {
+	out := map[string]string{}
+	re := regexp.MustCompile(`(?m)^-- name: (\w+)\s*$`)
+	idx := re.FindAllStringSubmatchIndex(src, -1)
+	for i, m := range idx {
+		end := len(src)
+		if i+1 < len(idx) {
+			end = idx[i+1][0]
+		}
+		out[src[m[2]:m[3]]] = strings.TrimSpace(src[m[1]:end])
+	}
+	return out
+}
+
+func q(name string) string {
+	s, ok := queries[name]
+	if !ok {
+		panic("store: no query named " + name)
+	}
+	return s
+}
+
+// DB is a pool or a transaction.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// ErrNotFound is returned when a row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Connection statuses (the ConnectionStatus enum in lower case).
+const (
+	StatusConnected      = "connected"
+	StatusRevoked        = "revoked"
+	StatusExpiredTesting = "expired_testing"
+	StatusReauthRequired = "reauth_required"
+	StatusClientInvalid  = "client_invalid"
+	StatusTransientError = "transient_error"
+	StatusDisconnected   = "disconnected"
+)
+
+// Settings is a tenant's non-secret Google setup (the use-same-app flag) and who changed it last.
+type Settings struct {
+	Tenant     string    `db:"tenant"`
+	UseSameApp bool      `db:"use_same_app"`
+	UpdatedBy  string    `db:"updated_by"`
+	UpdatedAt  time.Time `db:"updated_at"`
+}
+
+// GetSettings returns the tenant's settings, or the defaults (use-same-app on) when none were saved.
+func GetSettings(ctx context.Context, db DB, tenant string) (Settings, bool, error) {
+	rows, _ := db.Query(ctx, q("GetSettings"), tenant)
+	s, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Settings])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Settings{Tenant: tenant, UseSameApp: true}, false, nil
+	}
+	return s, err == nil, err
+}
+
+// UpsertSettings stores the tenant's settings.
+func UpsertSettings(ctx context.Context, db DB, s Settings) (Settings, error) {
+	rows, _ := db.Query(ctx, q("UpsertSettings"), s.Tenant, s.UseSameApp, s.UpdatedBy, s.UpdatedAt)
+	return pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Settings])
+}
+
+// AuditEntry is one change of the Google setup (field names, never values).
+type AuditEntry struct {
+	Actor     string    `db:"actor"`
+	Action    string    `db:"action"`
+	Fields    []string  `db:"fields"`
+	CreatedAt time.Time `db:"created_at"`
+}
+
+// InsertAudit records a change.
+func InsertAudit(ctx context.Context, db DB, tenant string, e AuditEntry) error {
+	if e.Fields == nil {
+		e.Fields = []string{}
+	}
+	_, err := db.Exec(ctx, q("InsertAudit"), tenant, e.Actor, e.Action, e.Fields, e.CreatedAt)
+	return err
+}
+
+// ListAudit returns the newest changes first.
+func ListAudit(ctx context.Context, db DB, tenant string, limit int) ([]AuditEntry, error) {
+	rows, _ := db.Query(ctx, q("ListAudit"), tenant, limit)
+	return pgx.CollectRows(rows, pgx.RowToStructByName[AuditEntry])
+}
+
+// State is a pending authorization (one row per begun flow, consumed once).
+type State struct {
+	StateHash      []byte    `db:"state_hash"`
+	Tenant         string    `db:"tenant"`
+	UserID         string    `db:"user_id"`
+	ProviderID     string    `db:"provider_id"`
+	Kind           string    `db:"kind"`
+	ClientID       string    `db:"client_id"`
+	LoginHint      string    `db:"login_hint"`
+	SealedVerifier []byte    `db:"sealed_verifier"`
+	BindingHash    []byte    `db:"binding_hash"`
+	CreatedAt      time.Time `db:"created_at"`
+	ExpiresAt      time.Time `db:"expires_at"`
+}
+
+// InsertState stores a pending authorization.
+func InsertState(ctx context.Context, db DB, s State) error {
+	_, err := db.Exec(ctx, q("InsertState"), s.StateHash, s.Tenant, s.UserID, s.ProviderID, s.Kind, s.ClientID,
+		s.LoginHint, s.SealedVerifier, s.BindingHash, s.CreatedAt, s.ExpiresAt)
+	return err
+}
+
+// ConsumeState deletes and returns the state with this hash (atomically: only one caller gets it).
+// Expired rows are returned too so the caller can tell "expired" from "unknown"; they are gone either way.
+func ConsumeState(ctx context.Context, db DB, hash []byte) (State, error) {
+	rows, _ := db.Query(ctx, q("ConsumeState"), hash)
+	s, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[State])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return State{}, ErrNotFound
+	}
+	return s, err
+}
+
+// PurgeExpiredStates deletes states that expired before cutoff.
+func PurgeExpiredStates(ctx context.Context, db DB, cutoff time.Time) error {
+	_, err := db.Exec(ctx, q("PurgeExpiredStates"), cutoff)
+	return err
+}
+
+// Connection is one provider's OAuth grant. Its tokens live in the secrets service.
+type Connection struct {
+	ID                   string     `db:"id"`
+	Tenant               string     `db:"tenant"`
+	Kind                 string     `db:"kind"`
+	ProviderID           string     `db:"provider_id"`
+	UserID               string     `db:"user_id"`
+	AccountEmail         string     `db:"account_email"`
+	ClientID             string     `db:"client_id"`
+	Scopes               []string   `db:"scopes"`
+	Status               string     `db:"status"`
+	StatusMessage        string     `db:"status_message"`
+	Remedy               string     `db:"remedy"`
+	AccessTokenExpiresAt *time.Time `db:"access_token_expires_at"`
+	LastRefreshAt        *time.Time `db:"last_refresh_at"`
+	ConsentedAt          time.Time  `db:"consented_at"`
+	ConnectedAt          time.Time  `db:"connected_at"`
+	UpdatedAt            time.Time  `db:"updated_at"`
+}
+
+func oneConnection(rows pgx.Rows) (Connection, error) {
+	c, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Connection])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Connection{}, ErrNotFound
+	}
+	return c, err
+}
+
+// GetConnection returns the connection of a provider.
+func GetConnection(ctx context.Context, db DB, tenant, kind, providerID string) (Connection, error) {
+	rows, _ := db.Query(ctx, q("GetConnection"), tenant, kind, providerID)
+	return oneConnection(rows)
+}
+
+// GetConnectionForUpdate locks the connection row until the transaction ends (one refresh at a time).
+func GetConnectionForUpdate(ctx context.Context, tx pgx.Tx, tenant, kind, providerID string) (Connection, error) {
+	rows, _ := tx.Query(ctx, q("GetConnectionForUpdate"), tenant, kind, providerID)
+	return oneConnection(rows)
+}
+
+// ListConnections lists the tenant's connections of one kind ("" = all).
+func ListConnections(ctx context.Context, db DB, tenant, kind string) ([]Connection, error) {
+	rows, _ := db.Query(ctx, q("ListConnections"), tenant, kind)
+	return pgx.CollectRows(rows, pgx.RowToStructByName[Connection])
+}
+
+// UpsertConnection records a (re)connected grant; the row keeps its id when it already existed.
+func UpsertConnection(ctx context.Context, db DB, c Connection, now time.Time) (Connection, error) {
+	if c.Scopes == nil {
+		c.Scopes = []string{}
+	}
+	rows, _ := db.Query(ctx, q("UpsertConnection"), c.ID, c.Tenant, c.Kind, c.ProviderID, c.UserID, c.AccountEmail,
+		c.ClientID, c.Scopes, c.AccessTokenExpiresAt, now)
+	return oneConnection(rows)
+}
+
+// MarkRefreshed records a successful refresh.
+func MarkRefreshed(ctx context.Context, db DB, tenant, id string, expiry, now time.Time) (Connection, error) {
+	rows, _ := db.Query(ctx, q("MarkRefreshed"), tenant, id, expiry, now)
+	return oneConnection(rows)
+}
+
+// MarkFailed records a failed refresh's classification.
+func MarkFailed(ctx context.Context, db DB, tenant, id, status, message, remedy string, now time.Time) (Connection, error) {
+	rows, _ := db.Query(ctx, q("MarkFailed"), tenant, id, status, message, remedy, now)
+	return oneConnection(rows)
+}
+
+// DeleteConnection deletes a connection and its timeline.
+func DeleteConnection(ctx context.Context, db DB, tenant, id string) error {
+	_, err := db.Exec(ctx, q("DeleteConnection"), tenant, id)
+	return err
+}
+
+// DeleteTenantConnections deletes every connection of a tenant and returns their ids.
+func DeleteTenantConnections(ctx context.Context, db DB, tenant string) ([]string, error) {
+	rows, _ := db.Query(ctx, q("DeleteTenantConnections"), tenant)
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var id string
+		err := r.Scan(&id)
+		return id, err
+	})
+}
+
+// Event is one entry of a connection's health timeline.
+type Event struct {
+	Type      string    `db:"type"`
+	Message   string    `db:"message"`
+	CreatedAt time.Time `db:"created_at"`
+}
+
+// InsertEvent appends to a connection's timeline.
+func InsertEvent(ctx context.Context, db DB, tenant, connectionID string, e Event) error {
+	_, err := db.Exec(ctx, q("InsertEvent"), connectionID, tenant, e.Type, e.Message, e.CreatedAt)
+	return err
+}
+
+// ListEvents returns the newest events first.
+func ListEvents(ctx context.Context, db DB, tenant, connectionID string, limit int) ([]Event, error) {
+	rows, _ := db.Query(ctx, q("ListEvents"), tenant, connectionID, limit)
+	return pgx.CollectRows(rows, pgx.RowToStructByName[Event])
+}
