@@ -86,10 +86,29 @@ var MethodsServiceOnly = []string{
 	"/alga.gmail.v1.GmailProviderService/HandleGmailPush",
 }
 
-// New builds the service and its River client (migrating River's tables in the gmail schema).
+// New builds a ready service (see Init).
 func New(ctx context.Context, opts Options) (*Service, error) {
+	s := NewUnstarted()
+	if err := s.Init(ctx, opts); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewUnstarted returns a service whose handlers can be registered before its dependencies exist (the
+// server gates the target's methods with Unavailable until Init has run and the target is ready).
+func NewUnstarted() *Service {
+	s := &Service{}
+	s.Providers = &Providers{s: s}
+	s.Inbound = &Inbound{s: s}
+	return s
+}
+
+// Init connects the service to its dependencies and builds its River client (migrating River's tables
+// in the gmail schema). It may be called again after a failure.
+func (s *Service) Init(ctx context.Context, opts Options) error {
 	if opts.Pool == nil || opts.Logger == nil || opts.Base.IsZero() {
-		return nil, errors.New("gmail service: pool, logger and base URL are required")
+		return errors.New("gmail service: pool, logger and base URL are required")
 	}
 	if opts.Settle == 0 {
 		opts.Settle = 300 * time.Millisecond
@@ -116,14 +135,6 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if keys == nil {
 		keys = &push.JWKS{URL: opts.Google.CertsURL(), Client: opts.Google.HTTPClient}
 	}
-	s := &Service{
-		opts: opts, pool: opts.Pool, log: opts.Logger, base: opts.Base, google: opts.Google, peers: opts.Peers,
-		verifier: &push.Verifier{Audience: opts.Base.GmailPushAudience(), Keys: keys},
-		metrics:  newMetrics(opts.Registry), hub: newHub(),
-	}
-	s.Providers = &Providers{s: s}
-	s.Inbound = &Inbound{s: s}
-
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &syncWorker{s: s})
 	river.AddWorker(workers, &sweepWorker{s: s})
@@ -140,10 +151,16 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		TestOnly: opts.TestOnly,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
+	s.opts, s.pool, s.log, s.base, s.google, s.peers = opts, opts.Pool, opts.Logger, opts.Base, opts.Google, opts.Peers
+	s.verifier = &push.Verifier{Audience: opts.Base.GmailPushAudience(), Keys: keys}
+	if s.metrics == nil {
+		s.metrics = newMetrics(opts.Registry)
+	}
+	s.hub = newHub()
 	s.river = client
-	return s, nil
+	return nil
 }
 
 // Register adds the gRPC services to srv (once).
@@ -155,12 +172,11 @@ func (s *Service) Register(srv *grpcserver.Server) {
 
 // Run starts the background work (River workers, the inbound notification listener) until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	var err error
-	s.startOnce.Do(func() {
-		go s.hub.listen(ctx, s.pool)
-		err = jobs.RunUntilDone(ctx, s.river, s.log)
-	})
-	return err
+	if err := jobs.RunUntilDone(ctx, s.river, s.log); err != nil {
+		return err
+	}
+	s.startOnce.Do(func() { go s.hub.listen(ctx, s.pool) })
+	return nil
 }
 
 // River exposes the job client (tests stop and restart it).
