@@ -1,0 +1,211 @@
+// Package gcal is the calendar service's use of the official Google Calendar client: listing calendars,
+// listing events (full or with a sync token, every page), creating and stopping push channels. Transient
+// failures (429, 5xx, network) are retried with backoff; the rest are classified for the caller.
+package gcal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"time"
+
+	"golang.org/x/oauth2"
+	calendar "google.golang.org/api/calendar/v3"
+	"google.golang.org/api/googleapi"
+	"google.golang.org/api/option"
+)
+
+// Errors callers branch on.
+var (
+	// ErrSyncTokenGone is Google's 410 for an expired or invalidated sync token: clear it, full resync.
+	ErrSyncTokenGone = errors.New("calendar sync token is no longer valid (410)")
+	// ErrUnauthorized means Google refused the access token (revoked grant, missing scope).
+	ErrUnauthorized = errors.New("google refused the access token")
+	// ErrNotFound is a calendar or channel Google does not know (or will not show to this client).
+	ErrNotFound = errors.New("not found at Google")
+	// ErrForbidden is a refusal such as stopping a channel created by another OAuth client.
+	ErrForbidden = errors.New("google refused the request")
+)
+
+// Retry tunes the backoff of transient failures.
+type Retry struct {
+	Attempts int
+	Base     time.Duration
+}
+
+// DefaultRetry retries 4 times from 200 ms, doubling.
+var DefaultRetry = Retry{Attempts: 5, Base: 200 * time.Millisecond}
+
+// Client is a Calendar API client acting with one access token.
+type Client struct {
+	svc   *calendar.Service
+	retry Retry
+}
+
+// New returns a client for the given endpoints options and access token.
+func New(ctx context.Context, endpoint []option.ClientOption, accessToken string, retry Retry) (*Client, error) {
+	opts := append([]option.ClientOption{}, endpoint...)
+	opts = append(opts, option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"})))
+	svc, err := calendar.NewService(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("calendar client: %w", err)
+	}
+	if retry.Attempts < 1 {
+		retry = DefaultRetry
+	}
+	return &Client{svc: svc, retry: retry}, nil
+}
+
+func transient(err error) bool {
+	var ge *googleapi.Error
+	if errors.As(err, &ge) {
+		return ge.Code == http.StatusTooManyRequests || ge.Code >= 500
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne)
+}
+
+func classify(err error) error {
+	var ge *googleapi.Error
+	if !errors.As(err, &ge) {
+		return err
+	}
+	switch ge.Code {
+	case http.StatusGone:
+		return fmt.Errorf("%w: %s", ErrSyncTokenGone, ge.Message)
+	case http.StatusUnauthorized:
+		return fmt.Errorf("%w: %s", ErrUnauthorized, ge.Message)
+	case http.StatusNotFound:
+		return fmt.Errorf("%w: %s", ErrNotFound, ge.Message)
+	case http.StatusForbidden:
+		return fmt.Errorf("%w: %s", ErrForbidden, ge.Message)
+	}
+	return err
+}
+
+func (c *Client) do(ctx context.Context, call func() error) error {
+	var err error
+	for i := 0; i < c.retry.Attempts; i++ {
+		if err = call(); err == nil || !transient(err) {
+			break
+		}
+		if i == c.retry.Attempts-1 {
+			break
+		}
+		d := c.retry.Base << i
+		d += time.Duration(rand.Int64N(int64(d)/2 + 1))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+	}
+	if err != nil {
+		return classify(err)
+	}
+	return nil
+}
+
+// CalendarIDs lists the ids of the calendars in the user's calendar list (every page).
+func (c *Client) CalendarIDs(ctx context.Context) ([]string, error) {
+	var ids []string
+	page := ""
+	for {
+		var res *calendar.CalendarList
+		err := c.do(ctx, func() (err error) {
+			call := c.svc.CalendarList.List().Context(ctx).MaxResults(250)
+			if page != "" {
+				call = call.PageToken(page)
+			}
+			res, err = call.Do()
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range res.Items {
+			ids = append(ids, e.Id)
+		}
+		if page = res.NextPageToken; page == "" {
+			return ids, nil
+		}
+	}
+}
+
+// ListEvents lists every page of a calendar's events: all of them when syncToken is empty (a full sync,
+// cancelled events omitted), otherwise what changed since the token (cancelled events included). It
+// returns the next sync token. ErrSyncTokenGone means the token must be dropped.
+func (c *Client) ListEvents(ctx context.Context, calendarID, syncToken string) ([]*calendar.Event, string, error) {
+	var events []*calendar.Event
+	page := ""
+	for {
+		var res *calendar.Events
+		err := c.do(ctx, func() (err error) {
+			// The same parameters on every request of a sync chain (Google requires it for sync tokens).
+			call := c.svc.Events.List(calendarID).Context(ctx).SingleEvents(true).MaxResults(250)
+			if syncToken != "" {
+				call = call.SyncToken(syncToken)
+			}
+			if page != "" {
+				call = call.PageToken(page)
+			}
+			res, err = call.Do()
+			return err
+		})
+		if err != nil {
+			return nil, "", err
+		}
+		events = append(events, res.Items...)
+		if res.NextPageToken != "" {
+			page = res.NextPageToken
+			continue
+		}
+		if res.NextSyncToken == "" {
+			return nil, "", errors.New("google returned the last page without a nextSyncToken")
+		}
+		return events, res.NextSyncToken, nil
+	}
+}
+
+// Watched is Google's answer to events.watch.
+type Watched struct {
+	ResourceID  string
+	ResourceURI string
+	// Expire is the expiration Google granted (trusted as returned).
+	Expire time.Time
+}
+
+// Watch creates a push channel for the calendar's events.
+func (c *Client) Watch(ctx context.Context, calendarID, channelID, token, address string) (Watched, error) {
+	var res *calendar.Channel
+	err := c.do(ctx, func() (err error) {
+		res, err = c.svc.Events.Watch(calendarID, &calendar.Channel{
+			Id: channelID, Type: "web_hook", Address: address, Token: token,
+		}).Context(ctx).Do()
+		return err
+	})
+	if err != nil {
+		return Watched{}, err
+	}
+	if res.ResourceId == "" {
+		return Watched{}, errors.New("google created a channel without a resource id")
+	}
+	w := Watched{ResourceID: res.ResourceId, ResourceURI: res.ResourceUri}
+	if res.Expiration > 0 {
+		w.Expire = time.UnixMilli(res.Expiration).UTC()
+	}
+	return w, nil
+}
+
+// Stop stops a push channel. Only the OAuth client that created it can.
+func (c *Client) Stop(ctx context.Context, channelID, resourceID string) error {
+	return c.do(ctx, func() error {
+		return c.svc.Channels.Stop(&calendar.Channel{Id: channelID, ResourceId: resourceID}).Context(ctx).Do()
+	})
+}

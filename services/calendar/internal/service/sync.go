@@ -1,0 +1,294 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	calendar "google.golang.org/api/calendar/v3"
+
+	"github.com/algapsa/alga-google/services/calendar/internal/gcal"
+	"github.com/algapsa/alga-google/services/calendar/internal/store"
+	"github.com/algapsa/alga-google/services/platform/errs"
+)
+
+// SyncArgs is the River job of one provider's delta sync, unique per provider (coalesced).
+type SyncArgs struct {
+	Tenant     string `json:"tenant" river:"unique"`
+	ProviderID string `json:"provider_id" river:"unique"`
+}
+
+// Kind implements river.JobArgs.
+func (SyncArgs) Kind() string { return "calendar_sync" }
+
+// SyncWorker runs delta syncs.
+type SyncWorker struct {
+	river.WorkerDefaults[SyncArgs]
+	s *Service
+}
+
+// NewSyncWorker returns the worker for s.
+func NewSyncWorker(s *Service) *SyncWorker { return &SyncWorker{s: s} }
+
+// Timeout bounds one sync run.
+func (w *SyncWorker) Timeout(*river.Job[SyncArgs]) time.Duration { return 10 * time.Minute }
+
+// Work syncs until no notification is left that arrived during the run.
+func (w *SyncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
+	err := w.s.SyncProvider(ctx, job.Args.Tenant, job.Args.ProviderID)
+	switch {
+	case errors.Is(err, errMoreWork):
+		return river.JobSnooze(time.Second)
+	case isPermanent(err):
+		// Recorded on the provider (status + remedy); retrying cannot help until the user acts.
+		return river.JobCancel(err)
+	}
+	return err
+}
+
+// errMoreWork means notifications keep arriving: the job is snoozed briefly and runs again.
+var errMoreWork = errors.New("more notifications arrived during the sync")
+
+// maxPasses bounds the sync passes of one run.
+const maxPasses = 5
+
+func isPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	var de *errs.Error
+	if errors.As(err, &de) {
+		return de.Code == codes.FailedPrecondition
+	}
+	return status.Code(err) == codes.FailedPrecondition
+}
+
+// SyncProvider runs sync passes for a provider until no notification arrived during the last one. One
+// pass at a time per provider: passes that overlap anyway (e.g. an activation and a job) are detected
+// when they write (the sync token must still be the one they started from) and the loser starts over.
+func (s *Service) SyncProvider(ctx context.Context, tenant, providerID string) error {
+	for range maxPasses {
+		p, err := store.GetProvider(ctx, s.opts.Pool, tenant, providerID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if p.State == store.StateDisconnected {
+			return nil
+		}
+		tok, err := s.opts.OAuth.AccessToken(ctx, tenant, providerID)
+		if err != nil {
+			return s.tokenError(ctx, p, err)
+		}
+		cl, err := s.client(ctx, tok)
+		if err != nil {
+			return err
+		}
+		more, err := s.syncOnce(ctx, tenant, providerID, cl)
+		if errors.Is(err, errRaced) {
+			continue
+		}
+		if err != nil {
+			return s.googleError(ctx, p, "events.list", err)
+		}
+		if !more {
+			return nil
+		}
+	}
+	return errMoreWork
+}
+
+// syncWith runs passes with a given client until the provider's state is written (activation).
+func (s *Service) syncWith(ctx context.Context, tenant, providerID string, cl *gcal.Client) error {
+	for range maxPasses {
+		if _, err := s.syncOnce(ctx, tenant, providerID, cl); !errors.Is(err, errRaced) {
+			return err
+		}
+	}
+	return errRaced
+}
+
+// errRaced means another pass wrote first; the pass is discarded and redone.
+var errRaced = errors.New("a concurrent sync wrote first")
+
+// syncOnce runs one pass: lists what changed since the stored sync token (everything when there is none,
+// or when Google answers 410), then in one transaction records the changes and the new token. It reports
+// whether another pass is needed (notifications arrived meanwhile, or a concurrent pass won).
+func (s *Service) syncOnce(ctx context.Context, tenant, providerID string, cl *gcal.Client) (more bool, err error) {
+	p, err := store.GetProvider(ctx, s.opts.Pool, tenant, providerID)
+	if err != nil {
+		return false, err
+	}
+	if p.State == store.StateDisconnected {
+		return false, nil
+	}
+	startSeq, gen, oldToken := p.NotifySeq, p.Generation, p.SyncToken
+	kind := "delta"
+	if oldToken == "" {
+		kind = "full"
+	}
+	events, next, err := cl.ListEvents(ctx, p.CalendarID, oldToken)
+	resync := false
+	if errors.Is(err, gcal.ErrSyncTokenGone) {
+		s.log.InfoContext(ctx, "calendar sync token expired: full resync", "provider", p.ID)
+		resync, kind = true, "resync"
+		events, next, err = cl.ListEvents(ctx, p.CalendarID, "")
+	}
+	if err != nil {
+		s.metrics.syncs.WithLabelValues(kind, "error").Inc()
+		return false, err
+	}
+	full := oldToken == "" || resync
+
+	raced, recorded := false, 0
+	err = s.withTx(ctx, func(tx pgx.Tx) error {
+		if err := store.LockFeed(ctx, tx, tenant); err != nil {
+			return err
+		}
+		cur, err := store.GetProviderForUpdate(ctx, tx, tenant, providerID)
+		if err != nil {
+			return err
+		}
+		if cur.Generation != gen || cur.SyncToken != oldToken || cur.CalendarID != p.CalendarID || cur.State == store.StateDisconnected {
+			raced = true
+			return nil
+		}
+		known, err := store.ListEvents(ctx, tx, tenant, providerID)
+		if err != nil {
+			return err
+		}
+		if full {
+			had, err := store.HasChanges(ctx, tx, tenant, providerID)
+			if err != nil {
+				return err
+			}
+			if resync || had {
+				// Consumers reconcile: what follows is the full picture relative to what they have.
+				if _, err := store.InsertChange(ctx, tx, store.Change{Tenant: tenant, ProviderID: providerID,
+					UserID: cur.UserID, CalendarID: cur.CalendarID, Type: store.ChangeResync}); err != nil {
+					return err
+				}
+				recorded++
+			}
+		}
+		seen := make(map[string]bool, len(events))
+		for _, e := range events {
+			if e == nil || e.Id == "" || seen[e.Id] {
+				continue
+			}
+			seen[e.Id] = true
+			ok, err := recordEvent(ctx, tx, cur, known, e)
+			if err != nil {
+				return err
+			}
+			if ok {
+				recorded++
+			}
+		}
+		if full {
+			// A full listing omits deleted events: whatever we knew that is gone was cancelled meanwhile.
+			ids := make([]string, 0, len(known))
+			for id := range known {
+				ids = append(ids, id)
+			}
+			sort.Strings(ids)
+			for _, id := range ids {
+				st := known[id]
+				if seen[id] || st.Status == "cancelled" {
+					continue
+				}
+				if _, err := store.InsertChange(ctx, tx, store.Change{Tenant: tenant, ProviderID: providerID,
+					UserID: cur.UserID, CalendarID: cur.CalendarID, Type: store.ChangeCancelled, EventID: id,
+					EventStatus: "cancelled", ETag: st.ETag}); err != nil {
+					return err
+				}
+				if err := store.UpsertEvent(ctx, tx, tenant, providerID, id, st.ETag, "cancelled", nil); err != nil {
+					return err
+				}
+				recorded++
+			}
+		}
+		return store.SaveSync(ctx, tx, tenant, providerID, next, startSeq)
+	})
+	if err != nil {
+		return false, err
+	}
+	if raced {
+		s.metrics.syncs.WithLabelValues(kind, "raced").Inc()
+		return true, errRaced
+	}
+	s.metrics.syncs.WithLabelValues(kind, "ok").Inc()
+	if recorded > 0 {
+		s.changed.signal()
+	}
+	s.log.InfoContext(ctx, "calendar synced", "provider", providerID, "kind", kind, "events", len(events), "changes", recorded)
+	cur, err := store.GetProvider(ctx, s.opts.Pool, tenant, providerID)
+	if err != nil {
+		return false, err
+	}
+	return cur.NotifySeq > startSeq, nil
+}
+
+// recordEvent records a change for e unless it is the state already seen (same etag).
+func recordEvent(ctx context.Context, tx pgx.Tx, p *store.Provider, known map[string]store.EventState, e *calendar.Event) (bool, error) {
+	prev, ok := known[e.Id]
+	if ok && prev.ETag == e.Etag {
+		return false, nil
+	}
+	cancelled := e.Status == "cancelled"
+	updated := parseTime(e.Updated)
+	if ok && cancelled && prev.Status == "cancelled" {
+		known[e.Id] = store.EventState{EventID: e.Id, ETag: e.Etag, Status: e.Status}
+		return false, store.UpsertEvent(ctx, tx, p.Tenant, p.ID, e.Id, e.Etag, e.Status, updated)
+	}
+	typ := int16(store.ChangeUpdated)
+	switch {
+	case cancelled:
+		typ = store.ChangeCancelled
+	case !ok || prev.Status == "cancelled":
+		typ = store.ChangeCreated
+	}
+	c := store.Change{
+		Tenant: p.Tenant, ProviderID: p.ID, UserID: p.UserID, CalendarID: p.CalendarID, Type: typ,
+		EventID: e.Id, ICalUID: e.ICalUID, Summary: e.Summary, Description: e.Description, Location: e.Location,
+		EventStatus: e.Status, ETag: e.Etag, EventUpdateTime: updated,
+	}
+	if e.Start != nil {
+		if e.Start.DateTime != "" {
+			c.StartTime = parseTime(e.Start.DateTime)
+		} else if e.Start.Date != "" {
+			c.AllDay, c.StartDate = true, e.Start.Date
+		}
+	}
+	if e.End != nil {
+		if e.End.DateTime != "" {
+			c.EndTime = parseTime(e.End.DateTime)
+		} else if e.End.Date != "" {
+			c.EndDate = e.End.Date
+		}
+	}
+	if _, err := store.InsertChange(ctx, tx, c); err != nil {
+		return false, err
+	}
+	known[e.Id] = store.EventState{EventID: e.Id, ETag: e.Etag, Status: e.Status}
+	return true, store.UpsertEvent(ctx, tx, p.Tenant, p.ID, e.Id, e.Etag, e.Status, updated)
+}
+
+func parseTime(s string) *time.Time {
+	if s == "" {
+		return nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}

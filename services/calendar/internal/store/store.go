@@ -1,0 +1,405 @@
+// Package store is the calendar schema's query layer. The SQL lives in queries.sql (named queries) and
+// the numbered migrations in migrations/; these typed wrappers are its only callers.
+package store
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/algapsa/alga-google/services/platform/pg"
+)
+
+//go:embed migrations/*.sql
+var migrationsFS embed.FS
+
+//go:embed queries.sql
+var queriesSQL string
+
+// Schema is the Postgres schema the calendar service owns.
+const Schema = "calendar"
+
+// Migrations of the calendar schema.
+func Migrations() *pg.Migrations {
+	return &pg.Migrations{Schema: Schema, FS: migrationsFS, Dir: "migrations"}
+}
+
+var queries = func() map[string]string {
+	out := map[string]string{}
+	re := regexp.MustCompile(`(?m)^-- name: (\w+)\s*$`)
+	idx := re.FindAllStringSubmatchIndex(queriesSQL, -1)
+	for i, m := range idx {
+		end := len(queriesSQL)
+		if i+1 < len(idx) {
+			end = idx[i+1][0]
+		}
+		out[queriesSQL[m[2]:m[3]]] = strings.TrimSpace(queriesSQL[m[1]:end])
+	}
+	return out
+}()
+
+func q(name string) string {
+	s, ok := queries[name]
+	if !ok {
+		panic("calendar store: no query named " + name)
+	}
+	return s
+}
+
+// DB is a pool or a transaction.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Provider states.
+const (
+	StateDisconnected = "disconnected"
+	StateConnecting   = "connecting"
+	StateConnected    = "connected"
+	StateError        = "error"
+)
+
+// Channel states.
+const (
+	ChannelActive      = "active"
+	ChannelStopping    = "stopping"
+	ChannelStopped     = "stopped"
+	ChannelUnstoppable = "unstoppable"
+)
+
+// ErrNotFound is returned when a row of the tenant does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrDuplicate is returned for a unique violation.
+var ErrDuplicate = errors.New("duplicate")
+
+// Provider is one row of calendar.providers.
+type Provider struct {
+	ID                 string     `db:"id"`
+	Tenant             string     `db:"tenant"`
+	UserID             string     `db:"user_id"`
+	CalendarID         string     `db:"calendar_id"`
+	DisplayName        string     `db:"display_name"`
+	SyncDirection      int16      `db:"sync_direction"`
+	State              string     `db:"state"`
+	ErrorCode          string     `db:"error_code"`
+	ErrorMessage       string     `db:"error_message"`
+	ErrorRemedy        string     `db:"error_remedy"`
+	AccountEmail       string     `db:"account_email"`
+	AvailableCalendars []string   `db:"available_calendars"`
+	SyncToken          string     `db:"sync_token"`
+	NotifySeq          int64      `db:"notify_seq"`
+	SyncedSeq          int64      `db:"synced_seq"`
+	Generation         int64      `db:"generation"`
+	LastSyncTime       *time.Time `db:"last_sync_time"`
+	ConnectTime        *time.Time `db:"connect_time"`
+	CreateTime         time.Time  `db:"create_time"`
+	UpdateTime         time.Time  `db:"update_time"`
+}
+
+func mapErr(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return ErrDuplicate
+	}
+	return err
+}
+
+func oneProvider(rows pgx.Rows, err error) (*Provider, error) {
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	p, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Provider])
+	return p, mapErr(err)
+}
+
+// NewProvider is what CreateProvider stores.
+type NewProvider struct {
+	Tenant, UserID, CalendarID, DisplayName string
+	SyncDirection                           int16
+}
+
+func CreateProvider(ctx context.Context, db DB, n NewProvider) (*Provider, error) {
+	return oneProvider(db.Query(ctx, q("CreateProvider"), n.Tenant, n.UserID, n.CalendarID, n.DisplayName, n.SyncDirection))
+}
+
+func GetProvider(ctx context.Context, db DB, tenant, id string) (*Provider, error) {
+	return oneProvider(db.Query(ctx, q("GetProvider"), tenant, id))
+}
+
+// GetProviderForUpdate locks the provider row for the rest of the transaction.
+func GetProviderForUpdate(ctx context.Context, db DB, tenant, id string) (*Provider, error) {
+	return oneProvider(db.Query(ctx, q("GetProviderForUpdate"), tenant, id))
+}
+
+// ListProviders lists the tenant's providers, only userID's unless userID is empty.
+func ListProviders(ctx context.Context, db DB, tenant, userID string) ([]*Provider, error) {
+	rows, err := db.Query(ctx, q("ListProviders"), tenant, userID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToAddrOfStructByName[Provider])
+}
+
+// ProviderUpdate holds the fields to change (nil / 0 = keep).
+type ProviderUpdate struct {
+	DisplayName   *string
+	CalendarID    *string
+	SyncDirection int16
+}
+
+func UpdateProvider(ctx context.Context, db DB, tenant, id string, u ProviderUpdate) (*Provider, error) {
+	return oneProvider(db.Query(ctx, q("UpdateProvider"), tenant, id, u.DisplayName, u.CalendarID, u.SyncDirection))
+}
+
+func DeleteProvider(ctx context.Context, db DB, tenant, id string) (bool, error) {
+	tag, err := db.Exec(ctx, q("DeleteProvider"), tenant, id)
+	return tag.RowsAffected() == 1, err
+}
+
+// SetState sets the provider's status with its error code, message and remedy (empty for none).
+func SetState(ctx context.Context, db DB, tenant, id, state, code, message, remedy string) (*Provider, error) {
+	return oneProvider(db.Query(ctx, q("SetState"), tenant, id, state, code, message, remedy))
+}
+
+// SetConnected marks an activated provider.
+func SetConnected(ctx context.Context, db DB, tenant, id, accountEmail string, calendars []string) (*Provider, error) {
+	if calendars == nil {
+		calendars = []string{}
+	}
+	return oneProvider(db.Query(ctx, q("SetConnected"), tenant, id, accountEmail, calendars))
+}
+
+// ClearSyncState returns the provider to DISCONNECTED and forgets its sync token and event states.
+func ClearSyncState(ctx context.Context, db DB, tenant, id string) (*Provider, error) {
+	if _, err := db.Exec(ctx, q("DeleteEvents"), tenant, id); err != nil {
+		return nil, err
+	}
+	return oneProvider(db.Query(ctx, q("ClearSyncState"), tenant, id))
+}
+
+// BumpNotify records that a notification asks for a sync and returns the new sequence.
+func BumpNotify(ctx context.Context, db DB, tenant, id string) (int64, error) {
+	var seq int64
+	err := db.QueryRow(ctx, q("BumpNotify"), tenant, id).Scan(&seq)
+	return seq, mapErr(err)
+}
+
+// SaveSync stores the new sync token and the notification sequence the sync covered.
+func SaveSync(ctx context.Context, db DB, tenant, id, token string, coveredSeq int64) error {
+	_, err := db.Exec(ctx, q("SaveSync"), tenant, id, token, coveredSeq)
+	return err
+}
+
+// ClearSyncToken forgets the sync token (after a 410) so the next sync is a full one.
+func ClearSyncToken(ctx context.Context, db DB, tenant, id string) error {
+	_, err := db.Exec(ctx, q("ClearSyncToken"), tenant, id)
+	return err
+}
+
+// Channel is one row of calendar.channels.
+type Channel struct {
+	ChannelID            string     `db:"channel_id"`
+	Tenant               string     `db:"tenant"`
+	ProviderID           string     `db:"provider_id"`
+	ResourceID           string     `db:"resource_id"`
+	ResourceURI          string     `db:"resource_uri"`
+	Address              string     `db:"address"`
+	ClientID             string     `db:"client_id"`
+	ExpireTime           *time.Time `db:"expire_time"`
+	State                string     `db:"state"`
+	StopAttempts         int32      `db:"stop_attempts"`
+	StopError            string     `db:"stop_error"`
+	LastMessageNumber    int64      `db:"last_message_number"`
+	LastNotificationTime *time.Time `db:"last_notification_time"`
+	CreateTime           time.Time  `db:"create_time"`
+	UpdateTime           time.Time  `db:"update_time"`
+}
+
+func oneChannel(rows pgx.Rows, err error) (*Channel, error) {
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	c, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Channel])
+	return c, mapErr(err)
+}
+
+func InsertChannel(ctx context.Context, db DB, c Channel) (*Channel, error) {
+	return oneChannel(db.Query(ctx, q("InsertChannel"), c.ChannelID, c.Tenant, c.ProviderID, c.ResourceID,
+		c.ResourceURI, c.Address, c.ClientID, c.ExpireTime))
+}
+
+// ConfirmChannel records Google's answer to events.watch.
+func ConfirmChannel(ctx context.Context, db DB, tenant, channelID, resourceID, resourceURI string, expire *time.Time) (*Channel, error) {
+	return oneChannel(db.Query(ctx, q("ConfirmChannel"), tenant, channelID, resourceID, resourceURI, expire))
+}
+
+// DeleteChannel removes a channel Google never confirmed.
+func DeleteChannel(ctx context.Context, db DB, tenant, channelID string) error {
+	_, err := db.Exec(ctx, q("DeleteChannel"), tenant, channelID)
+	return err
+}
+
+// GetChannel finds a channel by its globally unique id (an incoming notification names only that).
+func GetChannel(ctx context.Context, db DB, channelID string) (*Channel, error) {
+	return oneChannel(db.Query(ctx, q("GetChannel"), channelID))
+}
+
+func ListChannels(ctx context.Context, db DB, tenant, providerID string) ([]*Channel, error) {
+	rows, err := db.Query(ctx, q("ListChannels"), tenant, providerID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToAddrOfStructByName[Channel])
+}
+
+// SetChannelState changes a channel's state; attempt adds one to its stop attempts.
+func SetChannelState(ctx context.Context, db DB, tenant, channelID, state, stopError string, attempt bool) (*Channel, error) {
+	n := 0
+	if attempt {
+		n = 1
+	}
+	return oneChannel(db.Query(ctx, q("SetChannelState"), tenant, channelID, state, stopError, n))
+}
+
+// AdvanceMessageNumber moves the channel's last message number forward; false when n is not newer.
+func AdvanceMessageNumber(ctx context.Context, db DB, channelID string, n int64) (bool, error) {
+	var id string
+	err := db.QueryRow(ctx, q("AdvanceMessageNumber"), channelID, n).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// InsertNotification stores a notification once (channel id + message number).
+func InsertNotification(ctx context.Context, db DB, tenant, providerID, channelID string, n int64, state string) (bool, error) {
+	tag, err := db.Exec(ctx, q("InsertNotification"), channelID, n, tenant, providerID, state)
+	return tag.RowsAffected() == 1, err
+}
+
+// EventState is the last seen state of one event.
+type EventState struct {
+	EventID string `db:"event_id"`
+	ETag    string `db:"etag"`
+	Status  string `db:"status"`
+}
+
+// ListEvents returns the provider's known events by id.
+func ListEvents(ctx context.Context, db DB, tenant, providerID string) (map[string]EventState, error) {
+	rows, err := db.Query(ctx, q("ListEvents"), tenant, providerID)
+	if err != nil {
+		return nil, err
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowToStructByName[EventState])
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]EventState, len(list))
+	for _, e := range list {
+		out[e.EventID] = e
+	}
+	return out, nil
+}
+
+func UpsertEvent(ctx context.Context, db DB, tenant, providerID, eventID, etag, status string, updated *time.Time) error {
+	_, err := db.Exec(ctx, q("UpsertEvent"), tenant, providerID, eventID, etag, status, updated)
+	return err
+}
+
+// HasChanges reports whether the provider ever recorded a change.
+func HasChanges(ctx context.Context, db DB, tenant, providerID string) (bool, error) {
+	var ok bool
+	err := db.QueryRow(ctx, q("HasChanges"), tenant, providerID).Scan(&ok)
+	return ok, err
+}
+
+// Change types (the values of calendarv1.ChangeType).
+const (
+	ChangeCreated   = 1
+	ChangeUpdated   = 2
+	ChangeCancelled = 3
+	ChangeResync    = 4
+)
+
+// Change is one row of calendar.changes.
+type Change struct {
+	Seq             int64      `db:"seq"`
+	ID              string     `db:"id"`
+	Tenant          string     `db:"tenant"`
+	ProviderID      string     `db:"provider_id"`
+	UserID          string     `db:"user_id"`
+	CalendarID      string     `db:"calendar_id"`
+	Type            int16      `db:"change_type"`
+	EventID         string     `db:"event_id"`
+	ICalUID         string     `db:"ical_uid"`
+	Summary         string     `db:"summary"`
+	Description     string     `db:"description"`
+	Location        string     `db:"location"`
+	StartTime       *time.Time `db:"start_time"`
+	EndTime         *time.Time `db:"end_time"`
+	AllDay          bool       `db:"all_day"`
+	StartDate       string     `db:"start_date"`
+	EndDate         string     `db:"end_date"`
+	EventStatus     string     `db:"event_status"`
+	ETag            string     `db:"etag"`
+	EventUpdateTime *time.Time `db:"event_update_time"`
+	RecordTime      time.Time  `db:"record_time"`
+	Acknowledged    bool       `db:"acknowledged"`
+	AcknowledgeTime *time.Time `db:"acknowledge_time"`
+}
+
+// LockFeed takes the tenant's change-feed lock for the rest of the transaction (call before InsertChange).
+func LockFeed(ctx context.Context, db DB, tenant string) error {
+	_, err := db.Exec(ctx, q("LockFeed"), tenant)
+	return err
+}
+
+// InsertChange appends a change and returns its cursor.
+func InsertChange(ctx context.Context, db DB, c Change) (int64, error) {
+	var seq int64
+	err := db.QueryRow(ctx, q("InsertChange"), c.Tenant, c.ProviderID, c.UserID, c.CalendarID, c.Type, c.EventID,
+		c.ICalUID, c.Summary, c.Description, c.Location, c.StartTime, c.EndTime, c.AllDay, c.StartDate, c.EndDate,
+		c.EventStatus, c.ETag, c.EventUpdateTime).Scan(&seq)
+	return seq, err
+}
+
+// ListChanges returns up to limit changes after the cursor, of one provider unless providerID is empty.
+func ListChanges(ctx context.Context, db DB, tenant, providerID string, after int64, includeAcknowledged bool, limit int) ([]*Change, error) {
+	rows, err := db.Query(ctx, q("ListChanges"), tenant, providerID, after, includeAcknowledged, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToAddrOfStructByName[Change])
+}
+
+// AcknowledgeChanges marks changes of the tenant acknowledged and returns how many were newly marked.
+func AcknowledgeChanges(ctx context.Context, db DB, tenant string, ids []string) (int64, error) {
+	tag, err := db.Exec(ctx, q("AcknowledgeChanges"), tenant, ids)
+	return tag.RowsAffected(), err
+}
+
+// Check verifies every query name used above exists (a test calls it).
+func Check() error {
+	for _, n := range []string{"CreateProvider", "GetProvider", "GetProviderForUpdate", "ListProviders",
+		"UpdateProvider", "DeleteProvider", "SetState", "SetConnected", "ClearSyncState", "DeleteEvents",
+		"BumpNotify", "SaveSync", "ClearSyncToken", "InsertChannel", "ConfirmChannel", "DeleteChannel", "GetChannel", "ListChannels",
+		"SetChannelState", "AdvanceMessageNumber", "InsertNotification", "ListEvents", "UpsertEvent",
+		"HasChanges", "LockFeed", "InsertChange", "ListChanges", "AcknowledgeChanges"} {
+		if _, ok := queries[n]; !ok {
+			return errors.New("missing query " + n)
+		}
+	}
+	return nil
+}
