@@ -106,4 +106,3 @@ func (s *Service) HandleCalendarNotification(ctx context.Context, req *calendarv
 	s.metrics.notifications.WithLabelValues(result).Inc()
 	return answer(http.StatusOK), nil
 }
-

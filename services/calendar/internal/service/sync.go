@@ -8,9 +8,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
+	calendar "google.golang.org/api/calendar/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	calendar "google.golang.org/api/calendar/v3"
 
 	"github.com/algapsa/alga-google/services/calendar/internal/gcal"
 	"github.com/algapsa/alga-google/services/calendar/internal/store"
