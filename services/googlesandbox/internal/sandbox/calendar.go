@@ -89,7 +89,7 @@ func (s *Server) touch(c *calendar, ev *gcal.Event) {
 	s.notifyChannels(c, "exists")
 }
 
-var eventIDRE = regexp.MustCompile(`^[a-v0-9]{5,1024}$`)
+var eventIDRE = regexp.MustCompile(`^[a-v0-9]{5,1000}$`)
 
 func (s *Server) createEvent(owner, calID string, ev *gcal.Event) (*gcal.Event, error) {
 	s.mu.Lock()
