@@ -2,7 +2,9 @@ package oauth_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -92,7 +94,7 @@ func setup(t *testing.T, n int, pubsubHost string) *testBundle {
 		addr := serve(t, srv.GRPC)
 		deps := &target.Deps{
 			Config: config.Config{BaseURL: baseURL, SecretsAddr: peerAddr, GmailAddr: peerAddr, CalendarAddr: peerAddr},
-			Logger: logging.Discard(), Pool: ipool, Server: srv, Verifier: verifier, ServiceSigner: svcs, Base: base,
+			Logger: testLogger(), Pool: ipool, Server: srv, Verifier: verifier, ServiceSigner: svcs, Base: base,
 			Google: googleapi.New(b.google.URL(), pubsubHost), Local: map[string]bool{target.OAuth: true},
 		}
 		deps.SetDialer(grpcclient.Dialer{Signer: svcs, Service: "alga-google"})
@@ -155,4 +157,11 @@ func (b *testBundle) configure(t *testing.T, tenant string) {
 		ServiceAccountKeyJson: ptr(serviceAccountKey(t, projectA)),
 	})
 	require.NoError(t, err)
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("OAUTH_TEST_LOGS") != "" {
+		return logging.New(os.Stderr, "debug")
+	}
+	return logging.Discard()
 }

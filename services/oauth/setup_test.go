@@ -192,9 +192,9 @@ func TestSetupPermissionsAndNoSecretsInStatus(t *testing.T) {
 	require.Equal(t, codes.PermissionDenied, status.Code(err))
 	_, err = in.setup.ResetGoogleProviders(u, &oauthv1.ResetGoogleProvidersRequest{})
 	require.Equal(t, codes.PermissionDenied, status.Code(err))
-	_, err = in.flow.BeginAuthorization(u, &oauthv1.BeginAuthorizationRequest{Kind: oauthv1.ProviderKind_PROVIDER_KIND_GMAIL, ProviderId: "p1"})
+	_, err = in.flow.BeginAuthorization(u, &oauthv1.BeginAuthorizationRequest{Kind: oauthv1.ProviderKind_PROVIDER_KIND_GMAIL, ProviderId: p1})
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "flows are for services only")
-	_, err = in.tokens.GetAccessToken(u, &oauthv1.GetAccessTokenRequest{Kind: oauthv1.ProviderKind_PROVIDER_KIND_GMAIL, ProviderId: "p1"})
+	_, err = in.tokens.GetAccessToken(u, &oauthv1.GetAccessTokenRequest{Kind: oauthv1.ProviderKind_PROVIDER_KIND_GMAIL, ProviderId: p1})
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "tokens are for services only")
 
 	got, err := in.setup.GetGoogleConfig(u, &oauthv1.GetGoogleConfigRequest{})
@@ -255,7 +255,7 @@ func TestMissingCredentialsFailFast(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 1, "")
 	_, err := b.instances[0].flow.BeginAuthorization(b.service(t, "gmail", "tenant-a", "u1"),
-		&oauthv1.BeginAuthorizationRequest{Kind: oauthv1.ProviderKind_PROVIDER_KIND_GMAIL, ProviderId: "p1", LoginHint: "m@acme.test"})
+		&oauthv1.BeginAuthorizationRequest{Kind: oauthv1.ProviderKind_PROVIDER_KIND_GMAIL, ProviderId: p1, LoginHint: "m@acme.test"})
 	require.Equal(t, codes.FailedPrecondition, status.Code(err))
 	reason, meta := reasonOf(err)
 	require.Equal(t, "GOOGLE_NOT_CONFIGURED", reason)

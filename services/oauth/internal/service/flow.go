@@ -227,7 +227,7 @@ func (s *Service) gmailMailbox(ctx context.Context, providerID, loginHint string
 			return loginHint, ""
 		}
 	}
-	s.log.WarnContext(ctx, "reading the gmail provider failed", "code", status.Code(err).String())
+	s.log.WarnContext(ctx, "reading the gmail provider failed", "code", status.Code(err).String(), "err", err)
 	return "", StatusProviderUnavailable
 }
 
