@@ -61,6 +61,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Client, error)
 		Logger:       opts.Logger,
 		TestOnly:     opts.TestOnly,
 		JobTimeout:   5 * time.Minute,
+		// A job left "running" by a crashed replica blocks its coalescing key until rescued; jobs time out
+		// after 5 minutes, so 10 minutes is safely past any live run.
+		RescueStuckJobsAfter: 10 * time.Minute,
 	})
 }
 

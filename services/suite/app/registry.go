@@ -2,6 +2,7 @@ package app
 
 import (
 	"github.com/algapsa/alga-google/services/gateway"
+	"github.com/algapsa/alga-google/services/gmail"
 	"github.com/algapsa/alga-google/services/platform/target"
 	"github.com/algapsa/alga-google/services/secrets"
 )
@@ -10,7 +11,8 @@ import (
 var Registry = map[string]func() target.Target{
 	target.Gateway: gateway.NewTarget,
 	target.Secrets: secrets.NewTarget,
+	target.Gmail:   gmail.NewTarget,
 }
 
 // AllTargets is what --target=all runs.
-var AllTargets = []string{target.Secrets, target.Gateway}
+var AllTargets = []string{target.Secrets, target.Gmail, target.Gateway}
