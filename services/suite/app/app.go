@@ -168,6 +168,20 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
+	// Targets without a database (the gateway) start before anything is served, so their routes exist
+	// from the first request; the others come up in the background as their database allows.
+	var pending []target.Target
+	for _, t := range a.targets {
+		if t.Migrations() != nil {
+			pending = append(pending, t)
+			continue
+		}
+		if err := t.Start(runCtx, a.deps); err != nil {
+			cancel()
+			return nil, fmt.Errorf("starting %s: %w", t.Name(), err)
+		}
+		a.setReady(t.Name(), true)
+	}
 	g, gctx := errgroup.WithContext(runCtx)
 	a.group = g
 	g.Go(func() error { return a.server.GRPC.Serve(a.grpcLis) })
@@ -180,7 +194,7 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 			return nil
 		})
 	}
-	for _, t := range a.targets {
+	for _, t := range pending {
 		g.Go(func() error { return a.runTarget(gctx, t) })
 	}
 	g.Go(func() error { a.watchDatabase(gctx); return nil })
