@@ -436,3 +436,13 @@ func (g *Google) revoke(w http.ResponseWriter, r *http.Request) {
 	g.mu.Unlock()
 	w.WriteHeader(200)
 }
+
+// Set stores a value directly (tests age a stored token).
+func (s *Secrets) Set(tenant, name, value string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.data[tenant] == nil {
+		s.data[tenant] = map[string]string{}
+	}
+	s.data[tenant][name] = value
+}
