@@ -251,12 +251,12 @@ func (f *fakeCalendar) notification(id, state string) *calendarv1.HandleCalendar
 
 // fakeOAuth stands in for the oauth service.
 type fakeOAuth struct {
-	google *fakeCalendar
-	mu     sync.Mutex
-	client map[string]string // provider → OAuth client id of its grant
-	failed map[string]error
-	cfg    GoogleConfig
-	began  []string
+	google  *fakeCalendar
+	mu      sync.Mutex
+	client  map[string]string // provider → OAuth client id of its grant
+	failed  map[string]error
+	cfg     GoogleConfig
+	began   []string
 	deleted []string
 }
 

@@ -323,16 +323,20 @@ func TestRefusedNotificationsStoreAndEnqueueNothing(t *testing.T) {
 		mut  func(*calendarv1.HandleCalendarNotificationRequest)
 		want int32
 	}{
-		"missing token":             {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelToken = "" }, 401},
-		"wrong token":               {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelToken = "v1.AAAA" }, 403},
-		"garbage token":             {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelToken = "secret" }, 403},
-		"token of another channel":  {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelToken = b.keys.Token(tenant, pb.GetId(), chb.ChannelID) }, 403},
-		"token for another tenant":  {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelToken = b.keys.Token("tenant-2", pa.GetId(), cha.ChannelID) }, 403},
-		"wrong resource id":         {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ResourceId = chb.ResourceID + "x" }, 403},
-		"malformed message number":  {func(r *calendarv1.HandleCalendarNotificationRequest) { r.MessageNumber = "12abc" }, 400},
-		"missing message number":    {func(r *calendarv1.HandleCalendarNotificationRequest) { r.MessageNumber = "" }, 400},
-		"unknown resource state":    {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ResourceState = "deleted" }, 400},
-		"missing channel id":        {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelId = "" }, 400},
+		"missing token": {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelToken = "" }, 401},
+		"wrong token":   {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelToken = "v1.AAAA" }, 403},
+		"garbage token": {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelToken = "secret" }, 403},
+		"token of another channel": {func(r *calendarv1.HandleCalendarNotificationRequest) {
+			r.ChannelToken = b.keys.Token(tenant, pb.GetId(), chb.ChannelID)
+		}, 403},
+		"token for another tenant": {func(r *calendarv1.HandleCalendarNotificationRequest) {
+			r.ChannelToken = b.keys.Token("tenant-2", pa.GetId(), cha.ChannelID)
+		}, 403},
+		"wrong resource id":        {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ResourceId = chb.ResourceID + "x" }, 403},
+		"malformed message number": {func(r *calendarv1.HandleCalendarNotificationRequest) { r.MessageNumber = "12abc" }, 400},
+		"missing message number":   {func(r *calendarv1.HandleCalendarNotificationRequest) { r.MessageNumber = "" }, 400},
+		"unknown resource state":   {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ResourceState = "deleted" }, 400},
+		"missing channel id":       {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelId = "" }, 400},
 	}
 	for name, tc := range cases {
 		req := proto.Clone(good).(*calendarv1.HandleCalendarNotificationRequest)
