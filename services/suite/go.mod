@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/algapsa/alga-google/services/gateway v0.0.0
 	github.com/algapsa/alga-google/services/gmail v0.0.0
+	github.com/algapsa/alga-google/services/googlesandbox v0.0.0
 	github.com/algapsa/alga-google/services/platform v0.0.0
 	github.com/algapsa/alga-google/services/secrets v0.0.0
 	github.com/jackc/pgx/v5 v5.12.0
@@ -34,6 +35,7 @@ require (
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/gogs/chardet v0.0.0-20211120154057-b7413eaefb8f // indirect
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
+	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/google/s2a-go v0.1.11 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/googleapis/enterprise-certificate-proxy v0.3.25 // indirect
@@ -75,6 +77,7 @@ require (
 	go.opentelemetry.io/otel v1.47.0 // indirect
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
 	go.opentelemetry.io/otel/metric v1.47.0 // indirect
+	go.opentelemetry.io/otel/sdk v1.47.0 // indirect
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
@@ -94,6 +97,7 @@ replace (
 	github.com/algapsa/alga-google/gen => ../../gen
 	github.com/algapsa/alga-google/services/gateway => ../gateway
 	github.com/algapsa/alga-google/services/gmail => ../gmail
+	github.com/algapsa/alga-google/services/googlesandbox => ../googlesandbox
 	github.com/algapsa/alga-google/services/platform => ../platform
 	github.com/algapsa/alga-google/services/secrets => ../secrets
 )

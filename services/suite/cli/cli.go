@@ -87,7 +87,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := logging.New(stderr, cfg.LogLevel).With("service", "alga-google", "targets", strings.Join(names, ","))
+	log := logging.New(stderr, cfg.LogLevel).With("binary", "alga-google", "targets", strings.Join(names, ","))
 	dev, err := prepareDev(ctx, &cfg, log)
 	if err != nil {
 		return err

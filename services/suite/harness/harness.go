@@ -1,0 +1,265 @@
+// Package harness starts the whole suite in-process — every registered target, over real gRPC and HTTP
+// listeners, on a fresh PostgreSQL database — against an in-process Google sandbox, for end-to-end tests.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/algapsa/alga-google/services/googlesandbox"
+	"github.com/algapsa/alga-google/services/platform/auth"
+	"github.com/algapsa/alga-google/services/platform/config"
+	"github.com/algapsa/alga-google/services/platform/logging"
+	"github.com/algapsa/alga-google/services/platform/pgtest"
+	"github.com/algapsa/alga-google/services/suite/app"
+)
+
+// Options tune a suite under test.
+type Options struct {
+	// Targets defaults to "all".
+	Targets string
+	// DatabaseURL reuses a database (e.g. to restart the suite on the same data); default a fresh one.
+	DatabaseURL string
+	// Sandbox reuses a running sandbox; default a fresh one per suite.
+	Sandbox *googlesandbox.Sandbox
+	// Configure adjusts the configuration before start.
+	Configure func(*config.Config)
+	// Logs receives the suite's JSON logs (tests scan them for planted secrets); default discarded.
+	Logs io.Writer
+}
+
+// Suite is a running suite.
+type Suite struct {
+	App         *app.App
+	Sandbox     *googlesandbox.Sandbox
+	Config      config.Config
+	BaseURL     string
+	DatabaseURL string
+
+	userSigner    *auth.Signer
+	serviceSigner *auth.Signer
+	t             testing.TB
+	stopped       bool
+}
+
+// Start starts a suite and waits until every target is ready; everything stops when the test ends.
+func Start(t testing.TB, opts Options) *Suite {
+	t.Helper()
+	ctx := context.Background()
+	sb := opts.Sandbox
+	if sb == nil {
+		var err error
+		sb, err = googlesandbox.Start(ctx, googlesandbox.Options{Addr: "127.0.0.1:0", PubSubAddr: "127.0.0.1:0", Logger: logging.Discard()})
+		if err != nil {
+			t.Fatalf("starting sandbox: %v", err)
+		}
+		t.Cleanup(func() { _ = sb.Close() })
+	}
+	dbURL := opts.DatabaseURL
+	if dbURL == "" {
+		dbURL = pgtest.NewDatabase(t)
+	}
+	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := TestConfig()
+	cfg.DatabaseURL = dbURL
+	cfg.BaseURL = "http://" + httpLis.Addr().String()
+	cfg.HTTPAddr = httpLis.Addr().String()
+	cfg.GRPCAddr = grpcLis.Addr().String()
+	cfg.GoogleAPIRoot = sb.URL()
+	cfg.PubSubEmulatorHost = sb.PubSubAddr()
+	if opts.Configure != nil {
+		opts.Configure(&cfg)
+	}
+	targets := opts.Targets
+	if targets == "" {
+		targets = "all"
+	}
+	names, err := app.ExpandTargets(targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logw := opts.Logs
+	if logw == nil {
+		logw = io.Discard
+	}
+	a, err := app.Start(ctx, app.Options{
+		Config: cfg, Targets: names, Logger: logging.New(logw, "debug"),
+		GRPCListener: grpcLis, HTTPListener: httpLis, MigrateOnStart: true,
+	})
+	if err != nil {
+		t.Fatalf("starting suite: %v", err)
+	}
+	s := &Suite{App: a, Sandbox: sb, Config: cfg, BaseURL: cfg.BaseURL, DatabaseURL: dbURL, t: t}
+	s.userSigner, _ = auth.NewSigner([]byte(cfg.AuthHS256Key), cfg.AuthIssuer, cfg.AuthAudience)
+	s.serviceSigner, _ = auth.NewSigner(cfg.ServiceKey(), app.ServiceIssuer, cfg.AuthAudience)
+	t.Cleanup(s.Stop)
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := a.WaitReady(rctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Stop shuts the suite down (idempotent); tests use it to simulate a crash or restart.
+func (s *Suite) Stop() {
+	if s.stopped {
+		return
+	}
+	s.stopped = true
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	_ = s.App.Shutdown(ctx)
+}
+
+// TestConfig is the configuration every test suite starts from (fixed test keys, dev mode).
+func TestConfig() config.Config {
+	return config.Config{
+		AuthHS256Key:    "test-user-token-key-0123456789abcdef",
+		AuthIssuer:      "alga-psa",
+		AuthAudience:    "alga-google",
+		SecretsKEK:      base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")),
+		SecretsKEKID:    "kek-test",
+		SecretsBackend:  "postgres",
+		JobRunner:       "river",
+		LogLevel:        "debug",
+		Dev:             true,
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+// UserToken mints an internal user's token.
+func (s *Suite) UserToken(tenant, user string, perms ...string) string {
+	tok, err := s.userSigner.MintUser(auth.UserToken{Subject: user, Tenant: tenant, Permissions: perms})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
+}
+
+// ClientUserToken mints a token with user_type=client (refused everywhere).
+func (s *Suite) ClientUserToken(tenant, user string, perms ...string) string {
+	tok, err := s.userSigner.MintUser(auth.UserToken{Subject: user, Tenant: tenant, Permissions: perms, UserType: auth.UserTypeClient})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
+}
+
+// ServiceToken mints a service token acting for tenant.
+func (s *Suite) ServiceToken(service, tenant string) string {
+	tok, err := s.serviceSigner.MintService(service, tenant, "", nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
+}
+
+// Conn is a gRPC connection to the suite without credentials; add a token with WithToken.
+func (s *Suite) Conn(t testing.TB) *grpc.ClientConn {
+	t.Helper()
+	c, err := grpc.NewClient(s.App.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// WithToken returns a context whose outgoing gRPC calls carry token.
+func WithToken(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+// HTTPClient talks JSON to the gateway with a bearer token and a cookie jar; it never follows redirects.
+type HTTPClient struct {
+	Base   string
+	Token  string
+	Client *http.Client
+}
+
+// HTTP returns a client for the gateway.
+func (s *Suite) HTTP(token string) *HTTPClient {
+	jar, _ := cookiejar.New(nil)
+	return &HTTPClient{Base: s.BaseURL, Token: token, Client: &http.Client{
+		Jar: jar, Timeout: 60 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// Response is a finished HTTP exchange.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into v.
+func (r *Response) JSON(v any) error { return json.Unmarshal(r.Body, v) }
+
+// String returns the body.
+func (r *Response) String() string { return string(r.Body) }
+
+// Do sends method path with body (a string/[]byte sent as-is, anything else JSON-encoded).
+func (c *HTTPClient) Do(t testing.TB, method, path string, body any) *Response {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		buf, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(buf)
+	}
+	u := path
+	if !strings.HasPrefix(path, "http://") && !strings.HasPrefix(path, "https://") {
+		u = c.Base + path
+	}
+	req, err := http.NewRequest(method, u, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" && strings.HasPrefix(u, c.Base) {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.Client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+}
+
+// Errorf formats a response for assertion messages.
+func (r *Response) Errorf() string { return fmt.Sprintf("status %d: %s", r.Status, r.Body) }
