@@ -115,7 +115,7 @@ func TestCalendarSyncTokens(t *testing.T) {
 	_, fresh := fullSync(t, func(pt string) (*calendar.Events, error) {
 		return svc.Events.List("primary").PageToken(pt).Do()
 	})
-	_, err = b.admin.AdvanceClock(b.ctx, 8*24*time.Hour)
+	err = b.admin.AdvanceClock(b.ctx, 8*24*time.Hour)
 	require.NoError(t, err)
 	svc = b.calendar(t, tn.cfg, b.connect(t, tn.cfg, "tech@acme.test"))
 	_, err = svc.Events.List("primary").SyncToken(fresh).Do()
@@ -202,7 +202,7 @@ func TestCalendarChannels(t *testing.T) {
 	reqs = rc2.waitFor(t, 3)
 	require.Equal(t, "2", reqs[1].Header.Get("X-Goog-Message-Number"))
 	require.Equal(t, "2", reqs[2].Header.Get("X-Goog-Message-Number"))
-	_, err = b.admin.AdvanceClock(b.ctx, 7*24*time.Hour+time.Minute)
+	err = b.admin.AdvanceClock(b.ctx, 7*24*time.Hour+time.Minute)
 	require.NoError(t, err)
 	_, err = b.admin.CreateEvent(b.ctx, "lee@acme.test", "primary", event("expired", time.Now().Add(4*time.Hour)))
 	require.NoError(t, err)

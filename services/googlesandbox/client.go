@@ -266,11 +266,10 @@ func (c *AdminClient) RevokeGrant(ctx context.Context, email, clientID string) e
 	return c.do(ctx, http.MethodPost, "/grants/revoke", api.RevokeGrantRequest{Email: email, ClientID: clientID}, nil)
 }
 
-// AdvanceClock moves the sandbox clock forward and returns the new sandbox time.
-func (c *AdminClient) AdvanceClock(ctx context.Context, d time.Duration) (time.Time, error) {
-	var out Clock
-	err := c.do(ctx, http.MethodPost, "/clock/advance", api.AdvanceClockRequest{Duration: d.String()}, &out)
-	return out.Now, err
+// AdvanceClock moves the sandbox clock forward by d (Now reads it). Watches, channels, tokens, history
+// and sync tokens expire by the sandbox clock; signed JWTs (ID tokens, push tokens) use the wall clock.
+func (c *AdminClient) AdvanceClock(ctx context.Context, d time.Duration) error {
+	return c.do(ctx, http.MethodPost, "/clock/advance", api.AdvanceClockRequest{Duration: d.String()}, nil)
 }
 
 // Now reads the sandbox clock.

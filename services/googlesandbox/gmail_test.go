@@ -62,7 +62,7 @@ func TestGmailMessagesHistoryAndPaging(t *testing.T) {
 
 	id1, err := b.admin.DeliverEmail(b.ctx, "support@acme.test", []byte(multipartMail))
 	require.NoError(t, err)
-	_, err = b.admin.AdvanceClock(b.ctx, 10*time.Second)
+	err = b.admin.AdvanceClock(b.ctx, 10*time.Second)
 	require.NoError(t, err)
 	cut, err := b.admin.Now(b.ctx)
 	require.NoError(t, err)
@@ -152,7 +152,7 @@ func TestGmailStaleHistoryIDIs404(t *testing.T) {
 	_, err = b.admin.DeliverEmail(b.ctx, "ivy@acme.test", googlesandbox.Email{Subject: "old"})
 	require.NoError(t, err)
 
-	_, err = b.admin.AdvanceClock(b.ctx, 6*24*time.Hour)
+	err = b.admin.AdvanceClock(b.ctx, 6*24*time.Hour)
 	require.NoError(t, err)
 	// Refresh the access token (the old one expired with the clock).
 	svc = b.gmail(t, tn.cfg, b.connect(t, tn.cfg, "ivy@acme.test"))
@@ -160,7 +160,7 @@ func TestGmailStaleHistoryIDIs404(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, h.History, 1)
 
-	_, err = b.admin.AdvanceClock(b.ctx, 2*24*time.Hour)
+	err = b.admin.AdvanceClock(b.ctx, 2*24*time.Hour)
 	require.NoError(t, err)
 	svc = b.gmail(t, tn.cfg, b.connect(t, tn.cfg, "ivy@acme.test"))
 	_, err = svc.Users.History.List("me").StartHistoryId(prof.HistoryId).Do()
@@ -259,7 +259,7 @@ func TestGmailWatchNeedsPublisherGrantAndPushesNotifications(t *testing.T) {
 	require.Equal(t, d.HistoryID, note.HistoryID)
 
 	// Sent mail does not match the INBOX filter: no notification.
-	_, err = b.admin.AdvanceClock(b.ctx, 2*time.Second)
+	err = b.admin.AdvanceClock(b.ctx, 2*time.Second)
 	require.NoError(t, err)
 	d, err = b.admin.Deliver(b.ctx, "jane@acme.test", googlesandbox.Email{Subject: "out", LabelIDs: []string{"SENT"}})
 	require.NoError(t, err)
@@ -281,7 +281,7 @@ func TestGmailWatchNeedsPublisherGrantAndPushesNotifications(t *testing.T) {
 	svc = b.gmail(t, tn.cfg, b.connect(t, tn.cfg, "jane@acme.test"))
 	_, err = svc.Users.Watch("me", &gmail.WatchRequest{TopicName: topic}).Do()
 	require.NoError(t, err)
-	_, err = b.admin.AdvanceClock(b.ctx, 7*24*time.Hour)
+	err = b.admin.AdvanceClock(b.ctx, 7*24*time.Hour)
 	require.NoError(t, err)
 	d, err = b.admin.Deliver(b.ctx, "jane@acme.test", googlesandbox.Email{Subject: "too late"})
 	require.NoError(t, err)
@@ -309,7 +309,7 @@ func TestOneNotificationPerSecondPerMailbox(t *testing.T) {
 		notified = append(notified, d.Notified)
 	}
 	require.Equal(t, []bool{true, false, false}, notified)
-	_, err = b.admin.AdvanceClock(b.ctx, time.Second)
+	err = b.admin.AdvanceClock(b.ctx, time.Second)
 	require.NoError(t, err)
 	d, err := b.admin.Deliver(b.ctx, "kim@acme.test", googlesandbox.Email{Subject: "later"})
 	require.NoError(t, err)

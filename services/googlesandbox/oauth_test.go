@@ -179,12 +179,12 @@ func TestTestingRefreshTokenDiesAfterSevenDays(t *testing.T) {
 	pt := b.connect(t, prod.cfg, "dave@acme.test")
 	require.Greater(t, tt.Extra("refresh_token_expires_in"), float64(0))
 
-	_, err := b.admin.AdvanceClock(b.ctx, 7*24*time.Hour-time.Minute)
+	err := b.admin.AdvanceClock(b.ctx, 7*24*time.Hour-time.Minute)
 	require.NoError(t, err)
 	_, err = testing7.cfg.TokenSource(b.ctx, &oauth2.Token{RefreshToken: tt.RefreshToken}).Token()
 	require.NoError(t, err)
 
-	_, err = b.admin.AdvanceClock(b.ctx, 2*time.Minute)
+	err = b.admin.AdvanceClock(b.ctx, 2*time.Minute)
 	require.NoError(t, err)
 	_, err = testing7.cfg.TokenSource(b.ctx, &oauth2.Token{RefreshToken: tt.RefreshToken}).Token()
 	re := retrieveErr(t, err)
@@ -204,7 +204,7 @@ func TestAccessTokenExpiresAfterAnHour(t *testing.T) {
 	require.NoError(t, err)
 	_, err = svc.Users.GetProfile("me").Do()
 	require.NoError(t, err)
-	_, err = b.admin.AdvanceClock(b.ctx, time.Hour)
+	err = b.admin.AdvanceClock(b.ctx, time.Hour)
 	require.NoError(t, err)
 	_, err = svc.Users.GetProfile("me").Do()
 	ge := requireAPIStatus(t, err, 401)
