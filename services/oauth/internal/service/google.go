@@ -99,11 +99,16 @@ func (s *Service) accountEmail(ctx context.Context, kind string, tok *oauth2.Tok
 		if cerr != nil {
 			return "", cerr
 		}
-		cal, perr := c.CalendarList.Get("primary").Context(ctx).Do()
+		list, perr := c.CalendarList.List().Context(ctx).Do()
 		if perr != nil {
 			return "", errors.Join(err, perr)
 		}
-		return cal.Id, nil
+		for _, cal := range list.Items {
+			if cal.Primary {
+				return cal.Id, nil // the primary calendar's id is the account's address
+			}
+		}
+		return "", errors.New("the account has no primary calendar")
 	}
 }
 
