@@ -281,36 +281,7 @@ func (c *AdminClient) Now(ctx context.Context) (time.Time, error) {
 
 // SetFault adds a fault (faults accumulate until ClearFaults or until their Times run out).
 func (c *AdminClient) SetFault(ctx context.Context, f Fault) error {
-	return c.do(ctx, http.MethodPost, "/faults", faultJSON(f), nil)
-}
-
-func faultJSON(f Fault) map[string]any {
-	m := map[string]any{"endpoint": f.Endpoint}
-	if f.ClientID != "" {
-		m["clientId"] = f.ClientID
-	}
-	if f.Rate429 != 0 {
-		m["rate429"] = f.Rate429
-	}
-	if f.Rate5xx != 0 {
-		m["rate5xx"] = f.Rate5xx
-	}
-	if f.Status5xx != 0 {
-		m["status5xx"] = f.Status5xx
-	}
-	if f.Latency != 0 {
-		m["latency"] = f.Latency.String()
-	}
-	if f.DropNotifications {
-		m["dropNotifications"] = true
-	}
-	if f.ForceError != "" {
-		m["forceError"] = f.ForceError
-	}
-	if f.Times != 0 {
-		m["times"] = f.Times
-	}
-	return m
+	return c.do(ctx, http.MethodPost, "/faults", f, nil)
 }
 
 // Faults lists the active faults.

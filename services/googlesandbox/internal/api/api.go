@@ -178,6 +178,19 @@ type Fault struct {
 	Times int `json:"times,omitempty"`
 }
 
+// MarshalJSON renders Latency as a Go duration string.
+func (f Fault) MarshalJSON() ([]byte, error) {
+	type plain Fault
+	aux := struct {
+		plain
+		Latency string `json:"latency,omitempty"`
+	}{plain: plain(f)}
+	if f.Latency != 0 {
+		aux.Latency = f.Latency.String()
+	}
+	return json.Marshal(aux)
+}
+
 // UnmarshalJSON accepts Latency as a duration string or as nanoseconds.
 func (f *Fault) UnmarshalJSON(b []byte) error {
 	type plain Fault
