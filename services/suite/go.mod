@@ -3,9 +3,11 @@ module github.com/algapsa/alga-google/services/suite
 go 1.26.8
 
 require (
+	github.com/algapsa/alga-google/gen v0.0.0
 	github.com/algapsa/alga-google/services/gateway v0.0.0
 	github.com/algapsa/alga-google/services/gmail v0.0.0
 	github.com/algapsa/alga-google/services/googlesandbox v0.0.0
+	github.com/algapsa/alga-google/services/oauth v0.0.0
 	github.com/algapsa/alga-google/services/platform v0.0.0
 	github.com/algapsa/alga-google/services/secrets v0.0.0
 	github.com/jackc/pgx/v5 v5.12.0
@@ -22,7 +24,6 @@ require (
 	cloud.google.com/go/compute/metadata v0.10.0 // indirect
 	cloud.google.com/go/iam v1.15.1 // indirect
 	cloud.google.com/go/pubsub/v2 v2.9.0 // indirect
-	github.com/algapsa/alga-google/gen v0.0.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cention-sany/utf7 v0.0.0-20170124080048-26cad61bd60a // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
@@ -98,6 +99,7 @@ replace (
 	github.com/algapsa/alga-google/services/gateway => ../gateway
 	github.com/algapsa/alga-google/services/gmail => ../gmail
 	github.com/algapsa/alga-google/services/googlesandbox => ../googlesandbox
+	github.com/algapsa/alga-google/services/oauth => ../oauth
 	github.com/algapsa/alga-google/services/platform => ../platform
 	github.com/algapsa/alga-google/services/secrets => ../secrets
 )

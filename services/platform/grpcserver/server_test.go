@@ -95,15 +95,15 @@ func TestChain(t *testing.T) {
 
 	_, err = b.client.GetSecrets(bearer(user), &secretsv1.GetSecretsRequest{})
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "service-only method refuses users")
-	_, err = b.client.GetSecrets(bearer(svc), &secretsv1.GetSecretsRequest{})
+	_, err = b.client.GetSecrets(bearer(svc), &secretsv1.GetSecretsRequest{Names: []string{"google_client_id"}})
 	require.NoError(t, err)
 
-	_, err = b.client.PutSecrets(bearer(user), &secretsv1.PutSecretsRequest{})
+	_, err = b.client.PutSecrets(bearer(user), &secretsv1.PutSecretsRequest{Writes: []*secretsv1.SecretWrite{{Name: "a", Value: "b"}}})
 	require.Equal(t, codes.Internal, status.Code(err), "a panic becomes Internal, the server survives")
 	_, err = b.client.DescribeSecrets(bearer(user), &secretsv1.DescribeSecretsRequest{})
 	require.NoError(t, err)
 
-	_, err = b.client.DeleteSecrets(bearer(user), &secretsv1.DeleteSecretsRequest{})
+	_, err = b.client.DeleteSecrets(bearer(user), &secretsv1.DeleteSecretsRequest{Names: []string{"ok"}})
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
 	require.Contains(t, status.Convert(err).Message(), "names[0]")
 }
@@ -118,4 +118,25 @@ func TestHealthNotServingUntilReady(t *testing.T) {
 	resp, err = b.health.Check(context.Background(), &healthpb.HealthCheckRequest{})
 	require.NoError(t, err)
 	require.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.Status)
+}
+
+func TestValidationRunsBeforeHandler(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	user, _ := b.users.MintUser(auth.UserToken{Subject: "u", Tenant: "tenant-a"})
+	_, err := b.client.DeleteSecrets(bearer(user), &secretsv1.DeleteSecretsRequest{Names: []string{"../x"}})
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
+	require.Contains(t, status.Convert(err).Message(), "names[0]")
+}
+
+func TestGatedServiceIsUnavailableUntilReady(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	user, _ := b.users.MintUser(auth.UserToken{Subject: "u", Tenant: "tenant-a"})
+	b.srv.Gate("secrets", "alga.secrets.v1.SecretsService")
+	_, err := b.client.DescribeSecrets(bearer(user), &secretsv1.DescribeSecretsRequest{})
+	require.Equal(t, codes.Unavailable, status.Code(err))
+	b.srv.SetReady("secrets", true)
+	_, err = b.client.DescribeSecrets(bearer(user), &secretsv1.DescribeSecretsRequest{})
+	require.NoError(t, err)
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"github.com/algapsa/alga-google/services/gateway"
 	"github.com/algapsa/alga-google/services/gmail"
+	"github.com/algapsa/alga-google/services/oauth"
 	"github.com/algapsa/alga-google/services/platform/target"
 	"github.com/algapsa/alga-google/services/secrets"
 )
@@ -12,7 +13,8 @@ var Registry = map[string]func() target.Target{
 	target.Gateway: gateway.NewTarget,
 	target.Secrets: secrets.NewTarget,
 	target.Gmail:   gmail.NewTarget,
+	target.OAuth:   oauth.NewTarget,
 }
 
 // AllTargets is what --target=all runs.
-var AllTargets = []string{target.Secrets, target.Gmail, target.Gateway}
+var AllTargets = []string{target.Secrets, target.OAuth, target.Gmail, target.Gateway}

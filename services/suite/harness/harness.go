@@ -176,6 +176,16 @@ func (s *Suite) ServiceToken(service, tenant string) string {
 	return tok
 }
 
+// ServiceTokenFor mints a service token acting for a user of tenant (as a provider service does when it
+// begins an OAuth flow for the signed-in user).
+func (s *Suite) ServiceTokenFor(service, tenant, user string) string {
+	tok, err := s.serviceSigner.MintService(service, tenant, user, nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
+}
+
 // Conn is a gRPC connection to the suite without credentials; add a token with WithToken.
 func (s *Suite) Conn(t testing.TB) *grpc.ClientConn {
 	t.Helper()
