@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/riverqueue/river"
 	"google.golang.org/grpc"
@@ -35,6 +36,9 @@ var internalMethods = []string{
 	calendarv1.CalendarProviderService_VerifyCalendarChannel_FullMethodName,
 	"/" + calendarv1.CalendarChangeService_ServiceDesc.ServiceName + "/",
 }
+
+// sweepInterval is how often providers with uncovered notifications get a sync enqueued.
+const sweepInterval = 2 * time.Second
 
 // NewTarget returns the calendar target.
 func NewTarget() target.Target { return &calendarTarget{svc: service.New()} }
@@ -110,6 +114,7 @@ func (t *calendarTarget) Start(ctx context.Context, deps *target.Deps) error {
 	if err := jobs.RunUntilDone(ctx, client, log); err != nil {
 		return err
 	}
+	go t.svc.RunSweeper(ctx, sweepInterval)
 	t.started = true
 	return nil
 }

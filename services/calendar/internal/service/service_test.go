@@ -650,3 +650,26 @@ func TestCalendarSelection(t *testing.T) {
 	list := b.changes(t, p.GetId())
 	require.Contains(t, types(list), "CREATED:t1")
 }
+
+func TestSweeperEnqueuesNotificationsNoSyncCovered(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := b.connect(t, "alice")
+	ch := b.activeChannel(t, p.GetId())
+	require.NoError(t, b.svc.sweep(b.ctx))
+	require.Equal(t, 0, b.jobCount(t), "nothing behind after activation")
+
+	// The notification's job is skipped as a duplicate of a running job that already looked for new
+	// notifications; River then marks that job completed. The sweeper enqueues the sync.
+	require.Equal(t, int32(200), b.notify(t, b.google.notification(ch.ChannelID, "exists")))
+	_, err := b.pool.Exec(b.ctx, "UPDATE calendar.river_job SET state = 'completed', finalized_at = now() WHERE kind = 'calendar_sync'")
+	require.NoError(t, err)
+	require.Equal(t, 0, b.jobCount(t))
+	require.NoError(t, b.svc.sweep(b.ctx))
+	require.Equal(t, 1, b.jobCount(t))
+	require.NoError(t, b.svc.sweep(b.ctx))
+	require.Equal(t, 1, b.jobCount(t), "coalesced")
+	b.drain(t)
+	require.NoError(t, b.svc.sweep(b.ctx))
+	require.Equal(t, 0, b.jobCount(t), "covered")
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/algapsa/alga-google/services/calendar/internal/gcal"
 	"github.com/algapsa/alga-google/services/calendar/internal/store"
 	"github.com/algapsa/alga-google/services/platform/errs"
+	"github.com/algapsa/alga-google/services/platform/jobs"
 )
 
 // SyncArgs is the River job of one provider's delta sync, unique per provider (coalesced).
@@ -48,6 +49,38 @@ func (w *SyncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
 		// Recorded on the provider (status + remedy); retrying cannot help until the user acts.
 		return river.JobCancel(err)
 	}
+	return err
+}
+
+// RunSweeper enqueues a sync, every interval until ctx ends, for each provider with accepted
+// notifications that no completed sync covered. River skips a coalesced insert while the provider's job
+// is running, and the job's last look for new notifications precedes the moment River marks it completed:
+// a notification landing in that window would otherwise wait for the next one. The sweeper closes it.
+func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.sweep(ctx); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "calendar sync sweep failed", "err", err)
+		}
+	}
+}
+
+func (s *Service) sweep(ctx context.Context) error {
+	behind, err := store.ProvidersBehind(ctx, s.opts.Pool, 500)
+	if err != nil || len(behind) == 0 {
+		return err
+	}
+	params := make([]river.InsertManyParams, 0, len(behind))
+	for _, p := range behind {
+		params = append(params, river.InsertManyParams{Args: SyncArgs{Tenant: p.Tenant, ProviderID: p.ID}, InsertOpts: jobs.Coalesce()})
+	}
+	_, err = s.jobs.InsertMany(ctx, params)
 	return err
 }
 

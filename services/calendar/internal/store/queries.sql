@@ -136,3 +136,10 @@ WHERE tenant = $1 AND id = ANY($2::uuid[]) AND NOT acknowledged;
 -- Serializes the writers of one tenant's change feed until commit, so cursors (seq) become visible in
 -- order: a reader never skips a lower seq that commits after a higher one.
 SELECT pg_advisory_xact_lock(hashtextextended('calendar.changes:' || $1, 0));
+
+-- name: ProvidersBehind
+-- Providers with accepted notifications no completed sync has covered yet (the sweeper enqueues them).
+SELECT tenant, id::text FROM calendar.providers
+WHERE notify_seq > synced_seq AND state IN ('connected', 'connecting')
+ORDER BY update_time
+LIMIT $1;

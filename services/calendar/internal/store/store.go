@@ -208,6 +208,22 @@ func ClearSyncToken(ctx context.Context, db DB, tenant, id string) error {
 	return err
 }
 
+// ProviderRef names a provider of a tenant.
+type ProviderRef struct{ Tenant, ID string }
+
+// ProvidersBehind lists providers whose accepted notifications no completed sync has covered yet.
+func ProvidersBehind(ctx context.Context, db DB, limit int) ([]ProviderRef, error) {
+	rows, err := db.Query(ctx, q("ProvidersBehind"), limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ProviderRef, error) {
+		var p ProviderRef
+		err := r.Scan(&p.Tenant, &p.ID)
+		return p, err
+	})
+}
+
 // Channel is one row of calendar.channels.
 type Channel struct {
 	ChannelID            string     `db:"channel_id"`
@@ -394,7 +410,7 @@ func AcknowledgeChanges(ctx context.Context, db DB, tenant string, ids []string)
 func Check() error {
 	for _, n := range []string{"CreateProvider", "GetProvider", "GetProviderForUpdate", "ListProviders",
 		"UpdateProvider", "DeleteProvider", "SetState", "SetConnected", "ClearSyncState", "DeleteEvents",
-		"BumpNotify", "SaveSync", "ClearSyncToken", "InsertChannel", "ConfirmChannel", "DeleteChannel", "GetChannel", "ListChannels",
+		"BumpNotify", "SaveSync", "ClearSyncToken", "ProvidersBehind", "InsertChannel", "ConfirmChannel", "DeleteChannel", "GetChannel", "ListChannels",
 		"SetChannelState", "AdvanceMessageNumber", "InsertNotification", "ListEvents", "UpsertEvent",
 		"HasChanges", "LockFeed", "InsertChange", "ListChanges", "AcknowledgeChanges"} {
 		if _, ok := queries[n]; !ok {
