@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/algapsa/alga-google/gen v0.0.0
+	github.com/algapsa/alga-google/services/calendar v0.0.0
 	github.com/algapsa/alga-google/services/gateway v0.0.0
 	github.com/algapsa/alga-google/services/gmail v0.0.0
 	github.com/algapsa/alga-google/services/googlesandbox v0.0.0
@@ -14,6 +15,7 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/stretchr/testify v1.12.1
 	golang.org/x/sync v0.25.0
+	google.golang.org/api v0.312.0
 	google.golang.org/grpc v1.85.0
 )
 
@@ -87,7 +89,6 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
-	google.golang.org/api v0.312.0 // indirect
 	google.golang.org/genproto v0.0.0-20261012220534-4341edf3f941 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20261026165753-2ffab32bce7e // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261104224025-d1e00e9f33ab // indirect
@@ -96,6 +97,7 @@ require (
 
 replace (
 	github.com/algapsa/alga-google/gen => ../../gen
+	github.com/algapsa/alga-google/services/calendar => ../calendar
 	github.com/algapsa/alga-google/services/gateway => ../gateway
 	github.com/algapsa/alga-google/services/gmail => ../gmail
 	github.com/algapsa/alga-google/services/googlesandbox => ../googlesandbox
