@@ -6,8 +6,6 @@ import (
 	"context"
 	"embed"
 	"errors"
-	"regexp"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,34 +28,12 @@ func Migrations() *pg.Migrations {
 	return &pg.Migrations{Schema: Schema, FS: migrationsFS, Dir: "migrations"}
 }
 
-var queries = func() map[string]string {
-	out := map[string]string{}
-	re := regexp.MustCompile(`(?m)^-- name: (\w+)\s*$`)
-	idx := re.FindAllStringSubmatchIndex(queriesSQL, -1)
-	for i, m := range idx {
-		end := len(queriesSQL)
-		if i+1 < len(idx) {
-			end = idx[i+1][0]
-		}
-		out[queriesSQL[m[2]:m[3]]] = strings.TrimSpace(queriesSQL[m[1]:end])
-	}
-	return out
-}()
+var queries = pg.ParseQueries(queriesSQL)
 
-func q(name string) string {
-	s, ok := queries[name]
-	if !ok {
-		panic("calendar store: no query named " + name)
-	}
-	return s
-}
+func q(name string) string { return queries.Get(name) }
 
 // DB is a pool or a transaction.
-type DB interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+type DB = pg.DB
 
 // Provider states.
 const (

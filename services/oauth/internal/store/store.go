@@ -6,12 +6,9 @@ import (
 	"context"
 	"embed"
 	"errors"
-	"regexp"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/algapsa/alga-google/services/platform/pg"
 )
@@ -30,36 +27,12 @@ func Migrations() *pg.Migrations {
 	return &pg.Migrations{Schema: Schema, FS: migrationsFS, Dir: "migrations"}
 }
 
-var queries = loadQueries(queriesSQL)
+var queries = pg.ParseQueries(queriesSQL)
 
-func loadQueries(src string) map[string]string {
-	out := map[string]string{}
-	re := regexp.MustCompile(`(?m)^-- name: (\w+)\s*$`)
-	idx := re.FindAllStringSubmatchIndex(src, -1)
-	for i, m := range idx {
-		end := len(src)
-		if i+1 < len(idx) {
-			end = idx[i+1][0]
-		}
-		out[src[m[2]:m[3]]] = strings.TrimSpace(src[m[1]:end])
-	}
-	return out
-}
-
-func q(name string) string {
-	s, ok := queries[name]
-	if !ok {
-		panic("store: no query named " + name)
-	}
-	return s
-}
+func q(name string) string { return queries.Get(name) }
 
 // DB is a pool or a transaction.
-type DB interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+type DB = pg.DB
 
 // ErrNotFound is returned when a row does not exist.
 var ErrNotFound = errors.New("not found")
