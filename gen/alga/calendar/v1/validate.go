@@ -12,9 +12,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"github.com/algapsa/alga-google/gen/validation"
 )
 
 // Limits of the calendar API.
@@ -29,62 +27,15 @@ const (
 	MaxHeaderValue = 4096
 )
 
-// FieldError is bad input in one request field.
-type FieldError struct {
-	Field   string
-	Message string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
-
-// GRPCStatus makes the error an InvalidArgument status naming the field.
-func (e *FieldError) GRPCStatus() *status.Status {
-	st := status.New(codes.InvalidArgument, e.Error())
-	withDetails, err := st.WithDetails(
-		&errdetails.ErrorInfo{Reason: "INVALID_FIELD", Domain: "alga-google", Metadata: map[string]string{"field": e.Field}},
-		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: e.Field, Description: e.Error()}}},
-	)
-	if err != nil {
-		return st
-	}
-	return withDetails
-}
+// FieldError is bad input in one request field (shared by every API: see gen/validation).
+type FieldError = validation.FieldError
 
 func invalid(field, format string, args ...any) *FieldError {
-	return &FieldError{Field: field, Message: fmt.Sprintf(format, args...)}
+	return validation.Invalid(field, format, args...)
 }
 
-// ValidateID checks a provider or change id: a canonical lowercase UUID. A path such as "p1:connect"
-// reaching a GET route fails here (InvalidArgument) rather than deeper down.
-func ValidateID(field, id string) error {
-	if id == "" {
-		return invalid(field, "is required")
-	}
-	if !isUUID(id) {
-		return invalid(field, "must be an id such as 0b6f5c1e-8a4f-4d57-9a55-2f5c3b1e7a10")
-	}
-	return nil
-}
-
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-				return false
-			}
-		}
-	}
-	return true
-}
+// ValidateID checks a provider, message or change id (a UUID).
+func ValidateID(field, id string) error { return validation.ValidateID(field, id) }
 
 func validateText(field, s string, max int) error {
 	if !utf8.ValidString(s) {

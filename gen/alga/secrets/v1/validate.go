@@ -12,9 +12,7 @@ import (
 	"fmt"
 	"unicode/utf8"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"github.com/algapsa/alga-google/gen/validation"
 )
 
 // Limits of the secrets API.
@@ -31,29 +29,11 @@ const (
 	maxPageToken = 256
 )
 
-// FieldError is bad input in one request field.
-type FieldError struct {
-	Field   string
-	Message string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
-
-// GRPCStatus makes the error an InvalidArgument status naming the field.
-func (e *FieldError) GRPCStatus() *status.Status {
-	st := status.New(codes.InvalidArgument, e.Error())
-	withDetails, err := st.WithDetails(
-		&errdetails.ErrorInfo{Reason: "INVALID_FIELD", Domain: "alga-google", Metadata: map[string]string{"field": e.Field}},
-		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: e.Field, Description: e.Error()}}},
-	)
-	if err != nil {
-		return st
-	}
-	return withDetails
-}
+// FieldError is bad input in one request field (shared by every API: see gen/validation).
+type FieldError = validation.FieldError
 
 func invalid(field, format string, args ...any) *FieldError {
-	return &FieldError{Field: field, Message: fmt.Sprintf(format, args...)}
+	return validation.Invalid(field, format, args...)
 }
 
 // ValidateName checks a secret name: ^[a-z0-9][a-z0-9_-]{0,127}$. field names the request field for the error.
