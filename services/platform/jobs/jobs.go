@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -81,12 +82,23 @@ func Coalesce() *river.InsertOpts {
 	}}
 }
 
-// RunUntilDone starts client and stops it gracefully when ctx ends.
+// RunUntilDone starts client and stops it when ctx ends. Cancelling ctx cancels the running jobs (River
+// records them as failed, to be retried); when ctx carries a tracker from TrackStops, the tracker's wait
+// returns only after the client has stopped and recorded them, so the caller may then close the pool.
+// Closing the pool first would leave a job "running" in the database — blocking its coalescing key until
+// River rescues it, 10 minutes later.
 func RunUntilDone(ctx context.Context, client *Client, log *slog.Logger) error {
 	if err := client.Start(ctx); err != nil {
 		return err
 	}
+	wg, _ := ctx.Value(stopsKey{}).(*sync.WaitGroup)
+	if wg != nil {
+		wg.Add(1)
+	}
 	go func() {
+		if wg != nil {
+			defer wg.Done()
+		}
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
@@ -95,4 +107,20 @@ func RunUntilDone(ctx context.Context, client *Client, log *slog.Logger) error {
 		}
 	}()
 	return nil
+}
+
+type stopsKey struct{}
+
+// TrackStops returns a context under which RunUntilDone tracks its clients, and a function that waits
+// (at most until its ctx ends) until every client started under it has stopped.
+func TrackStops(ctx context.Context) (context.Context, func(context.Context)) {
+	wg := &sync.WaitGroup{}
+	return context.WithValue(ctx, stopsKey{}, wg), func(wctx context.Context) {
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-wctx.Done():
+		}
+	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/algapsa/alga-google/services/platform/googleapi"
 	"github.com/algapsa/alga-google/services/platform/grpcclient"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
+	"github.com/algapsa/alga-google/services/platform/jobs"
 	"github.com/algapsa/alga-google/services/platform/pg"
 	"github.com/algapsa/alga-google/services/platform/target"
 	"github.com/algapsa/alga-google/services/platform/urls"
@@ -58,6 +59,7 @@ type App struct {
 	targets  []target.Target
 	group    *errgroup.Group
 	cancel   context.CancelFunc
+	waitJobs func(context.Context)
 	mu       sync.Mutex
 	ready    map[string]bool
 	poolOnce sync.Mutex
@@ -168,6 +170,8 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
+	// Job clients started under runCtx are waited for at shutdown, before the pool closes.
+	runCtx, a.waitJobs = jobs.TrackStops(runCtx)
 	// Targets without a database (the gateway) start before anything is served, so their routes exist
 	// from the first request; the others come up in the background as their database allows.
 	var pending []target.Target
@@ -378,6 +382,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	a.cancel()
 	err := a.group.Wait()
+	if a.waitJobs != nil {
+		a.waitJobs(ctx)
+	}
 	a.deps.Close()
 	if a.deps.Pool != nil {
 		a.deps.Pool.Close()

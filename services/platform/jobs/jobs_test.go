@@ -1,0 +1,65 @@
+package jobs_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/stretchr/testify/require"
+
+	"github.com/algapsa/alga-google/services/platform/jobs"
+	"github.com/algapsa/alga-google/services/platform/logging"
+	"github.com/algapsa/alga-google/services/platform/pgtest"
+)
+
+type blockArgs struct{}
+
+func (blockArgs) Kind() string { return "block" }
+
+type blockWorker struct {
+	river.WorkerDefaults[blockArgs]
+	started chan struct{}
+}
+
+func (w *blockWorker) Work(ctx context.Context, _ *river.Job[blockArgs]) error {
+	close(w.started)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A client stopped by its context records its running job (as retryable) before TrackStops' wait returns,
+// so closing the pool afterwards never leaves the job "running" (which would block its coalescing key
+// until River rescues it).
+func TestTrackStopsWaitsUntilRunningJobsAreRecorded(t *testing.T) {
+	t.Parallel()
+	pool, _ := pgtest.NewPool(t)
+	ctx := context.Background()
+	_, err := pool.Exec(ctx, "CREATE SCHEMA jobs_test")
+	require.NoError(t, err)
+	w := &blockWorker{started: make(chan struct{})}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, w)
+	client, err := jobs.New(ctx, pool, jobs.Options{Schema: "jobs_test", Workers: workers, Logger: logging.Discard(), TestOnly: true})
+	require.NoError(t, err)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	runCtx, wait := jobs.TrackStops(runCtx)
+	require.NoError(t, jobs.RunUntilDone(runCtx, client, logging.Discard()))
+	_, err = client.Insert(ctx, blockArgs{}, jobs.Coalesce())
+	require.NoError(t, err)
+	select {
+	case <-w.started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("job never started")
+	}
+
+	cancel()
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	wait(wctx)
+	require.NoError(t, wctx.Err(), "the client stopped in time")
+	var state string
+	require.NoError(t, pool.QueryRow(ctx, "SELECT state FROM jobs_test.river_job WHERE kind = 'block'").Scan(&state))
+	require.Contains(t, []string{"retryable", "available"}, state, "recorded as failed, to be retried")
+}
