@@ -3,8 +3,8 @@ package e2e_test
 import (
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
