@@ -328,9 +328,8 @@ func TestCalendarMessageNumbersAndBursts(t *testing.T) {
 			e.calendarCount(t, "SELECT count(*) FROM calendar.providers WHERE notify_seq > synced_seq") == 0
 	}, 15*time.Second, 50*time.Millisecond)
 	syncs := e.calendarListCalls(t) - base
-	// Coalesced: one job; a notification that lands while it runs costs at most one more pass.
-	require.GreaterOrEqual(t, syncs, int64(1))
-	require.LessOrEqual(t, syncs, int64(2), "a burst of 20 caused %d syncs", syncs)
+	// Coalesced and settled: the burst costs one sync.
+	require.Equal(t, int64(1), syncs, "a burst of 20 caused %d syncs", syncs)
 
 	// Repeated and older message numbers: acknowledged, no sync.
 	base = e.calendarListCalls(t)

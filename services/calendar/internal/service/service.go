@@ -66,6 +66,10 @@ type Options struct {
 	PollInterval time.Duration
 	// SilentAfter is how long a channel may go without its first notification before it counts as silent.
 	SilentAfter time.Duration
+	// Settle is how long a provider must be quiet before its sync job runs, bounded by MaxSettle, so a
+	// burst of notifications causes one sync (defaults 300ms and 3s).
+	Settle    time.Duration
+	MaxSettle time.Duration
 }
 
 // Service implements both gRPC services. Register it first and Init it when its dependencies are ready.
@@ -96,6 +100,12 @@ func (s *Service) Init(opts Options) error {
 	}
 	if opts.SilentAfter <= 0 {
 		opts.SilentAfter = 15 * time.Minute
+	}
+	if opts.Settle <= 0 {
+		opts.Settle = 300 * time.Millisecond
+	}
+	if opts.MaxSettle <= 0 {
+		opts.MaxSettle = 3 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -39,8 +39,12 @@ func NewSyncWorker(s *Service) *SyncWorker { return &SyncWorker{s: s} }
 // Timeout bounds one sync run.
 func (w *SyncWorker) Timeout(*river.Job[SyncArgs]) time.Duration { return 10 * time.Minute }
 
-// Work syncs until no notification is left that arrived during the run.
+// Work waits for a burst of notifications to settle, then syncs until no notification is left that
+// arrived during the run.
 func (w *SyncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
+	if err := w.s.settle(ctx, job.Args.Tenant, job.Args.ProviderID); err != nil {
+		return err
+	}
 	err := w.s.SyncProvider(ctx, job.Args.Tenant, job.Args.ProviderID)
 	switch {
 	case errors.Is(err, errMoreWork):
@@ -82,6 +86,23 @@ func (s *Service) sweep(ctx context.Context) error {
 	}
 	_, err = s.jobs.InsertMany(ctx, params)
 	return err
+}
+
+// settle waits (briefly, at most MaxSettle) until the provider's newest notification is Settle old, so
+// the notifications of a burst are all covered by one pass instead of one pass each.
+func (s *Service) settle(ctx context.Context, tenant, providerID string) error {
+	deadline := time.Now().Add(s.opts.MaxSettle)
+	for {
+		quiet, ok, err := store.NotificationQuiet(ctx, s.opts.Pool, tenant, providerID)
+		if err != nil || !ok || quiet >= s.opts.Settle || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(s.opts.Settle - quiet):
+		}
+	}
 }
 
 // errMoreWork means notifications keep arriving: the job is snoozed briefly and runs again.

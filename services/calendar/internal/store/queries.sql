@@ -143,3 +143,7 @@ SELECT tenant, id::text FROM calendar.providers
 WHERE notify_seq > synced_seq AND state IN ('connected', 'connecting')
 ORDER BY update_time
 LIMIT $1;
+
+-- name: NotificationQuiet
+-- How long ago the provider's newest notification arrived (NULL when it has none).
+SELECT now() - max(receive_time) FROM calendar.notifications WHERE tenant = $1 AND provider_id = $2;

@@ -395,3 +395,16 @@ func Check() error {
 	}
 	return nil
 }
+
+// NotificationQuiet reports how long the provider has been without a new notification; ok is false when
+// it has none at all.
+func NotificationQuiet(ctx context.Context, db DB, tenant, providerID string) (quiet time.Duration, ok bool, err error) {
+	var age *time.Duration
+	if err := db.QueryRow(ctx, q("NotificationQuiet"), tenant, providerID).Scan(&age); err != nil {
+		return 0, false, err
+	}
+	if age == nil {
+		return 0, false, nil
+	}
+	return *age, true, nil
+}
