@@ -40,6 +40,10 @@ type Options struct {
 	Configure func(*config.Config)
 	// Logs receives the suite's JSON logs (tests scan them for planted secrets); default discarded.
 	Logs io.Writer
+	// GRPCListener and HTTPListener are opened by the test when other suites must know the addresses
+	// before this one starts (one suite per target, as in a distributed deployment); default 127.0.0.1:0.
+	GRPCListener net.Listener
+	HTTPListener net.Listener
 }
 
 // Suite is a running suite.
@@ -73,13 +77,12 @@ func Start(t testing.TB, opts Options) *Suite {
 	if dbURL == "" {
 		dbURL = pgtest.NewDatabase(t)
 	}
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	httpLis, grpcLis := opts.HTTPListener, opts.GRPCListener
+	if httpLis == nil {
+		httpLis = Listen(t)
 	}
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	if grpcLis == nil {
+		grpcLis = Listen(t)
 	}
 	cfg := TestConfig()
 	cfg.DatabaseURL = dbURL
@@ -120,6 +123,16 @@ func Start(t testing.TB, opts Options) *Suite {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// Listen opens a loopback listener on a free port.
+func Listen(t testing.TB) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
 
 // Stop shuts the suite down (idempotent); tests use it to simulate a crash or restart.
