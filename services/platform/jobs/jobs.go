@@ -70,8 +70,10 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Client, error)
 
 // Coalesce returns insert options that keep at most one not-yet-finished job per unique args, so ten
 // notifications for one mailbox enqueue one sync. Completed jobs do not block a new one (River's default
-// ByState would, for 24 hours). A job inserted while one is running is skipped, so workers must re-check
-// for work that arrived during their run before they finish.
+// ByState would, for 24 hours). A job inserted while one is running is skipped, so a worker must re-check
+// for work that arrived during its run — and, to leave no gap between that last check and River marking
+// the job completed, do both in one transaction with CompleteTx, under a lock the enqueuers take too
+// (e.g. the provider's row, FOR UPDATE) before InsertTx.
 func Coalesce() *river.InsertOpts {
 	return &river.InsertOpts{UniqueOpts: river.UniqueOpts{
 		ByArgs: true,
@@ -80,6 +82,13 @@ func Coalesce() *river.InsertOpts {
 			rivertype.JobStateScheduled, rivertype.JobStateRetryable,
 		},
 	}}
+}
+
+// CompleteTx marks a running job completed inside tx (see Coalesce for why a worker does this itself):
+// if tx rolls back, so does the completion; when Work then returns nil, River leaves the job as it is.
+func CompleteTx[T river.JobArgs](ctx context.Context, tx pgx.Tx, job *river.Job[T]) error {
+	_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+	return err
 }
 
 // RunUntilDone starts client and stops it when ctx ends. Cancelling ctx cancels the running jobs (River

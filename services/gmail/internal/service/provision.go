@@ -160,6 +160,9 @@ func (s *Service) provision(ctx context.Context, p *store.Provider, accountEmail
 	}
 	var saved *store.Provider
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := store.LockProvider(ctx, tx, p.Tenant, p.ID); err != nil { // before the update: see enqueueSync
+			return err
+		}
 		var err error
 		saved, err = store.SaveProvisioning(ctx, tx, p.Tenant, p.ID, pr.out)
 		if err != nil || saved.State != store.StateConnected || !saved.Active {

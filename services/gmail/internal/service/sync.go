@@ -44,6 +44,11 @@ func (s *Service) enqueueSync(ctx context.Context, tx pgx.Tx, tenant, providerID
 	if s.river == nil {
 		return errors.New("job queue not started")
 	}
+	// The lock orders this insert with a running sync's last look for pending notifications (see
+	// finishIfIdle): either that look sees our notification, or our insert sees the job completed.
+	if err := store.LockProvider(ctx, tx, tenant, providerID); err != nil {
+		return err
+	}
 	_, err := s.river.InsertTx(ctx, tx, SyncArgs{ProviderID: providerID, Tenant: tenant}, jobs.Coalesce())
 	return err
 }
@@ -56,7 +61,7 @@ type syncWorker struct {
 func (w *syncWorker) Timeout(*river.Job[SyncArgs]) time.Duration { return 10 * time.Minute }
 
 func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
-	return w.s.syncProvider(ctx, job.Args.Tenant, job.Args.ProviderID)
+	return w.s.syncProvider(ctx, job)
 }
 
 type sweepWorker struct {
@@ -82,7 +87,8 @@ func (w *sweepWorker) Work(ctx context.Context, _ *river.Job[SweepArgs]) error {
 // syncProvider runs history syncs for one mailbox until no notification is left pending. Only one runs
 // per mailbox at a time (unique job); notifications that arrive during a run are picked up by the next
 // round instead of a second job.
-func (s *Service) syncProvider(ctx context.Context, tenant, providerID string) error {
+func (s *Service) syncProvider(ctx context.Context, job *river.Job[SyncArgs]) error {
+	tenant, providerID := job.Args.Tenant, job.Args.ProviderID
 	for round := 0; round < maxSyncRounds; round++ {
 		pend, err := s.settle(ctx, tenant, providerID)
 		if err != nil {
@@ -117,12 +123,30 @@ func (s *Service) syncProvider(ctx context.Context, tenant, providerID string) e
 		if err := store.MarkProcessed(ctx, s.pool, tenant, providerID, pend.MaxID); err != nil {
 			return err
 		}
-		more, err := store.PendingAfter(ctx, s.pool, tenant, providerID, pend.MaxID)
-		if err != nil || !more {
+		idle, err := s.finishIfIdle(ctx, job, pend.MaxID)
+		if err != nil || idle {
 			return err
 		}
 	}
 	return river.JobSnooze(time.Second)
+}
+
+// finishIfIdle completes the job unless notifications arrived after upTo. The look and the completion
+// share one transaction under the provider's lock, which enqueueSync takes too: a notification stored
+// meanwhile is either seen here (another round) or finds this job completed and enqueues a new one.
+func (s *Service) finishIfIdle(ctx context.Context, job *river.Job[SyncArgs], upTo int64) (idle bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := store.LockProvider(ctx, tx, job.Args.Tenant, job.Args.ProviderID); err != nil {
+			return err
+		}
+		more, err := store.PendingAfter(ctx, tx, job.Args.Tenant, job.Args.ProviderID, upTo)
+		if err != nil || more {
+			return err
+		}
+		idle = true
+		return jobs.CompleteTx(ctx, tx, job)
+	})
+	return idle, err
 }
 
 // settle waits (briefly) until a burst of notifications has stopped, so a burst causes one sync.

@@ -71,6 +71,11 @@ func (s *Service) handlePush(ctx context.Context, req *gmailv1.HandleGmailPushRe
 	}
 	fresh := false
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The provider's lock first (enqueueSync takes it again): the notification's foreign key would
+		// otherwise share-lock the row, and two pushes upgrading to the lock would deadlock.
+		if err := store.LockProvider(ctx, tx, sub.Tenant, p.ID); err != nil {
+			return err
+		}
 		var err error
 		fresh, err = store.InsertNotification(ctx, tx, store.Notification{
 			Tenant: sub.Tenant, ProviderID: p.ID, Subscription: env.Subscription, PubSubMessageID: env.MessageID,

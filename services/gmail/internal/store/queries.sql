@@ -159,3 +159,7 @@ WHERE tenant = $1 AND id = ANY($2::uuid[]) AND acknowledge_time IS NULL;
 
 -- name: NotifyInbound
 SELECT pg_notify('gmail_inbound', $1);
+
+-- name: LockProvider
+-- Serializes a sync's last look for pending notifications with the enqueuers of its follow-up job.
+SELECT 1 FROM gmail.providers WHERE tenant = $1 AND id = $2 FOR UPDATE;

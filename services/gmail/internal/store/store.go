@@ -423,3 +423,10 @@ func Check() error {
 	}
 	return nil
 }
+
+// LockProvider locks the provider's row until tx ends (a deleted provider locks nothing, which is fine:
+// nothing is left to sync).
+func LockProvider(ctx context.Context, tx pgx.Tx, tenant, provider string) error {
+	_, err := tx.Exec(ctx, q("LockProvider"), tenant, provider)
+	return err
+}
