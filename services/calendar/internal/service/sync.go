@@ -40,26 +40,51 @@ func NewSyncWorker(s *Service) *SyncWorker { return &SyncWorker{s: s} }
 func (w *SyncWorker) Timeout(*river.Job[SyncArgs]) time.Duration { return 10 * time.Minute }
 
 // Work waits for a burst of notifications to settle, then syncs until no notification is left that
-// arrived during the run.
+// arrived during the run, and completes itself only once that is certain (see finishIfIdle).
 func (w *SyncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
 	if err := w.s.settle(ctx, job.Args.Tenant, job.Args.ProviderID); err != nil {
 		return err
 	}
-	err := w.s.SyncProvider(ctx, job.Args.Tenant, job.Args.ProviderID)
-	switch {
-	case errors.Is(err, errMoreWork):
-		return river.JobSnooze(time.Second)
-	case isPermanent(err):
-		// Recorded on the provider (status + remedy); retrying cannot help until the user acts.
-		return river.JobCancel(err)
+	for range maxPasses {
+		err := w.s.SyncProvider(ctx, job.Args.Tenant, job.Args.ProviderID)
+		switch {
+		case errors.Is(err, errMoreWork):
+			return river.JobSnooze(time.Second)
+		case isPermanent(err):
+			// Recorded on the provider (status + remedy); retrying cannot help until the user acts.
+			return river.JobCancel(err)
+		case err != nil:
+			return err
+		}
+		idle, err := w.s.finishIfIdle(ctx, job)
+		if err != nil || idle {
+			return err
+		}
 	}
-	return err
+	return river.JobSnooze(time.Second)
+}
+
+// finishIfIdle completes the job unless a notification is still uncovered, in one transaction holding
+// the provider's row lock — the lock a notification's BumpNotify takes before it enqueues: either this
+// look sees that notification, or its enqueue finds the job completed and inserts a new one.
+func (s *Service) finishIfIdle(ctx context.Context, job *river.Job[SyncArgs]) (idle bool, err error) {
+	err = s.withTx(ctx, func(tx pgx.Tx) error {
+		p, err := store.GetProviderForUpdate(ctx, tx, job.Args.Tenant, job.Args.ProviderID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err == nil && p.NotifySeq > p.SyncedSeq && (p.State == store.StateConnected || p.State == store.StateConnecting) {
+			return nil
+		}
+		idle = true
+		return jobs.CompleteTx(ctx, tx, job)
+	})
+	return idle, err
 }
 
 // RunSweeper enqueues a sync, every interval until ctx ends, for each provider with accepted
-// notifications that no completed sync covered. River skips a coalesced insert while the provider's job
-// is running, and the job's last look for new notifications precedes the moment River marks it completed:
-// a notification landing in that window would otherwise wait for the next one. The sweeper closes it.
+// notifications that no completed sync covered — a safety net (e.g. a job cancelled or discarded after
+// its notifications were stored); the normal path needs none (see finishIfIdle).
 func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
