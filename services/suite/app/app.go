@@ -62,7 +62,7 @@ type App struct {
 	waitJobs func(context.Context)
 	mu       sync.Mutex
 	ready    map[string]bool
-	poolOnce sync.Mutex
+	poolMu   sync.Mutex // guards deps.Pool, connected on first need
 }
 
 // ExpandTargets turns "all" and comma lists into target names, rejecting unknown ones.
@@ -259,8 +259,8 @@ func (a *App) startTarget(ctx context.Context, t target.Target) error {
 
 // pool connects to PostgreSQL once, on first need.
 func (a *App) pool(ctx context.Context) (*pgxpool.Pool, error) {
-	a.poolOnce.Lock()
-	defer a.poolOnce.Unlock()
+	a.poolMu.Lock()
+	defer a.poolMu.Unlock()
 	if a.deps.Pool != nil {
 		return a.deps.Pool, nil
 	}
@@ -285,9 +285,9 @@ func (a *App) watchDatabase(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		a.poolOnce.Lock()
+		a.poolMu.Lock()
 		pool := a.deps.Pool
-		a.poolOnce.Unlock()
+		a.poolMu.Unlock()
 		if pool == nil {
 			continue
 		}

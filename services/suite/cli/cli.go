@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -197,5 +196,3 @@ func envBool(key string, def bool) bool {
 	}
 	return def
 }
-
-var _ = slog.Default
