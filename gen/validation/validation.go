@@ -1,7 +1,8 @@
 // Package validation holds what the hand-written Validate() methods beside the generated code share:
-// the error for bad input in one field, and checks several APIs use. (gen cannot import the platform kit,
-// so FieldError mirrors platform/errs.InvalidField: InvalidArgument, an ErrorInfo with reason INVALID_FIELD
-// in domain "alga-google" naming the field, and a BadRequest field violation.)
+// the error for bad input in one field, and checks several APIs use. FieldError is the suite's only
+// field-error type: platform/errs.InvalidField returns it too, and errs.Rewrite passes it through
+// (InvalidArgument, an ErrorInfo with reason INVALID_FIELD in domain "alga-google" naming the field, and
+// a BadRequest field violation). It lives here because gen cannot import the platform kit.
 package validation
 
 import (

@@ -13,16 +13,18 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/algapsa/alga-google/gen/validation"
 )
 
 // Domain is the ErrorInfo domain of every error we return.
 const Domain = "alga-google"
 
-// Error is a user-actionable error with a gRPC code, a stable reason and, for bad input, the field at fault.
+// Error is a user-actionable error with a gRPC code and a stable reason. Bad input in one field is the
+// other domain error, validation.FieldError (shared with the hand-written Validate methods in gen).
 type Error struct {
 	Code    codes.Code
-	Reason  string // stable machine-readable reason, e.g. "INVALID_FIELD", "GOOGLE_NOT_CONFIGURED"
-	Field   string // the request field at fault, for InvalidArgument
+	Reason  string // stable machine-readable reason, e.g. "GOOGLE_NOT_CONFIGURED"
 	Message string // shown to people: say what is wrong and what to do
 	Meta    map[string]string
 	cause   error
@@ -37,10 +39,16 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.cause }
 
-// InvalidField reports bad input in one field.
-func InvalidField(field, format string, args ...any) *Error {
-	return &Error{Code: codes.InvalidArgument, Reason: "INVALID_FIELD", Field: field,
-		Message: field + ": " + fmt.Sprintf(format, args...)}
+// InvalidField reports bad input in one field: InvalidArgument naming the field (reason INVALID_FIELD,
+// a BadRequest field violation). It is the same error the generated requests' Validate methods return.
+func InvalidField(field, format string, args ...any) *validation.FieldError {
+	return validation.Invalid(field, format, args...)
+}
+
+// HasReason reports whether err is (or wraps) a domain error with the given reason.
+func HasReason(err error, reason string) bool {
+	var de *Error
+	return errors.As(err, &de) && de.Reason == reason
 }
 
 // NotFound reports a missing resource of the caller's tenant.
@@ -106,6 +114,10 @@ func Rewrite(ctx context.Context, log *slog.Logger, err error) error {
 	if err == nil {
 		return nil
 	}
+	var fe *validation.FieldError
+	if errors.As(err, &fe) {
+		return fe.GRPCStatus().Err()
+	}
 	var de *Error
 	if errors.As(err, &de) {
 		if de.cause != nil {
@@ -138,19 +150,10 @@ func toStatus(e *Error) error {
 	for k, v := range e.Meta {
 		meta[k] = v
 	}
-	if e.Field != "" {
-		meta["field"] = e.Field
-	}
 	info := &errdetails.ErrorInfo{Reason: e.Reason, Domain: Domain, Metadata: meta}
 	withInfo, err := st.WithDetails(info)
 	if err != nil {
 		return st.Err()
-	}
-	if e.Field != "" {
-		br := &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: e.Field, Description: e.Message}}}
-		if s2, err := withInfo.WithDetails(br); err == nil {
-			return s2.Err()
-		}
 	}
 	return withInfo.Err()
 }

@@ -5,6 +5,7 @@ package grpcserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -87,6 +88,7 @@ func New(opts Options) *Server {
 			s.streamLogging,
 			s.streamGate,
 			s.streamAuth,
+			streamValidation(s.log),
 			recovery.StreamServerInterceptor(recoveryOpt),
 			s.streamRewrite,
 		),
@@ -190,7 +192,7 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 	}
 	id, err := s.auth.Verify(ctx, token)
 	if err != nil {
-		if strings.Contains(err.Error(), auth.ErrForbiddenUserType.Error()) {
+		if errors.Is(err, auth.ErrForbiddenUserType) {
 			return nil, errs.PermissionDenied("client users cannot use this service")
 		}
 		s.log.InfoContext(ctx, "token rejected", "err", err)
@@ -234,6 +236,32 @@ func unaryValidation(log *slog.Logger) grpc.UnaryServerInterceptor {
 		}
 		return h(ctx, req)
 	}
+}
+
+// streamValidation validates a server-streaming call's request, which grpc-go hands the handler only
+// when it calls RecvMsg: the wrapped stream validates each message it receives, so a stream handler
+// never sees an invalid request (and never validates by hand).
+func streamValidation(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		return h(srv, &validatingStream{ServerStream: ss, log: log})
+	}
+}
+
+type validatingStream struct {
+	grpc.ServerStream
+	log *slog.Logger
+}
+
+func (v *validatingStream) RecvMsg(m any) error {
+	if err := v.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if val, ok := m.(Validator); ok {
+		if err := val.Validate(); err != nil {
+			return errs.Rewrite(v.Context(), v.log, err)
+		}
+	}
+	return nil
 }
 
 func (s *Server) unaryRewrite(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -91,45 +90,74 @@ func CompleteTx[T river.JobArgs](ctx context.Context, tx pgx.Tx, job *river.Job[
 	return err
 }
 
-// RunUntilDone starts client and stops it when ctx ends. Cancelling ctx cancels the running jobs (River
-// records them as failed, to be retried); when ctx carries a tracker from TrackStops, the tracker's wait
-// returns only after the client has stopped and recorded them, so the caller may then close the pool.
-// Closing the pool first would leave a job "running" in the database — blocking its coalescing key until
-// River rescues it, 10 minutes later.
-func RunUntilDone(ctx context.Context, client *Client, log *slog.Logger) error {
-	if err := client.Start(ctx); err != nil {
-		return err
+// Stop waits until client has stopped, bounded by ctx. The client stops by itself once the context its
+// Start was given ends (River then cancels the running jobs and records them as failed, to be retried);
+// a target's Stop calls this so that the binary closes the pool only afterwards. Closing the pool first
+// would leave a job "running" in the database — blocking its coalescing key until River rescues it, 10
+// minutes later. A nil client (never started) is stopped.
+func Stop(ctx context.Context, client *Client) error {
+	if client == nil {
+		return nil
 	}
-	wg, _ := ctx.Value(stopsKey{}).(*sync.WaitGroup)
-	if wg != nil {
-		wg.Add(1)
+	select {
+	case <-client.Stopped():
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("river client did not stop in time: %w", ctx.Err())
 	}
-	go func() {
-		if wg != nil {
-			defer wg.Done()
-		}
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		if err := client.Stop(sctx); err != nil {
-			log.Warn("river stop", "err", err)
-		}
-	}()
-	return nil
 }
 
-type stopsKey struct{}
+// sweepArgs is the periodic sweep of one River schema (each service has its own, so one kind suffices).
+type sweepArgs struct{}
 
-// TrackStops returns a context under which RunUntilDone tracks its clients, and a function that waits
-// (at most until its ctx ends) until every client started under it has stopped.
-func TrackStops(ctx context.Context) (context.Context, func(context.Context)) {
-	wg := &sync.WaitGroup{}
-	return context.WithValue(ctx, stopsKey{}, wg), func(wctx context.Context) {
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
+func (sweepArgs) Kind() string { return "sweep" }
+
+// AddSweeper adds a periodic job that calls sweep every interval, on one replica at a time (River runs
+// periodic jobs on its leader), and returns it for Options.PeriodicJobs. A sweep re-enqueues work a
+// coalesced job could have missed; it must be cheap when there is nothing to do.
+func AddSweeper(workers *river.Workers, every time.Duration, sweep func(context.Context) error) *river.PeriodicJob {
+	river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, _ *river.Job[sweepArgs]) error {
+		return sweep(ctx)
+	}))
+	return river.NewPeriodicJob(river.PeriodicInterval(every), func() (river.JobArgs, *river.InsertOpts) {
+		return sweepArgs{}, Coalesce()
+	}, &river.PeriodicJobOpts{RunOnStart: true})
+}
+
+// Settle waits briefly until a burst of notifications has stopped, so a burst causes one run. latest
+// reports how long ago the newest pending notification arrived, or ok=false when none is pending. Settle
+// returns when none is pending, the newest is `quiet` old, or `limit` has passed.
+func Settle(ctx context.Context, quiet, limit time.Duration, latest func(context.Context) (age time.Duration, ok bool, err error)) error {
+	deadline := time.Now().Add(limit)
+	for {
+		age, ok, err := latest(ctx)
+		if err != nil || !ok || age >= quiet || time.Now().After(deadline) {
+			return err
+		}
 		select {
-		case <-done:
-		case <-wctx.Done():
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(quiet - age):
 		}
 	}
+}
+
+// FinishIfIdle completes a coalesced job unless work arrived during its run. In one transaction it calls
+// idle — which takes the lock every enqueuer takes before InsertTx (e.g. the provider row, FOR UPDATE)
+// and looks for work left — and, when idle, marks the job completed (CompleteTx). Either that look sees
+// an enqueuer's work, or the enqueuer's insert sees the job completed and inserts a new one: no gap.
+func FinishIfIdle[T river.JobArgs](ctx context.Context, pool *pgxpool.Pool, job *river.Job[T], idle func(context.Context, pgx.Tx) (bool, error)) (bool, error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
+	ok, err := idle(ctx, tx)
+	if err != nil || !ok {
+		return false, err
+	}
+	if err := CompleteTx(ctx, tx, job); err != nil {
+		return false, err
+	}
+	return true, tx.Commit(ctx)
 }

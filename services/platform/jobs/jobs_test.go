@@ -28,10 +28,10 @@ func (w *blockWorker) Work(ctx context.Context, _ *river.Job[blockArgs]) error {
 	return ctx.Err()
 }
 
-// A client stopped by its context records its running job (as retryable) before TrackStops' wait returns,
-// so closing the pool afterwards never leaves the job "running" (which would block its coalescing key
-// until River rescues it).
-func TestTrackStopsWaitsUntilRunningJobsAreRecorded(t *testing.T) {
+// A client stopped by its context records its running job (as retryable) before Stop returns, so closing
+// the pool afterwards never leaves the job "running" (which would block its coalescing key until River
+// rescues it).
+func TestStopWaitsUntilRunningJobsAreRecorded(t *testing.T) {
 	t.Parallel()
 	pool, _ := pgtest.NewPool(t)
 	ctx := context.Background()
@@ -44,8 +44,7 @@ func TestTrackStopsWaitsUntilRunningJobsAreRecorded(t *testing.T) {
 	require.NoError(t, err)
 
 	runCtx, cancel := context.WithCancel(ctx)
-	runCtx, wait := jobs.TrackStops(runCtx)
-	require.NoError(t, jobs.RunUntilDone(runCtx, client, logging.Discard()))
+	require.NoError(t, client.Start(runCtx))
 	_, err = client.Insert(ctx, blockArgs{}, jobs.Coalesce())
 	require.NoError(t, err)
 	select {
@@ -57,8 +56,7 @@ func TestTrackStopsWaitsUntilRunningJobsAreRecorded(t *testing.T) {
 	cancel()
 	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer wcancel()
-	wait(wctx)
-	require.NoError(t, wctx.Err(), "the client stopped in time")
+	require.NoError(t, jobs.Stop(wctx, client), "the client stopped in time")
 	var state string
 	require.NoError(t, pool.QueryRow(ctx, "SELECT state FROM jobs_test.river_job WHERE kind = 'block'").Scan(&state))
 	require.Contains(t, []string{"retryable", "available"}, state, "recorded as failed, to be retried")

@@ -1,4 +1,4 @@
-// Package logging builds the suite's slog JSON logger. Request-scoped attributes (request id, tenant,
+// Package logging builds the suite's slog logger: JSON by default, text lines in --dev. Request-scoped attributes (request id, tenant,
 // service, method) are put in the context once and added to every record logged with that context.
 package logging
 
@@ -9,8 +9,18 @@ import (
 	"strings"
 )
 
-// New returns a JSON logger writing to w at level ("debug", "info", "warn", "error").
+// New returns a JSON logger writing to w at level ("debug", "info", "warn", "error"): what log
+// pipelines ingest, the default everywhere but --dev.
 func New(w io.Writer, level string) *slog.Logger {
+	return slog.New(contextHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: parseLevel(level)})})
+}
+
+// NewText returns a logger of key=value lines for a person at a terminal (--dev).
+func NewText(w io.Writer, level string) *slog.Logger {
+	return slog.New(contextHandler{slog.NewTextHandler(w, &slog.HandlerOptions{Level: parseLevel(level)})})
+}
+
+func parseLevel(level string) slog.Level {
 	var lv slog.Level
 	switch strings.ToLower(level) {
 	case "debug":
@@ -22,7 +32,7 @@ func New(w io.Writer, level string) *slog.Logger {
 	default:
 		lv = slog.LevelInfo
 	}
-	return slog.New(contextHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})})
+	return lv
 }
 
 // Discard is a logger that drops everything (tests that do not inspect logs).

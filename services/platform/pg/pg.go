@@ -36,11 +36,14 @@ func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// Migrations is one schema's ordered migration files: NNNN_description.sql in an fs.FS.
+// Migrations is one schema's ordered migration files (NNNN_description.sql in an fs.FS) and the named
+// statements that run against it, which CheckQueries prepares against the migrated schema.
 type Migrations struct {
 	Schema string
 	FS     fs.FS
 	Dir    string
+	// Queries are every statement of the service's query layer (its queries.sql).
+	Queries Queries
 }
 
 var migrationName = regexp.MustCompile(`^(\d{4})_[a-z0-9_]+\.sql$`)

@@ -14,6 +14,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/algapsa/alga-google/services/platform/jobs"
+	"github.com/algapsa/alga-google/services/platform/pg"
 )
 
 var counter atomic.Int64
@@ -81,4 +84,31 @@ func withDatabase(raw, db string) string {
 		}
 	}
 	return raw + " dbname=" + db
+}
+
+// CheckQueries migrates a fresh database with m (and River's tables in the same schema, which some
+// statements read) and prepares every statement of m.Queries against it: a misspelled column, a wrong
+// type or a missing table fails the test, naming the statement.
+func CheckQueries(t testing.TB, m *pg.Migrations) {
+	t.Helper()
+	if len(m.Queries) == 0 {
+		t.Fatalf("schema %s declares no queries", m.Schema)
+	}
+	pool, _ := NewPool(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := m.Apply(ctx, pool); err != nil {
+		t.Fatalf("migrating %s: %v", m.Schema, err)
+	}
+	if err := jobs.Migrate(ctx, pool, m.Schema, nil); err != nil {
+		t.Fatalf("river tables in %s: %v", m.Schema, err)
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if err := m.Queries.Prepare(ctx, conn.Conn()); err != nil {
+		t.Fatalf("schema %s: %v", m.Schema, err)
+	}
 }

@@ -32,18 +32,30 @@ const (
 	Worker   = "worker"
 )
 
-// Target is one deployable part of the suite.
+// Target is one deployable part of the suite. Every service implements it the same way, in the file
+// named after the service at its module root (see this package's README for the layout):
+//
+//  1. construct — New(): the service's gRPC implementations exist, without dependencies.
+//  2. bind — Bind(b): the service declares its own settings (flags + env) into its Config.
+//  3. register — Register(srv): called once, before the server serves (grpc-go refuses later
+//     registrations): registers the implementations themselves — no wrappers — and declares which
+//     methods only service identities may call. From now until Start returns nil, the server's start-up
+//     gate answers the target's methods with Unavailable, so no handler runs without its dependencies.
+//  4. start — Start(ctx, deps): once the target's schema is migrated, connects the dependencies (pool,
+//     peers, River) into the implementations and starts background work, which runs until ctx ends. It
+//     is retried with backoff while it fails, so it builds everything first and commits it last (a failed
+//     attempt leaves nothing half-started). Fields Start sets are safe for handlers to read: the gate
+//     opens under the server's lock after Start returns.
+//  5. stop — Stop(ctx): after ctx of Start has ended, waits until background work has finished (River
+//     clients record their cancelled jobs), bounded by ctx; the binary closes the pool afterwards.
 type Target interface {
 	Name() string
-	// Migrations returns the migrations of the schema the target owns, or nil.
+	Bind(b *config.Binder)
+	// Migrations returns the schema the target owns (migrations and every query), or nil.
 	Migrations() *pg.Migrations
-	// Register registers the target's gRPC services. It is called before the server starts serving
-	// (grpc-go forbids registering later), so the registered implementations get their dependencies in
-	// Start; until Start returns, the server answers the target's methods with Unavailable by itself.
 	Register(srv *grpcserver.Server)
-	// Start connects the target's dependencies and starts its background work, which runs until ctx is
-	// done. It returns once the target can serve; it is retried (with backoff) while it fails.
 	Start(ctx context.Context, deps *Deps) error
+	Stop(ctx context.Context) error
 }
 
 // Deps is what the binary hands every target.
