@@ -325,7 +325,7 @@ func TestServiceAccountKeyJWTBearer(t *testing.T) {
 		require.NotEmpty(t, kf[f], f)
 	}
 
-	creds, err := google.CredentialsFromJSON(b.ctx, key, "https://www.googleapis.com/auth/pubsub")
+	creds, err := google.CredentialsFromJSONWithType(b.ctx, key, google.ServiceAccount, "https://www.googleapis.com/auth/pubsub")
 	require.NoError(t, err)
 	require.Equal(t, "sa-tenant", creds.ProjectID)
 	tok, err := creds.TokenSource.Token()

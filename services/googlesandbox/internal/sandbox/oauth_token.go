@@ -38,11 +38,10 @@ type tokenResponse struct {
 }
 
 type oauthErr struct {
-	status      int
-	code, desc  string
-	subtype     string
-	errorURI    string
-	countClient string
+	status     int
+	code, desc string
+	subtype    string
+	errorURI   string
 }
 
 func (e *oauthErr) write(w http.ResponseWriter) {

@@ -63,7 +63,6 @@ type Server struct {
 
 	mu          sync.Mutex
 	clockOffset time.Duration
-	seq         uint64
 
 	signKey *rsa.PrivateKey
 	signKid string
@@ -158,11 +157,6 @@ func (s *Server) Now() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.now()
-}
-
-func (s *Server) nextSeq() uint64 {
-	s.seq++
-	return s.seq
 }
 
 func randHex(n int) string {
