@@ -20,6 +20,7 @@ import (
 	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
 	"github.com/algapsa/alga-google/gen/openapi"
+	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/pg"
 	"github.com/algapsa/alga-google/services/platform/target"
@@ -30,11 +31,19 @@ func NewTarget() target.Target { return &gatewayTarget{} }
 
 type gatewayTarget struct{}
 
-func (*gatewayTarget) Name() string               { return target.Gateway }
+func (*gatewayTarget) Name() string { return target.Gateway }
+
+// Bind implements target.Target: the gateway reads only the shared settings.
+func (*gatewayTarget) Bind(*config.Binder) {}
+
+// Migrations implements target.Target: the gateway owns no schema.
 func (*gatewayTarget) Migrations() *pg.Migrations { return nil }
 
 // Register implements target.Target: the gateway serves HTTP only.
 func (*gatewayTarget) Register(*grpcserver.Server) {}
+
+// Stop implements target.Target: the routes need nothing stopped (the binary shuts the listener down).
+func (*gatewayTarget) Stop(context.Context) error { return nil }
 
 // Start mounts every route on deps.HTTP.
 func (*gatewayTarget) Start(ctx context.Context, deps *target.Deps) error {
