@@ -241,3 +241,6 @@ func Stream[T any](ctx context.Context, f *Feed, src Source[T], afterCursor stri
 		}
 	}
 }
+
+// Delivered is the counter of rows this feed handed to consumers (tests, diagnostics).
+func (f *Feed) Delivered() prometheus.Counter { return f.delivered }
