@@ -11,6 +11,7 @@ BUF_VERSION                 := v1.75.0
 PROTOC_GEN_GO_VERSION       := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION  := v1.6.2
 GRPC_GATEWAY_VERSION        := v2.33.0
+STATICCHECK_VERSION         := v0.8.2
 
 # Every module of the workspace (go.work).
 MODULES := $(shell go list -m -f '{{.Dir}}' 2>/dev/null)
@@ -34,8 +35,12 @@ $(BIN)/.grpc-gateway-$(GRPC_GATEWAY_VERSION):
 		github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
 	@touch $@
 
+$(BIN)/.staticcheck-$(STATICCHECK_VERSION):
+	go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@touch $@
+
 .PHONY: tools
-tools: $(BIN)/.buf-$(BUF_VERSION) $(BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION) $(BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION) $(BIN)/.grpc-gateway-$(GRPC_GATEWAY_VERSION) ## Install the pinned code-generation tools into ./bin
+tools: $(BIN)/.buf-$(BUF_VERSION) $(BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION) $(BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION) $(BIN)/.grpc-gateway-$(GRPC_GATEWAY_VERSION) $(BIN)/.staticcheck-$(STATICCHECK_VERSION) ## Install the pinned code-generation and lint tools into ./bin
 
 .PHONY: generate
 generate: tools ## Regenerate gen/ from proto/ (byte-for-byte reproducible)
@@ -43,9 +48,9 @@ generate: tools ## Regenerate gen/ from proto/ (byte-for-byte reproducible)
 	buf generate
 
 .PHONY: lint
-lint: tools ## buf lint (STANDARD) and go vet on every module
+lint: tools ## buf lint (STANDARD), go vet and staticcheck on every module
 	buf lint
-	@for m in $(MODULES); do echo "go vet $$m"; (cd $$m && go vet ./...) || exit 1; done
+	@for m in $(MODULES); do echo "go vet + staticcheck $$m"; (cd $$m && go vet ./... && staticcheck ./...) || exit 1; done
 
 .PHONY: verify
 verify: generate ## Check generated code is current, then lint and vet
@@ -66,8 +71,9 @@ test: verify ## Run every test (starts a private PostgreSQL under .data/ unless 
 	@export TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$(scripts/devdb.sh)}"; \
 	  go test $(GO_TEST_FLAGS) $(addsuffix /...,$(MODULES))
 
-.PHONY: test-short
-test-short: ## Run the tests of the modules named in M (e.g. make test-short M=services/secrets)
+.PHONY: test-module
+test-module: ## Run the tests of one module, without verify (e.g. make test-module M=services/secrets)
+	@test -n "$(M)" || { echo "usage: make test-module M=services/<name>"; exit 1; }
 	@export TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$(scripts/devdb.sh)}"; \
 	  cd $(M) && go test -count=1 ./...
 
