@@ -1,0 +1,66 @@
+package grpcserver_test
+
+import (
+	"net"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	gmailv1 "github.com/algapsa/alga-google/gen/alga/gmail/v1"
+	"github.com/algapsa/alga-google/services/platform/auth"
+	"github.com/algapsa/alga-google/services/platform/grpcserver"
+	"github.com/algapsa/alga-google/services/platform/logging"
+)
+
+// streamProbe records whether its stream handler ran.
+type streamProbe struct {
+	gmailv1.UnimplementedInboundMailServiceServer
+	ran chan struct{}
+}
+
+func (p *streamProbe) StreamInboundMessages(req *gmailv1.StreamInboundMessagesRequest, _ grpc.ServerStreamingServer[gmailv1.StreamInboundMessagesResponse]) error {
+	close(p.ran)
+	return nil
+}
+
+// The validation interceptor covers stream calls too: an invalid request never reaches the handler and
+// answers InvalidArgument naming the field.
+func TestStreamRequestsAreValidated(t *testing.T) {
+	t.Parallel()
+	v, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(key), Issuer: "alga-psa", Audience: "alga-google", ServiceIssuer: "alga-google"})
+	require.NoError(t, err)
+	srv := grpcserver.New(grpcserver.Options{Logger: logging.Discard(), Verifier: v, Registerer: prometheus.NewRegistry()})
+	probe := &streamProbe{ran: make(chan struct{})}
+	gmailv1.RegisterInboundMailServiceServer(srv.GRPC, probe)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = srv.GRPC.Serve(lis) }()
+	t.Cleanup(srv.GRPC.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	svcs, _ := auth.NewSigner([]byte(key), "alga-google", "alga-google")
+	tok, _ := svcs.MintService("platform", "tenant-a", "", nil)
+	client := gmailv1.NewInboundMailServiceClient(conn)
+
+	stream, err := client.StreamInboundMessages(bearer(tok), &gmailv1.StreamInboundMessagesRequest{ProviderId: "not-a-uuid"})
+	require.NoError(t, err)
+	_, err = stream.Recv()
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
+	require.Contains(t, status.Convert(err).Message(), "provider_id")
+	select {
+	case <-probe.ran:
+		t.Fatal("the handler ran with an invalid request")
+	default:
+	}
+
+	stream, err = client.StreamInboundMessages(bearer(tok), &gmailv1.StreamInboundMessagesRequest{})
+	require.NoError(t, err)
+	_, _ = stream.Recv()
+	<-probe.ran
+}
