@@ -10,7 +10,8 @@
 //
 // KEK rotation, online:
 //  1. Deploy every replica with the new key as ALGA_SECRETS_KEK / ALGA_SECRETS_KEK_ID and the old one as
-//     a previous KEK (Options.PreviousKEKs): new tenants get the new key, every existing one stays readable.
+//     a previous KEK (ALGA_SECRETS_KEK_PREVIOUS): new tenants get the new key, every existing one stays
+//     readable.
 //  2. Run `alga-google secrets rotate-kek` (RotateKEK): each tenant's data key is re-wrapped in its own
 //     short transaction; readers and writers keep working. It can be run again after an interruption.
 //  3. Remove the previous KEK. The target refuses to start while a data key is wrapped by a KEK it lacks.
@@ -18,83 +19,66 @@ package secrets
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
+	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/pg"
 	"github.com/algapsa/alga-google/services/platform/target"
 	"github.com/algapsa/alga-google/services/secrets/internal/envelope"
-	"github.com/algapsa/alga-google/services/secrets/internal/server"
+	"github.com/algapsa/alga-google/services/secrets/internal/service"
 	"github.com/algapsa/alga-google/services/secrets/internal/store"
-	"github.com/algapsa/alga-google/services/secrets/migrations"
 )
 
-// Options override what the target otherwise reads from the suite's config.Config. Zero values mean
-// "use the config": KEK ← Config.KEK() (ALGA_SECRETS_KEK / ALGA_SECRETS_KEK_FILE), KEKID ←
-// ALGA_SECRETS_KEK_ID, Backend ← ALGA_SECRETS_BACKEND, FSBase ← ALGA_SECRETS_FS_BASE.
-type Options struct {
-	KEK   []byte
-	KEKID string
-	// PreviousKEKs are older KEKs (key id → 32-byte key) still accepted for unwrapping data keys while a
-	// rotation is under way. See ParseKEKList for a config format.
-	PreviousKEKs map[string][]byte
-	Backend      string
-	FSBase       string
+// NewTarget returns the secrets target; the binary binds its settings (Bind) before starting it.
+func NewTarget() target.Target { return New() }
+
+// NewTargetWithConfig returns the secrets target with its settings filled in (tests, tools): the
+// binary's Bind is not needed, and Start reads cfg as it is.
+func NewTargetWithConfig(cfg Config) target.Target {
+	t := New()
+	t.cfg = cfg
+	return t
 }
 
-// NewTarget returns the secrets target configured from the suite's config.
-func NewTarget() target.Target { return NewTargetWithOptions(Options{}) }
-
-// NewTargetWithOptions returns the secrets target with explicit options (tests, a previous KEK).
-func NewTargetWithOptions(opts Options) target.Target { return &secretsTarget{opts: opts} }
-
-type secretsTarget struct {
-	opts Options
-	lazy *server.Lazy // set by Register
+// Target is the secrets target: SecretsService over the configured backends.
+type Target struct {
+	cfg Config
+	svc *service.Server
 }
 
-// Register registers SecretsService on s before it starts serving (grpc-go refuses registrations after
-// Serve); calls answer Unavailable until Start has finished. The binary should call it, when a target
-// implements it, before serving; without it, Start registers the service itself.
-func (t *secretsTarget) Register(s *grpcserver.Server) {
-	if t.lazy != nil {
-		return
-	}
-	t.lazy = &server.Lazy{}
-	secretsv1.RegisterSecretsServiceServer(s.GRPC, t.lazy)
-	s.RequireService(server.GetSecretsMethod)
+// New constructs the target with its gRPC implementation, without dependencies (see Start).
+func New() *Target { return &Target{svc: service.New()} }
+
+// Name implements target.Target.
+func (t *Target) Name() string { return target.Secrets }
+
+// Bind implements target.Target: the secrets settings (config.go).
+func (t *Target) Bind(b *config.Binder) { t.cfg.Bind(b) }
+
+// Migrations implements target.Target: the `secrets` schema and its queries.
+func (t *Target) Migrations() *pg.Migrations { return store.Migrations() }
+
+// Register implements target.Target: SecretsService itself, with GetSecrets (plaintext values) reachable
+// by service identities only.
+func (t *Target) Register(srv *grpcserver.Server) {
+	secretsv1.RegisterSecretsServiceServer(srv.GRPC, t.svc)
+	srv.RequireService(service.GetSecretsMethod)
 }
-
-func (t *secretsTarget) Name() string { return target.Secrets }
-
-// Migrations implements target.Target: the `secrets` schema.
-func (t *secretsTarget) Migrations() *pg.Migrations { return migrations.Migrations() }
 
 // Start implements target.Target: builds the backend chain, checks every data key can be unwrapped with
-// the configured KEKs, and registers SecretsService (GetSecrets service-only).
-func (t *secretsTarget) Start(ctx context.Context, deps *target.Deps) error {
-	opts := t.opts
-	cfg := deps.Config
-	if opts.Backend == "" {
-		opts.Backend = cfg.SecretsBackend
-	}
-	if opts.FSBase == "" {
-		opts.FSBase = cfg.SecretsFSBase
-	}
-	if opts.KEKID == "" {
-		opts.KEKID = cfg.SecretsKEKID
-	}
+// the configured KEKs, and hands the chain to SecretsService.
+func (t *Target) Start(ctx context.Context, deps *target.Deps) error {
+	cfg := t.cfg
 	if deps.Pool == nil {
 		return errors.New("secrets: a database is required (the audit trail and the postgres backend live there)")
 	}
-	names, err := backendNames(opts.Backend)
+	names, err := cfg.backendNames()
 	if err != nil {
 		return err
 	}
@@ -103,17 +87,15 @@ func (t *secretsTarget) Start(ctx context.Context, deps *target.Deps) error {
 	for _, name := range names {
 		switch name {
 		case "postgres":
-			if len(opts.KEK) == 0 {
-				if opts.KEK, err = cfg.KEK(); err != nil {
-					return err
-				}
+			kek, err := cfg.KEK()
+			if err != nil {
+				return err
 			}
-			if opts.PreviousKEKs == nil && cfg.SecretsKEKPrevious != "" {
-				if opts.PreviousKEKs, err = ParseKEKList(cfg.SecretsKEKPrevious); err != nil {
-					return fmt.Errorf("ALGA_SECRETS_KEK_PREVIOUS: %w", err)
-				}
+			previous, err := cfg.PreviousKEKs()
+			if err != nil {
+				return err
 			}
-			keys, err := envelope.NewKeyring(opts.KEKID, opts.KEK, opts.PreviousKEKs)
+			keys, err := envelope.NewKeyring(cfg.KEKID, kek, previous)
 			if err != nil {
 				return err
 			}
@@ -123,7 +105,7 @@ func (t *secretsTarget) Start(ctx context.Context, deps *target.Deps) error {
 			}
 			backends = append(backends, p)
 		case "filesystem":
-			fs, err := store.NewFilesystem(opts.FSBase, audit)
+			fs, err := store.NewFilesystem(cfg.FSBase, audit)
 			if err != nil {
 				return err
 			}
@@ -131,65 +113,13 @@ func (t *secretsTarget) Start(ctx context.Context, deps *target.Deps) error {
 		}
 	}
 	chain := store.NewChain(backends...)
-	srv := server.New(chain, audit, deps.Logger)
-	deps.Server.RequireService(server.GetSecretsMethod)
-	if t.lazy != nil {
-		t.lazy.Set(srv)
-	} else {
-		secretsv1.RegisterSecretsServiceServer(deps.Server.GRPC, srv)
-	}
+	t.svc.Use(chain, audit, deps.Logger)
 	deps.Logger.InfoContext(ctx, "secrets backend ready", "backend", chain.Name())
 	return nil
 }
 
-// backendNames parses ALGA_SECRETS_BACKEND.
-func backendNames(list string) ([]string, error) {
-	if strings.TrimSpace(list) == "" {
-		list = "postgres"
-	}
-	seen := map[string]bool{}
-	var out []string
-	for _, n := range strings.Split(list, ",") {
-		n = strings.ToLower(strings.TrimSpace(n))
-		switch n {
-		case "postgres", "filesystem":
-		case "vault":
-			return nil, errors.New("ALGA_SECRETS_BACKEND: the vault backend is not available in this build")
-		default:
-			return nil, fmt.Errorf("ALGA_SECRETS_BACKEND: unknown backend %q (use postgres, filesystem, or a comma list)", n)
-		}
-		if seen[n] {
-			return nil, fmt.Errorf("ALGA_SECRETS_BACKEND: %q listed twice", n)
-		}
-		seen[n] = true
-		out = append(out, n)
-	}
-	return out, nil
-}
-
-// ParseKEKList parses previous KEKs written as "id:base64[,id:base64…]" (each key 32 bytes).
-func ParseKEKList(s string) (map[string][]byte, error) {
-	out := map[string][]byte{}
-	for _, item := range strings.Split(s, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		id, b64, ok := strings.Cut(item, ":")
-		if !ok || id == "" {
-			return nil, errors.New("a previous KEK is written id:base64")
-		}
-		key, err := base64.StdEncoding.DecodeString(b64)
-		if err != nil || len(key) != envelope.KeySize {
-			return nil, fmt.Errorf("previous KEK %q must be the base64 encoding of exactly 32 bytes", id)
-		}
-		if _, dup := out[id]; dup {
-			return nil, fmt.Errorf("previous KEK id %q listed twice", id)
-		}
-		out[id] = key
-	}
-	return out, nil
-}
+// Stop implements target.Target: the secrets target runs no background work.
+func (t *Target) Stop(context.Context) error { return nil }
 
 // RotateKEK re-wraps every tenant's data key from oldKEK to newKEK, recording newKeyID beside each. One
 // short transaction per tenant: the service keeps serving (run it while replicas hold both keys, see the
@@ -200,7 +130,7 @@ func RotateKEK(ctx context.Context, pool *pgxpool.Pool, oldKEK, newKEK []byte, n
 }
 
 // RotateKEKFrom is RotateKEK for a database whose data keys may be wrapped by several older KEKs
-// (key id → key, e.g. Options.PreviousKEKs): each data key is unwrapped with the old KEK of the id
+// (key id → key, e.g. Config.PreviousKEKs): each data key is unwrapped with the old KEK of the id
 // recorded beside it. A typical `rotate-kek` run after step 1 of the procedure passes the previous KEKs
 // and the configured current KEK and key id.
 func RotateKEKFrom(ctx context.Context, pool *pgxpool.Pool, oldKEKs map[string][]byte, newKEK []byte, newKeyID string, log *slog.Logger) (int, error) {

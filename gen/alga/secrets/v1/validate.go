@@ -9,7 +9,10 @@
 package secretsv1
 
 import (
+	"encoding/base64"
 	"fmt"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/algapsa/alga-google/gen/validation"
@@ -148,8 +151,41 @@ func (r *ListSecretAuditRequest) Validate() error {
 	if r.GetPageSize() < 0 || r.GetPageSize() > MaxPageSize {
 		return invalid("page_size", "must be between 0 and %d", MaxPageSize)
 	}
-	if len(r.GetPageToken()) > maxPageToken {
-		return invalid("page_token", "is not a token this service issued")
+	if _, ok := AuditPageTokenID(r.GetPageToken()); !ok {
+		return invalid("page_token", "is not a token this service issued; start again without one")
 	}
 	return nil
+}
+
+// auditPageTokenPrefix versions the audit page token, which is opaque to clients.
+const auditPageTokenPrefix = "audit:v1:"
+
+// AuditPageToken is the ListSecretAudit page token that continues below the audit event beforeID.
+func AuditPageToken(beforeID int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(auditPageTokenPrefix + strconv.FormatInt(beforeID, 10)))
+}
+
+// AuditPageTokenID returns the audit event id a page token continues below (0 for no token); ok is false
+// for anything AuditPageToken did not make. It is the one rule for page_token: Validate refuses what it
+// refuses, so a handler reading a validated request's token gets ok.
+func AuditPageTokenID(tok string) (beforeID int64, ok bool) {
+	if tok == "" {
+		return 0, true
+	}
+	if len(tok) > maxPageToken {
+		return 0, false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return 0, false
+	}
+	digits, found := strings.CutPrefix(string(b), auditPageTokenPrefix)
+	if !found {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, false
+	}
+	return id, true
 }

@@ -45,6 +45,13 @@ func (p *Postgres) CheckKeys(ctx context.Context) error {
 	return nil
 }
 
+// The statements that read a tenant's data key (see getDataKey), by who reads it.
+const (
+	stmtDataKeyRead   = "DataKeyGet"
+	stmtDataKeyWrite  = "DataKeyGetForWrite"
+	stmtDataKeyRotate = "DataKeyLock"
+)
+
 type op struct {
 	name  string
 	write *Write // nil = delete
@@ -123,7 +130,7 @@ func (p *Postgres) Put(ctx context.Context, tenant string, actor Actor, writes [
 // dataKeyForWrite returns the tenant's data key, creating it on the tenant's first write. The row is
 // locked FOR KEY SHARE: a concurrent shred waits for this transaction, a rotation does not.
 func (p *Postgres) dataKeyForWrite(ctx context.Context, tx pgx.Tx, tenant string) ([]byte, error) {
-	k, ok, err := getDataKey(ctx, tx, qDataKeyGetForWrite, tenant)
+	k, ok, err := getDataKey(ctx, tx, stmtDataKeyWrite, tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +143,7 @@ func (p *Postgres) dataKeyForWrite(ctx context.Context, tx pgx.Tx, tenant string
 			return nil, err
 		}
 		// Read back: another writer's key may have won the race.
-		if k, ok, err = getDataKey(ctx, tx, qDataKeyGetForWrite, tenant); err != nil {
+		if k, ok, err = getDataKey(ctx, tx, stmtDataKeyWrite, tenant); err != nil {
 			return nil, err
 		} else if !ok {
 			return nil, errors.New("store: data key vanished while writing")
@@ -172,7 +179,7 @@ type opener struct {
 
 func (o *opener) open(ctx context.Context, s storedSecret) (string, error) {
 	if o.dek == nil {
-		k, ok, err := getDataKey(ctx, o.tx, qDataKeyGet, o.tenant)
+		k, ok, err := getDataKey(ctx, o.tx, stmtDataKeyRead, o.tenant)
 		if err != nil {
 			return "", err
 		}
@@ -355,7 +362,7 @@ func rotate(ctx context.Context, pool *pgxpool.Pool, oldKEK func(id string) ([]b
 	for _, tenant := range tenants {
 		changed := false
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			k, ok, err := getDataKey(ctx, tx, qDataKeyLock, tenant)
+			k, ok, err := getDataKey(ctx, tx, stmtDataKeyRotate, tenant)
 			if err != nil || !ok {
 				return err // shredded meanwhile: nothing to do
 			}

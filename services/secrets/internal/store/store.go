@@ -1,101 +1,183 @@
-// Package store holds the secret store's backends behind one small interface: Postgres (envelope
-// encryption, the default), the filesystem layout of the platform, and a read chain over several.
+// Package store holds the secret store's backends behind one small interface (backend.go): Postgres
+// (envelope encryption, the default), the filesystem layout of the platform, and a read chain over
+// several. This file is the query layer of the `secrets` schema: its migrations, and the typed functions
+// that are the only callers of the named statements in queries.sql.
 package store
 
 import (
 	"context"
+	"embed"
 	"errors"
-	"regexp"
-	"strings"
 	"time"
-	"unicode/utf8"
 
-	"google.golang.org/grpc/codes"
+	"github.com/jackc/pgx/v5"
 
-	"github.com/algapsa/alga-google/services/platform/errs"
+	"github.com/algapsa/alga-google/services/platform/pg"
 )
 
-// Actor is who performs an operation, recorded in the audit trail.
-type Actor struct {
-	ID   string // user id or service name
-	Type string // "user" or "service"
+// Schema is the Postgres schema the secrets service owns.
+const Schema = "secrets"
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+//go:embed queries.sql
+var queriesSQL string
+
+var queries = pg.ParseQueries(queriesSQL)
+
+// Migrations returns the migrations of the secrets schema and every statement that runs against it.
+func Migrations() *pg.Migrations {
+	return &pg.Migrations{Schema: Schema, FS: migrationFiles, Dir: "migrations", Queries: queries}
 }
 
-// Write sets one secret. ExpectedVersion, when not nil, makes the write conditional (0 = must not exist).
-type Write struct {
-	Name            string
-	Value           string
-	ExpectedVersion *int64
+type wrappedKey struct {
+	KEKID   string
+	Wrapped []byte
 }
 
-// Description is the browser-safe view of a secret.
-type Description struct {
+// getDataKey reads the tenant's data key with one of the DataKeyGet* statements (plain, for write, or
+// locked for a rotation).
+func getDataKey(ctx context.Context, db pg.DB, query, tenant string) (wrappedKey, bool, error) {
+	var k wrappedKey
+	err := db.QueryRow(ctx, queries.Get(query), pg.Args{"tenant": tenant}).Scan(&k.KEKID, &k.Wrapped)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return k, false, nil
+	}
+	return k, err == nil, err
+}
+
+func insertDataKey(ctx context.Context, db pg.DB, tenant, kekID string, wrapped []byte) error {
+	_, err := db.Exec(ctx, queries.Get("DataKeyInsert"), pg.Args{"tenant": tenant, "kek_id": kekID, "wrapped_key": wrapped})
+	return err
+}
+
+func rewrapDataKey(ctx context.Context, db pg.DB, tenant, kekID string, wrapped []byte) error {
+	_, err := db.Exec(ctx, queries.Get("DataKeyRewrap"), pg.Args{"tenant": tenant, "kek_id": kekID, "wrapped_key": wrapped})
+	return err
+}
+
+func deleteDataKey(ctx context.Context, db pg.DB, tenant string) (bool, error) {
+	tag, err := db.Exec(ctx, queries.Get("DataKeyDelete"), pg.Args{"tenant": tenant})
+	return tag.RowsAffected() > 0, err
+}
+
+func deleteTenantSecrets(ctx context.Context, db pg.DB, tenant string) (int64, error) {
+	tag, err := db.Exec(ctx, queries.Get("SecretsDeleteTenant"), pg.Args{"tenant": tenant})
+	return tag.RowsAffected(), err
+}
+
+func dataKeyTenants(ctx context.Context, db pg.DB) ([]string, error) {
+	rows, err := db.Query(ctx, queries.Get("DataKeyTenants"))
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// KEKUsage counts the data keys wrapped by each KEK id.
+type KEKUsage struct {
+	KEKID string
+	Count int64
+}
+
+func kekUsage(ctx context.Context, db pg.DB) ([]KEKUsage, error) {
+	rows, err := db.Query(ctx, queries.Get("DataKeyKEKIDs"))
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (KEKUsage, error) {
+		var u KEKUsage
+		return u, r.Scan(&u.KEKID, &u.Count)
+	})
+}
+
+// lockSecret makes sure the (tenant, name) row exists and locks it; it returns the stored version and
+// whether a value is present (a tombstone or a fresh placeholder has none).
+func lockSecret(ctx context.Context, db pg.DB, tenant, name, actor string) (version int64, present bool, err error) {
+	if _, err := db.Exec(ctx, queries.Get("SecretPlaceholder"), pg.Args{"tenant": tenant, "name": name, "actor": actor}); err != nil {
+		return 0, false, err
+	}
+	err = db.QueryRow(ctx, queries.Get("SecretLock"), pg.Args{"tenant": tenant, "name": name}).Scan(&version, &present)
+	return version, present, err
+}
+
+func setSecret(ctx context.Context, db pg.DB, tenant, name string, version int64, nonce, ciphertext []byte, actor string) (time.Time, error) {
+	var at time.Time
+	err := db.QueryRow(ctx, queries.Get("SecretSet"), pg.Args{
+		"tenant": tenant, "name": name, "version": version, "nonce": nonce, "ciphertext": ciphertext, "actor": actor,
+	}).Scan(&at)
+	return at, err
+}
+
+// tombstoneSecret removes a stored value; it reports the version removed, or false when nothing was stored.
+func tombstoneSecret(ctx context.Context, db pg.DB, tenant, name, actor string) (int64, bool, error) {
+	var v int64
+	err := db.QueryRow(ctx, queries.Get("SecretTombstone"), pg.Args{"tenant": tenant, "name": name, "actor": actor}).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	return v, err == nil, err
+}
+
+type storedSecret struct {
 	Name       string
-	Present    bool
 	Version    int64
-	UpdateTime time.Time
-	Hint       string
+	Nonce      []byte
+	Ciphertext []byte
+	UpdatedAt  time.Time
 }
 
-// Value is a decrypted secret.
-type Value struct {
-	Name    string
-	Value   string
-	Version int64
-}
-
-// Backend is one place secrets live. Every method is scoped to one tenant, which the caller has taken
-// from the verified identity and checked with ValidTenant.
-type Backend interface {
-	// Name identifies the backend in logs and errors ("postgres", "filesystem").
-	Name() string
-	// Put applies writes and deletes as one unit and returns the descriptions of the written names.
-	Put(ctx context.Context, tenant string, actor Actor, writes []Write, deletes []string) ([]Description, error)
-	// Describe describes the named secrets (nil = every present secret). Absent names come back with
-	// Present=false when asked for by name.
-	Describe(ctx context.Context, tenant string, names []string) ([]Description, error)
-	// Get returns the values of the named secrets that exist.
-	Get(ctx context.Context, tenant string, actor Actor, names []string) ([]Value, error)
-	// Delete removes the named secrets and returns the names that existed.
-	Delete(ctx context.Context, tenant string, actor Actor, names []string) ([]string, error)
-}
-
-var tenantPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
-
-// ValidTenant reports whether a tenant id is safe to use everywhere, including as a directory name.
-func ValidTenant(tenant string) bool { return tenantPattern.MatchString(tenant) }
-
-// Hint is the masked hint shown for a secret: only names ending in "_secret" get one, showing the last
-// four characters of values long enough for that to give nothing away (at least 12 characters).
-func Hint(name, value string) string {
-	if !hasHint(name) || value == "" {
-		return ""
+// listSecrets returns stored values; names nil means all of the tenant's.
+func listSecrets(ctx context.Context, db pg.DB, tenant string, names []string) ([]storedSecret, error) {
+	var arg any
+	if names != nil {
+		arg = names
 	}
-	n := utf8.RuneCountInString(value)
-	if n < 12 {
-		return "••••"
+	rows, err := db.Query(ctx, queries.Get("SecretsList"), pg.Args{"tenant": tenant, "names": arg})
+	if err != nil {
+		return nil, err
 	}
-	r := []rune(value)
-	return "••••" + string(r[n-4:])
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (storedSecret, error) {
+		var s storedSecret
+		return s, r.Scan(&s.Name, &s.Version, &s.Nonce, &s.Ciphertext, &s.UpdatedAt)
+	})
 }
 
-func hasHint(name string) bool { return strings.HasSuffix(name, "_secret") }
+// Audit actions.
+const (
+	ActionPut    = "put"
+	ActionGet    = "get"
+	ActionDelete = "delete"
+	ActionRotate = "rotate"
+	ActionShred  = "shred"
+)
 
-// errUnreadable marks a stored secret that cannot be decrypted (tampered, moved, or its key is gone).
-func errUnreadable(name string, cause error) error {
-	return (&errs.Error{Code: codes.DataLoss, Reason: "SECRET_UNREADABLE",
-		Message: "secret " + name + " cannot be decrypted; it was tampered with or its key is gone — write it again"}).Wrap(cause)
+func insertAudit(ctx context.Context, db pg.DB, tenant, name, action string, actor Actor, version int64) error {
+	_, err := db.Exec(ctx, queries.Get("AuditInsert"), pg.Args{
+		"tenant": tenant, "name": name, "action": action, "actor": actor.ID, "actor_type": actor.Type, "version": version,
+	})
+	return err
 }
 
-// versionConflict is the CAS failure of a conditional write.
-func versionConflict(name string, expected, actual int64) error {
-	return errs.Conflict("SECRET_VERSION_MISMATCH",
-		"secret %s is at version %d, not the expected %d; read it again and retry", name, actual, expected).
-		With("name", name)
+// AuditEvent is one row of the audit trail.
+type AuditEvent struct {
+	ID         int64
+	Name       string
+	Action     string
+	Actor      string
+	ActorType  string
+	Version    int64
+	CreateTime time.Time
 }
 
-// IsUnreadable reports whether err says a stored secret could not be decrypted.
-func IsUnreadable(err error) bool {
-	var e *errs.Error
-	return errors.As(err, &e) && e.Reason == "SECRET_UNREADABLE"
+func listAudit(ctx context.Context, db pg.DB, tenant, name string, beforeID int64, limit int) ([]AuditEvent, error) {
+	rows, err := db.Query(ctx, queries.Get("AuditList"), pg.Args{"tenant": tenant, "name": name, "before_id": beforeID, "limit": limit})
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditEvent, error) {
+		var e AuditEvent
+		return e, r.Scan(&e.ID, &e.Name, &e.Action, &e.Actor, &e.ActorType, &e.Version, &e.CreateTime)
+	})
 }

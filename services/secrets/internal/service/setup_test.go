@@ -1,9 +1,10 @@
-package secrets_test
+package service_test
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"net"
 	"sync"
 	"testing"
@@ -80,7 +81,7 @@ func setup(t *testing.T) *testBundle {
 	pool, dbURL := pgtest.NewPool(t)
 	require.NoError(t, secrets.NewTarget().Migrations().Apply(context.Background(), pool))
 	b := &testBundle{pool: pool, dbURL: dbURL, kek: newKey(t), logs: &syncBuffer{}}
-	b.client = b.serve(t, secrets.Options{KEK: b.kek, KEKID: "kek-1", Backend: "postgres"})
+	b.client = b.serve(t, secrets.Config{KEKBase64: b64(b.kek), KEKID: "kek-1", Backend: "postgres"})
 	var err error
 	b.users, err = auth.NewSigner([]byte(authKey), issuer, audience)
 	require.NoError(t, err)
@@ -89,22 +90,28 @@ func setup(t *testing.T) *testBundle {
 	return b
 }
 
-// serve starts another secrets server on the bundle's database with opts and returns a client.
-func (b *testBundle) serve(t *testing.T, opts secrets.Options) secretsv1.SecretsServiceClient {
+// b64 is how a key is written in the secrets settings.
+func b64(key []byte) string { return base64.StdEncoding.EncodeToString(key) }
+
+// serve starts another secrets server on the bundle's database with cfg and returns a client.
+func (b *testBundle) serve(t *testing.T, cfg secrets.Config) secretsv1.SecretsServiceClient {
 	t.Helper()
-	client, err := b.tryServe(t, opts)
+	client, err := b.tryServe(t, cfg)
 	require.NoError(t, err)
 	return client
 }
 
-func (b *testBundle) tryServe(t *testing.T, opts secrets.Options) (secretsv1.SecretsServiceClient, error) {
+// tryServe registers and starts a secrets target as the binary does, then serves it.
+func (b *testBundle) tryServe(t *testing.T, cfg secrets.Config) (secretsv1.SecretsServiceClient, error) {
 	t.Helper()
 	log := logging.New(b.logs, "debug")
 	v, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(authKey), Issuer: issuer, Audience: audience, ServiceIssuer: svcIss})
 	require.NoError(t, err)
 	srv := grpcserver.New(grpcserver.Options{Logger: log, Verifier: v, Registerer: prometheus.NewRegistry()})
-	deps := &target.Deps{Config: config.Config{SecretsKEKID: "kek-1", SecretsBackend: "postgres"}, Logger: log, Pool: b.pool, Server: srv}
-	if err := secrets.NewTargetWithOptions(opts).Start(context.Background(), deps); err != nil {
+	deps := &target.Deps{Config: config.Config{}, Logger: log, Pool: b.pool, Server: srv}
+	tgt := secrets.NewTargetWithConfig(cfg)
+	tgt.Register(srv)
+	if err := tgt.Start(context.Background(), deps); err != nil {
 		return nil, err
 	}
 	lis := bufconn.Listen(1 << 20)

@@ -1,10 +1,8 @@
-package secrets_test
+package service_test
 
 import (
 	"context"
-	"encoding/base64"
 	"net"
-	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,30 +21,14 @@ import (
 	"github.com/algapsa/alga-google/services/secrets"
 )
 
-func TestParseKEKList(t *testing.T) {
-	t.Parallel()
-	k := strings.Repeat("k", 32)
-	got, err := secrets.ParseKEKList("old-1:" + base64.StdEncoding.EncodeToString([]byte(k)) + ", old-0:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("j", 32))))
-	require.NoError(t, err)
-	require.Len(t, got, 2)
-	require.Equal(t, []byte(k), got["old-1"])
-	got, err = secrets.ParseKEKList("")
-	require.NoError(t, err)
-	require.Empty(t, got)
-	for _, bad := range []string{"nokey", ":" + base64.StdEncoding.EncodeToString([]byte(k)), "a:short", "a:!!!"} {
-		_, err := secrets.ParseKEKList(bad)
-		require.Error(t, err, bad)
-	}
-}
-
 func TestBackendConfig(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	for _, bad := range []string{"vault", "nosuch", "postgres,postgres"} {
-		_, err := b.tryServe(t, secrets.Options{Backend: bad, KEK: b.kek})
+		_, err := b.tryServe(t, secrets.Config{Backend: bad, KEKBase64: b64(b.kek)})
 		require.Error(t, err, bad)
 	}
-	_, err := b.tryServe(t, secrets.Options{Backend: "filesystem"})
+	_, err := b.tryServe(t, secrets.Config{Backend: "filesystem"})
 	require.ErrorContains(t, err, "ALGA_SECRETS_FS_BASE")
 }
 
@@ -57,7 +39,7 @@ func TestRotateKEKFromSeveralOldKeys(t *testing.T) {
 	b.put(t, "t1", "a", "value-1")
 	// t2's data key is created by a replica already on kek-2.
 	k2 := newKey(t)
-	c2 := b.serve(t, secrets.Options{KEK: k2, KEKID: "kek-2", PreviousKEKs: map[string][]byte{"kek-1": b.kek}, Backend: "postgres"})
+	c2 := b.serve(t, secrets.Config{KEKBase64: b64(k2), KEKID: "kek-2", KEKPrevious: "kek-1:" + b64(b.kek), Backend: "postgres"})
 	_, err := c2.PutSecrets(b.admin(t, "t2"), &secretsv1.PutSecretsRequest{Writes: []*secretsv1.SecretWrite{{Name: "a", Value: "value-2"}}})
 	require.NoError(t, err)
 	usage, err := secrets.KEKUsage(ctx, b.pool)
@@ -72,13 +54,13 @@ func TestRotateKEKFromSeveralOldKeys(t *testing.T) {
 	n, err := secrets.RotateKEKFrom(ctx, b.pool, map[string][]byte{"kek-1": b.kek, "kek-2": k2}, k3, "kek-3", logging.Discard())
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
-	c3 := b.serve(t, secrets.Options{KEK: k3, KEKID: "kek-3", Backend: "postgres"})
+	c3 := b.serve(t, secrets.Config{KEKBase64: b64(k3), KEKID: "kek-3", Backend: "postgres"})
 	require.Equal(t, "value-1", b.get(t, c3, "t1", "a")["a"])
 	require.Equal(t, "value-2", b.get(t, c3, "t2", "a")["a"])
 }
 
-// The binary registers services before serving (grpc-go refuses later registrations) and starts targets
-// afterwards; until Start has finished, calls answer Unavailable.
+// The binary registers services before serving (grpc-go refuses later registrations), gates them and
+// starts targets afterwards; until Start has finished, calls answer Unavailable.
 func TestRegisterBeforeServe(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -86,10 +68,8 @@ func TestRegisterBeforeServe(t *testing.T) {
 	v, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(authKey), Issuer: issuer, Audience: audience, ServiceIssuer: svcIss})
 	require.NoError(t, err)
 	srv := grpcserver.New(grpcserver.Options{Logger: log, Verifier: v, Registerer: prometheus.NewRegistry()})
-	tgt := secrets.NewTargetWithOptions(secrets.Options{KEK: b.kek, KEKID: "kek-1", Backend: "postgres"})
-	reg, ok := tgt.(interface{ Register(*grpcserver.Server) })
-	require.True(t, ok)
-	reg.Register(srv)
+	tgt := secrets.NewTargetWithConfig(secrets.Config{KEKBase64: b64(b.kek), KEKID: "kek-1", Backend: "postgres"})
+	tgt.Register(srv)
 
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = srv.GRPC.Serve(lis) }()
@@ -101,13 +81,19 @@ func TestRegisterBeforeServe(t *testing.T) {
 	t.Cleanup(func() { _ = conn.Close() })
 	client := secretsv1.NewSecretsServiceClient(conn)
 
-	_, err = client.DescribeSecrets(b.admin(t, "t1"), &secretsv1.DescribeSecretsRequest{})
-	requireCode(t, err, codes.Unavailable)
+	// Register itself declares the service-only methods: checked here before the binary's start-up gate
+	// (which answers every call Unavailable, ahead of authentication) is put in front of the service.
 	_, err = client.GetSecrets(b.admin(t, "t1"), &secretsv1.GetSecretsRequest{Names: []string{"a"}})
 	requireCode(t, err, codes.PermissionDenied) // service-only before Start too
 
+	// What the binary does with the services a target registered, until its Start succeeds.
+	srv.Gate(target.Secrets, secretsv1.SecretsService_ServiceDesc.ServiceName)
+	_, err = client.DescribeSecrets(b.admin(t, "t1"), &secretsv1.DescribeSecretsRequest{})
+	requireCode(t, err, codes.Unavailable)
+
 	deps := &target.Deps{Config: config.Config{}, Logger: log, Pool: b.pool, Server: srv}
 	require.NoError(t, tgt.Start(context.Background(), deps))
+	srv.SetReady(target.Secrets, true)
 	b.put(t, "t1", "a", "value-a")
 	require.Equal(t, "value-a", b.get(t, client, "t1", "a")["a"])
 }

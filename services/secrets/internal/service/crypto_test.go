@@ -1,4 +1,4 @@
-package secrets_test
+package service_test
 
 import (
 	"context"
@@ -143,7 +143,7 @@ func TestRotateKEK(t *testing.T) {
 
 	// Replicas during the rotation hold the new key as current and the old one as previous.
 	newKEK := newKey(t)
-	during := b.serve(t, secrets.Options{KEK: newKEK, KEKID: "kek-2", PreviousKEKs: map[string][]byte{"kek-1": b.kek}, Backend: "postgres"})
+	during := b.serve(t, secrets.Config{KEKBase64: b64(newKEK), KEKID: "kek-2", KEKPrevious: "kek-1:" + b64(b.kek), Backend: "postgres"})
 	b.put(t, "t4", "google_client_secret", "secret-of-t4-abcdefgh") // a new tenant, still via the old replica
 
 	// Readers keep working while the rotation runs.
@@ -198,12 +198,12 @@ func TestRotateKEK(t *testing.T) {
 	require.Zero(t, n)
 
 	// After the rotation the old KEK is no longer needed: a replica with only the new key reads everything.
-	after := b.serve(t, secrets.Options{KEK: newKEK, KEKID: "kek-2", Backend: "postgres"})
+	after := b.serve(t, secrets.Config{KEKBase64: b64(newKEK), KEKID: "kek-2", Backend: "postgres"})
 	for _, tn := range append(tenants, "t4") {
 		require.Equal(t, "secret-of-"+tn+"-abcdefgh", b.get(t, after, tn, "google_client_secret")["google_client_secret"])
 	}
 	// …and a replica with only the old key refuses to start rather than fail on every request.
-	_, err = b.tryServe(t, secrets.Options{KEK: b.kek, KEKID: "kek-1", Backend: "postgres"})
+	_, err = b.tryServe(t, secrets.Config{KEKBase64: b64(b.kek), KEKID: "kek-1", Backend: "postgres"})
 	require.ErrorContains(t, err, `KEK id "kek-2"`)
 
 	// A rotation with the wrong old key changes nothing and says so.

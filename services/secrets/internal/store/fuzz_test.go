@@ -1,4 +1,4 @@
-package secrets_test
+package store_test
 
 import (
 	"errors"

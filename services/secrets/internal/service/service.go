@@ -1,13 +1,11 @@
-// Package server implements alga.secrets.v1.SecretsService over a store.Backend. Requests arrive
+// Package service implements alga.secrets.v1.SecretsService over a store.Backend. Requests arrive
 // authenticated and validated by the platform's interceptor chain; handlers decide who may do what and
 // return domain errors only. No value is ever logged.
-package server
+package service
 
 import (
 	"context"
-	"encoding/base64"
 	"log/slog"
-	"strconv"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -18,9 +16,11 @@ import (
 )
 
 // GetSecretsMethod is the raw-read RPC, reachable by service identities only.
-const GetSecretsMethod = "/alga.secrets.v1.SecretsService/GetSecrets"
+const GetSecretsMethod = secretsv1.SecretsService_GetSecrets_FullMethodName
 
-// Server is the SecretsService.
+// Server is the SecretsService. New makes it without dependencies, for registration before the gRPC
+// server serves; the target's Start hands it its dependencies (Use) before the server's start-up gate
+// lets the first call through.
 type Server struct {
 	secretsv1.UnimplementedSecretsServiceServer
 	backend store.Backend
@@ -28,9 +28,13 @@ type Server struct {
 	log     *slog.Logger
 }
 
-// New returns the service over backend; audit is the trail ListSecretAudit reads.
-func New(backend store.Backend, audit *store.AuditLog, log *slog.Logger) *Server {
-	return &Server{backend: backend, audit: audit, log: log}
+// New returns the service, to be registered now and given its dependencies by Use.
+func New() *Server { return &Server{} }
+
+// Use sets the service's dependencies: the backend secrets live in, and the audit trail ListSecretAudit
+// reads. The target calls it once, at the end of a successful Start.
+func (s *Server) Use(backend store.Backend, audit *store.AuditLog, log *slog.Logger) {
+	s.backend, s.audit, s.log = backend, audit, log
 }
 
 type access int
@@ -152,10 +156,8 @@ func (s *Server) ListSecretAudit(ctx context.Context, req *secretsv1.ListSecretA
 	if err != nil {
 		return nil, err
 	}
-	before, err := decodePageToken(req.GetPageToken())
-	if err != nil {
-		return nil, err
-	}
+	// Validate has refused every token AuditPageToken did not make.
+	before, _ := secretsv1.AuditPageTokenID(req.GetPageToken())
 	size := int(req.GetPageSize())
 	if size == 0 {
 		size = 100
@@ -167,7 +169,7 @@ func (s *Server) ListSecretAudit(ctx context.Context, req *secretsv1.ListSecretA
 	resp := &secretsv1.ListSecretAuditResponse{}
 	if len(events) > size {
 		events = events[:size]
-		resp.NextPageToken = encodePageToken(events[len(events)-1].ID)
+		resp.NextPageToken = secretsv1.AuditPageToken(events[len(events)-1].ID)
 	}
 	for _, e := range events {
 		resp.Events = append(resp.Events, &secretsv1.SecretAuditEvent{
@@ -176,25 +178,6 @@ func (s *Server) ListSecretAudit(ctx context.Context, req *secretsv1.ListSecretA
 		})
 	}
 	return resp, nil
-}
-
-const pageTokenPrefix = "audit:v1:"
-
-func encodePageToken(id int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + strconv.FormatInt(id, 10)))
-}
-
-func decodePageToken(tok string) (int64, error) {
-	if tok == "" {
-		return 0, nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err == nil && len(b) > len(pageTokenPrefix) && string(b[:len(pageTokenPrefix)]) == pageTokenPrefix {
-		if id, perr := strconv.ParseInt(string(b[len(pageTokenPrefix):]), 10, 64); perr == nil && id > 0 {
-			return id, nil
-		}
-	}
-	return 0, errs.InvalidField("page_token", "is not a token this service issued; start again without one")
 }
 
 func descriptions(ds []store.Description) []*secretsv1.SecretDescription {

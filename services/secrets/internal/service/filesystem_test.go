@@ -1,4 +1,4 @@
-package secrets_test
+package service_test
 
 import (
 	"os"
@@ -16,7 +16,7 @@ func TestFilesystemBackendLayout(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	base := t.TempDir()
-	client := b.serve(t, secrets.Options{Backend: "filesystem", FSBase: base})
+	client := b.serve(t, secrets.Config{Backend: "filesystem", FSBase: base})
 
 	// A secret the platform wrote (plaintext file, trailing newline trimmed on read as the platform does).
 	dir := filepath.Join(base, "tenants", "t1")
@@ -60,7 +60,7 @@ func TestFilesystemRefusesTraversal(t *testing.T) {
 	outside := filepath.Join(filepath.Dir(base), "outside-"+filepath.Base(base))
 	require.NoError(t, os.WriteFile(outside, []byte("not yours"), 0o600))
 	t.Cleanup(func() { _ = os.Remove(outside) })
-	client := b.serve(t, secrets.Options{Backend: "filesystem", FSBase: base})
+	client := b.serve(t, secrets.Config{Backend: "filesystem", FSBase: base})
 
 	// Path-like names never reach the backend.
 	for _, name := range []string{"../x", "..", "a/b", "../../outside", "./a", "a\\b"} {
@@ -94,7 +94,7 @@ func TestReadChainFallsThrough(t *testing.T) {
 	require.NoError(t, os.MkdirAll(dir, 0o700))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "google_client_secret"), []byte("legacy-fs-secret-abcd"), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "google_project_id"), []byte("legacy-project"), 0o600))
-	client := b.serve(t, secrets.Options{Backend: "postgres,filesystem", FSBase: base, KEK: b.kek, KEKID: "kek-1"})
+	client := b.serve(t, secrets.Config{Backend: "postgres,filesystem", FSBase: base, KEKBase64: b64(b.kek), KEKID: "kek-1"})
 
 	// Only in the filesystem: read from there.
 	require.Equal(t, map[string]string{"google_client_secret": "legacy-fs-secret-abcd", "google_project_id": "legacy-project"},

@@ -1,4 +1,4 @@
-package secrets_test
+package service_test
 
 import (
 	"fmt"

@@ -1,1 +1,0 @@
-INSERT INTO secrets.audit (tenant, name, action, actor, actor_type, version) VALUES ($1, $2, $3, $4, $5, $6)

@@ -1,1 +1,0 @@
-DELETE FROM secrets.secrets WHERE tenant = $1
