@@ -11,8 +11,7 @@ package calendar
 import (
 	"context"
 	"errors"
-	"sync"
-	"time"
+	"fmt"
 
 	"github.com/riverqueue/river"
 	"google.golang.org/grpc"
@@ -21,6 +20,7 @@ import (
 	"github.com/algapsa/alga-google/services/calendar/internal/channel"
 	"github.com/algapsa/alga-google/services/calendar/internal/service"
 	"github.com/algapsa/alga-google/services/calendar/internal/store"
+	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/jobs"
 	"github.com/algapsa/alga-google/services/platform/pg"
@@ -37,38 +37,34 @@ var internalMethods = []string{
 	"/" + calendarv1.CalendarChangeService_ServiceDesc.ServiceName + "/",
 }
 
-// sweepInterval is how often providers with uncovered notifications get a sync enqueued.
-const sweepInterval = 2 * time.Second
-
 // NewTarget returns the calendar target.
 func NewTarget() target.Target { return &calendarTarget{svc: service.New()} }
 
 type calendarTarget struct {
-	svc        *service.Service
-	mu         sync.Mutex
-	registered bool
-	started    bool
+	cfg Config
+	svc *service.Service
+	// Set by a successful Start; Stop waits for them.
+	jobs     *jobs.Client
+	feedDone chan struct{}
 }
 
 func (t *calendarTarget) Name() string { return target.Calendar }
 
-// Migrations implements target.Target: the `calendar` schema.
+// Bind declares the calendar settings (config.go).
+func (t *calendarTarget) Bind(b *config.Binder) { t.cfg.Bind(b) }
+
+// Migrations implements target.Target: the `calendar` schema and its queries.
 func (t *calendarTarget) Migrations() *pg.Migrations { return store.Migrations() }
 
 // Register registers both gRPC services; their dependencies arrive in Start.
 func (t *calendarTarget) Register(srv *grpcserver.Server) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.registered {
-		return
-	}
-	t.registered = true
 	calendarv1.RegisterCalendarProviderServiceServer(srv.GRPC, t.svc)
 	calendarv1.RegisterCalendarChangeServiceServer(srv.GRPC, t.svc.ChangeServer())
 	srv.RequireService(internalMethods...)
 }
 
-// Start connects the dependencies and starts the sync worker.
+// Start builds the dependencies, connects them to the service, then starts the sync worker (River,
+// with the sweeper) and the change feed's LISTEN relay under ctx.
 func (t *calendarTarget) Start(ctx context.Context, deps *target.Deps) error {
 	if deps.Pool == nil {
 		return errors.New("calendar: a database is required")
@@ -76,23 +72,26 @@ func (t *calendarTarget) Start(ctx context.Context, deps *target.Deps) error {
 	if deps.Base.IsZero() {
 		return errors.New("calendar: ALGA_BASE_URL is required (it is the address of the push channels)")
 	}
-	keys, err := channel.NewKeyring(deps.Config.CalendarChannelKey, deps.Config.ServiceKey())
+	keys, err := channel.NewKeyring(t.cfg.ChannelKey, deps.Config.ServiceKey())
 	if err != nil {
 		return err
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.started {
-		return nil
+	metrics, err := service.NewMetrics(deps.Registry)
+	if err != nil {
+		return err
 	}
-	if !t.registered {
-		t.registered = true
-		calendarv1.RegisterCalendarProviderServiceServer(deps.Server.GRPC, t.svc)
-		calendarv1.RegisterCalendarChangeServiceServer(deps.Server.GRPC, t.svc.ChangeServer())
-		deps.Server.RequireService(internalMethods...)
+	changes, err := service.NewFeed(deps.Registry)
+	if err != nil {
+		return err
 	}
 	log := deps.Logger.With("service", "calendar")
-	if err := t.svc.Init(service.Options{
+	workers := river.NewWorkers()
+	periodic := t.svc.AddWorkers(workers)
+	client, err := jobs.New(ctx, deps.Pool, jobs.Options{Schema: store.Schema, Workers: workers, PeriodicJobs: periodic, Logger: log})
+	if err != nil {
+		return err
+	}
+	t.svc.Connect(service.Deps{
 		Pool:           deps.Pool,
 		Logger:         log,
 		OAuth:          service.PeerOAuth{Conn: func() (*grpc.ClientConn, error) { return deps.Peer(target.OAuth) }},
@@ -100,21 +99,35 @@ func (t *calendarTarget) Start(ctx context.Context, deps *target.Deps) error {
 		Keys:           keys,
 		WebhookAddress: deps.Base.CalendarWebhookAddress(),
 		BaseURL:        deps.Base.String(),
-		Registerer:     deps.Registry,
-	}); err != nil {
+		Jobs:           client,
+		Feed:           changes,
+		Metrics:        metrics,
+	})
+	if err := client.Start(ctx); err != nil {
 		return err
 	}
-	workers := river.NewWorkers()
-	river.AddWorker(workers, service.NewSyncWorker(t.svc))
-	client, err := jobs.New(ctx, deps.Pool, jobs.Options{Schema: store.Schema, Workers: workers, Logger: log})
-	if err != nil {
-		return err
-	}
-	t.svc.SetJobs(client)
-	if err := jobs.RunUntilDone(ctx, client, log); err != nil {
-		return err
-	}
-	go t.svc.RunSweeper(ctx, sweepInterval)
-	t.started = true
+	t.jobs = client
+	t.feedDone = make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		changes.Run(ctx, deps.Pool)
+	}(t.feedDone)
 	return nil
+}
+
+// Stop waits until River has recorded its cancelled jobs and the feed relay has released its
+// connection, so the binary closes the pool only afterwards.
+func (t *calendarTarget) Stop(ctx context.Context) error {
+	if err := jobs.Stop(ctx, t.jobs); err != nil {
+		return err
+	}
+	if t.feedDone == nil {
+		return nil
+	}
+	select {
+	case <-t.feedDone:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("calendar: the change feed relay did not stop in time: %w", ctx.Err())
+	}
 }

@@ -21,8 +21,9 @@ const (
 	MaxCalendarID   = 1024
 	MaxAccountEmail = 254
 	MaxPageSize     = 500
-	MaxCursor       = 20
-	MaxAcknowledge  = 500
+	// MaxCursor bounds a cursor's length; what a cursor means is the feed's to check (it is opaque).
+	MaxCursor      = 200
+	MaxAcknowledge = 500
 	// MaxHeaderValue bounds each forwarded X-Goog-* header (the service parses them itself, answering 400).
 	MaxHeaderValue = 4096
 )
@@ -68,14 +69,11 @@ func validateDirection(field string, d SyncDirection) error {
 	return nil
 }
 
+// validateCursor bounds a cursor only: cursors are opaque, and the service's feed decodes them (a bad
+// one is InvalidArgument naming after_cursor there).
 func validateCursor(field, c string) error {
 	if len(c) > MaxCursor {
-		return invalid(field, "must be a cursor returned by this API")
-	}
-	for i := 0; i < len(c); i++ {
-		if c[i] < '0' || c[i] > '9' {
-			return invalid(field, "must be a cursor returned by this API")
-		}
+		return invalid(field, "is not a cursor returned by this API")
 	}
 	return nil
 }
@@ -180,7 +178,6 @@ func (r *ListCalendarChangesRequest) Validate() error {
 	return nil
 }
 
-// Validate is called by the stream handler itself (the interceptor validates unary requests).
 func (r *StreamCalendarChangesRequest) Validate() error {
 	if err := validateOptionalID("provider_id", r.GetProviderId()); err != nil {
 		return err

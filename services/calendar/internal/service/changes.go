@@ -2,16 +2,26 @@ package service
 
 import (
 	"context"
-	"errors"
-	"strconv"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	calendarv1 "github.com/algapsa/alga-google/gen/alga/calendar/v1"
 	"github.com/algapsa/alga-google/services/calendar/internal/store"
-	"github.com/algapsa/alga-google/services/platform/errs"
+	"github.com/algapsa/alga-google/services/platform/feed"
 )
+
+// feedName names the change feed's metrics and its NOTIFY channel.
+const feedName = "calendar_changes"
+
+// feedPoll is how often a stream looks for changes without a wake-up (a lost notification only delays it).
+const feedPoll = 2 * time.Second
+
+// NewFeed returns the change feed, its metrics registered with reg (when not nil). The target runs its
+// LISTEN relay (feed.Run); a sync that records changes notifies it in its transaction.
+func NewFeed(reg prometheus.Registerer) (*feed.Feed, error) {
+	return feed.New(feed.Options{Name: feedName, Channel: feedName, Poll: feedPoll, Registerer: reg})
+}
 
 // ChangeServer implements CalendarChangeService (service identities only; the tenant is the caller's).
 type ChangeServer struct {
@@ -19,33 +29,14 @@ type ChangeServer struct {
 	s *Service
 }
 
-const (
-	defaultPageSize = 100
-	maxPageSize     = 500
-	streamBatch     = 200
-)
-
-func cursorString(seq int64) string { return strconv.FormatInt(seq, 10) }
-
-func parseCursor(c string) (int64, error) {
-	if c == "" {
-		return 0, nil
+// source reads the tenant's changes, of one provider unless providerID is empty.
+func (c *ChangeServer) source(tenant, providerID string, includeAcknowledged bool) feed.Source[*store.Change] {
+	return feed.Source[*store.Change]{
+		After: func(ctx context.Context, after int64, limit int) ([]*store.Change, error) {
+			return store.ListChanges(ctx, c.s.deps.Pool, tenant, providerID, after, includeAcknowledged, limit)
+		},
+		Seq: func(ch *store.Change) int64 { return ch.Seq },
 	}
-	n, err := strconv.ParseInt(c, 10, 64)
-	if err != nil || n < 0 {
-		return 0, errs.InvalidField("after_cursor", "must be a cursor returned by this API")
-	}
-	return n, nil
-}
-
-func checkProviderFilter(id string) error {
-	if id == "" {
-		return nil
-	}
-	if u, err := uuid.Parse(id); err != nil || u.String() != id {
-		return errs.InvalidField("provider_id", "must be a provider id")
-	}
-	return nil
 }
 
 func (c *ChangeServer) ListCalendarChanges(ctx context.Context, req *calendarv1.ListCalendarChangesRequest) (*calendarv1.ListCalendarChangesResponse, error) {
@@ -53,26 +44,14 @@ func (c *ChangeServer) ListCalendarChanges(ctx context.Context, req *calendarv1.
 	if err != nil {
 		return nil, err
 	}
-	if err := checkProviderFilter(req.GetProviderId()); err != nil {
-		return nil, err
-	}
-	after, err := parseCursor(req.GetAfterCursor())
+	src := c.source(id.Tenant, req.GetProviderId(), req.GetIncludeAcknowledged())
+	list, next, err := feed.List(ctx, c.s.feed, src, req.GetAfterCursor(), req.GetPageSize())
 	if err != nil {
 		return nil, err
 	}
-	size := int(req.GetPageSize())
-	if size <= 0 {
-		size = defaultPageSize
-	}
-	size = min(size, maxPageSize)
-	list, err := store.ListChanges(ctx, c.s.opts.Pool, id.Tenant, req.GetProviderId(), after, req.GetIncludeAcknowledged(), size)
-	if err != nil {
-		return nil, err
-	}
-	out := &calendarv1.ListCalendarChangesResponse{Changes: []*calendarv1.CalendarChange{}, NextCursor: cursorString(after)}
+	out := &calendarv1.ListCalendarChangesResponse{Changes: make([]*calendarv1.CalendarChange, 0, len(list)), NextCursor: next}
 	for _, ch := range list {
 		out.Changes = append(out.Changes, toChange(ch))
-		out.NextCursor = cursorString(ch.Seq)
 	}
 	return out, nil
 }
@@ -84,40 +63,10 @@ func (c *ChangeServer) StreamCalendarChanges(req *calendarv1.StreamCalendarChang
 	if err != nil {
 		return err
 	}
-	if err := req.Validate(); err != nil {
-		return err
-	}
-	after, err := parseCursor(req.GetAfterCursor())
-	if err != nil {
-		return err
-	}
-	poll := time.NewTicker(c.s.opts.PollInterval)
-	defer poll.Stop()
-	for {
-		wake := c.s.changed.wait()
-		list, err := store.ListChanges(ctx, c.s.opts.Pool, id.Tenant, req.GetProviderId(), after, true, streamBatch)
-		if err != nil {
-			if errors.Is(err, context.Canceled) {
-				return nil
-			}
-			return err
-		}
-		for _, ch := range list {
-			if err := stream.Send(&calendarv1.StreamCalendarChangesResponse{Change: toChange(ch)}); err != nil {
-				return err
-			}
-			after = ch.Seq
-		}
-		if len(list) == streamBatch {
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-wake:
-		case <-poll.C:
-		}
-	}
+	return feed.Stream(ctx, c.s.feed, c.source(id.Tenant, req.GetProviderId(), true), req.GetAfterCursor(),
+		func(ch *store.Change) error {
+			return stream.Send(&calendarv1.StreamCalendarChangesResponse{Change: toChange(ch)})
+		})
 }
 
 func (c *ChangeServer) AcknowledgeCalendarChanges(ctx context.Context, req *calendarv1.AcknowledgeCalendarChangesRequest) (*calendarv1.AcknowledgeCalendarChangesResponse, error) {
@@ -125,9 +74,10 @@ func (c *ChangeServer) AcknowledgeCalendarChanges(ctx context.Context, req *cale
 	if err != nil {
 		return nil, err
 	}
-	n, err := store.AcknowledgeChanges(ctx, c.s.opts.Pool, id.Tenant, req.GetChangeIds())
+	n, err := store.AcknowledgeChanges(ctx, c.s.deps.Pool, id.Tenant, req.GetChangeIds())
 	if err != nil {
 		return nil, err
 	}
+	c.s.feed.Acknowledged(int(n))
 	return &calendarv1.AcknowledgeCalendarChangesResponse{Acknowledged: int32(n)}, nil
 }

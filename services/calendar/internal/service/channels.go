@@ -42,7 +42,7 @@ var (
 )
 
 func (s *Service) setError(ctx context.Context, p *store.Provider, e providerError) {
-	if _, err := store.SetState(context.WithoutCancel(ctx), s.opts.Pool, p.Tenant, p.ID, store.StateError, e.code, e.message, e.remedy); err != nil {
+	if _, err := store.SetState(context.WithoutCancel(ctx), s.deps.Pool, p.Tenant, p.ID, store.StateError, e.code, e.message, e.remedy); err != nil {
 		s.log.ErrorContext(ctx, "recording provider error", "provider", p.ID, "err", err)
 	}
 }
@@ -61,7 +61,7 @@ func (s *Service) tokenError(ctx context.Context, p *store.Provider, err error) 
 }
 
 func (s *Service) client(ctx context.Context, tok Token) (*gcal.Client, error) {
-	return gcal.New(ctx, s.opts.Google, tok.AccessToken, s.opts.Retry)
+	return gcal.New(ctx, s.deps.Google, tok.AccessToken, s.deps.Retry)
 }
 
 // googleError maps a Calendar API failure to a caller-facing error, recording permanent ones on the provider.
@@ -87,7 +87,7 @@ func (s *Service) ActivateCalendarProvider(ctx context.Context, req *calendarv1.
 	if err != nil {
 		return nil, err
 	}
-	p, err := store.GetProvider(ctx, s.opts.Pool, id.Tenant, req.GetId())
+	p, err := store.GetProvider(ctx, s.deps.Pool, id.Tenant, req.GetId())
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errProviderNotFound
 	}
@@ -96,7 +96,7 @@ func (s *Service) ActivateCalendarProvider(ctx context.Context, req *calendarv1.
 	}
 	if email := req.GetAccountEmail(); email != "" && email != p.AccountEmail {
 		// Another Google account: its events are not the old account's, start from nothing.
-		if err := store.ClearSyncToken(ctx, s.opts.Pool, p.Tenant, p.ID); err != nil {
+		if err := store.ClearSyncToken(ctx, s.deps.Pool, p.Tenant, p.ID); err != nil {
 			return nil, err
 		}
 	}
@@ -112,10 +112,10 @@ func (s *Service) ActivateCalendarProvider(ctx context.Context, req *calendarv1.
 }
 
 func (s *Service) activate(ctx context.Context, p *store.Provider, accountEmail string) (*store.Provider, error) {
-	if _, err := store.SetState(ctx, s.opts.Pool, p.Tenant, p.ID, store.StateConnecting, "", "", ""); err != nil {
+	if _, err := store.SetState(ctx, s.deps.Pool, p.Tenant, p.ID, store.StateConnecting, "", "", ""); err != nil {
 		return nil, err
 	}
-	tok, err := s.opts.OAuth.AccessToken(ctx, p.Tenant, p.ID)
+	tok, err := s.deps.OAuth.AccessToken(ctx, p.Tenant, p.ID)
 	if err != nil {
 		return nil, s.tokenError(ctx, p, err)
 	}
@@ -138,7 +138,7 @@ func (s *Service) activate(ctx context.Context, p *store.Provider, accountEmail 
 		return nil, errs.FailedPrecondition("CALENDAR_NOT_FOUND", "%s %s", errCalendarMissing.message, errCalendarMissing.remedy)
 	}
 	// Channels of an earlier connection go first (a reconnect must not leave them running at Google).
-	old, err := store.ListChannels(ctx, s.opts.Pool, p.Tenant, p.ID)
+	old, err := store.ListChannels(ctx, s.deps.Pool, p.Tenant, p.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +157,7 @@ func (s *Service) activate(ctx context.Context, p *store.Provider, accountEmail 
 		s.stopChannels(ctx, p, []*store.Channel{ch}, &tok, "")
 		return nil, gerr
 	}
-	p, err = store.SetConnected(ctx, s.opts.Pool, p.Tenant, p.ID, accountEmail, cals)
+	p, err = store.SetConnected(ctx, s.deps.Pool, p.Tenant, p.ID, accountEmail, cals)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ func (s *Service) activate(ctx context.Context, p *store.Provider, accountEmail 
 
 // reactivate restarts a connected provider on another calendar.
 func (s *Service) reactivate(ctx context.Context, p *store.Provider) (*store.Provider, error) {
-	if err := store.ClearSyncToken(ctx, s.opts.Pool, p.Tenant, p.ID); err != nil {
+	if err := store.ClearSyncToken(ctx, s.deps.Pool, p.Tenant, p.ID); err != nil {
 		return nil, err
 	}
 	return s.activate(ctx, p, p.AccountEmail)
@@ -176,15 +176,14 @@ func (s *Service) reactivate(ctx context.Context, p *store.Provider) (*store.Pro
 // the watch answer is already recognized; the row is removed again when Google refuses.
 func (s *Service) createChannel(ctx context.Context, p *store.Provider, tok Token, cl *gcal.Client) (*store.Channel, error) {
 	chID := uuid.NewString()
-	row, err := store.InsertChannel(ctx, s.opts.Pool, store.Channel{
-		ChannelID: chID, Tenant: p.Tenant, ProviderID: p.ID, Address: s.opts.WebhookAddress, ClientID: tok.ClientID,
-	})
-	if err != nil {
+	if _, err := store.InsertChannel(ctx, s.deps.Pool, store.Channel{
+		ChannelID: chID, Tenant: p.Tenant, ProviderID: p.ID, Address: s.deps.WebhookAddress, ClientID: tok.ClientID,
+	}); err != nil {
 		return nil, err
 	}
-	w, err := cl.Watch(ctx, p.CalendarID, chID, s.opts.Keys.Token(p.Tenant, p.ID, chID), s.opts.WebhookAddress)
+	w, err := cl.Watch(ctx, p.CalendarID, chID, s.deps.Keys.Token(p.Tenant, p.ID, chID), s.deps.WebhookAddress)
 	if err != nil {
-		if derr := store.DeleteChannel(context.WithoutCancel(ctx), s.opts.Pool, p.Tenant, chID); derr != nil {
+		if derr := store.DeleteChannel(context.WithoutCancel(ctx), s.deps.Pool, p.Tenant, chID); derr != nil {
 			s.log.ErrorContext(ctx, "removing refused channel", "err", derr)
 		}
 		return nil, s.googleError(ctx, p, "watch", err)
@@ -193,7 +192,7 @@ func (s *Service) createChannel(ctx context.Context, p *store.Provider, tok Toke
 	if !w.Expire.IsZero() {
 		exp = &w.Expire
 	}
-	row, err = store.ConfirmChannel(ctx, s.opts.Pool, p.Tenant, chID, w.ResourceID, w.ResourceURI, exp)
+	row, err := store.ConfirmChannel(ctx, s.deps.Pool, p.Tenant, chID, w.ResourceID, w.ResourceURI, exp)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +215,7 @@ func (s *Service) stopChannels(ctx context.Context, p *store.Provider, chans []*
 			s.setChannel(ctx, c, store.ChannelStopped, "never confirmed by Google", false)
 			continue
 		}
-		if c.ExpireTime != nil && c.ExpireTime.Before(s.opts.Now()) {
+		if c.ExpireTime != nil && c.ExpireTime.Before(s.deps.Now()) {
 			s.setChannel(ctx, c, store.ChannelStopped, "expired", false)
 			continue
 		}
@@ -259,7 +258,7 @@ func (s *Service) setChannel(ctx context.Context, c *store.Channel, state, stopE
 	if len(stopErr) > 500 {
 		stopErr = stopErr[:500]
 	}
-	if _, err := store.SetChannelState(context.WithoutCancel(ctx), s.opts.Pool, c.Tenant, c.ChannelID, state, stopErr, attempt); err != nil {
+	if _, err := store.SetChannelState(context.WithoutCancel(ctx), s.deps.Pool, c.Tenant, c.ChannelID, state, stopErr, attempt); err != nil {
 		s.log.ErrorContext(ctx, "recording channel state", "channel", c.ChannelID, "err", err)
 	}
 }
@@ -270,7 +269,7 @@ func (s *Service) RenewCalendarChannel(ctx context.Context, req *calendarv1.Rene
 	if err != nil {
 		return nil, err
 	}
-	p, err := store.GetProvider(ctx, s.opts.Pool, id.Tenant, req.GetProviderId())
+	p, err := store.GetProvider(ctx, s.deps.Pool, id.Tenant, req.GetProviderId())
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errProviderNotFound
 	}
@@ -280,7 +279,7 @@ func (s *Service) RenewCalendarChannel(ctx context.Context, req *calendarv1.Rene
 	if p.State != store.StateConnected && p.State != store.StateError {
 		return nil, errs.FailedPrecondition("NOT_CONNECTED", "the calendar provider is not connected")
 	}
-	tok, err := s.opts.OAuth.AccessToken(ctx, p.Tenant, p.ID)
+	tok, err := s.deps.OAuth.AccessToken(ctx, p.Tenant, p.ID)
 	if err != nil {
 		return nil, s.tokenError(ctx, p, err)
 	}
@@ -288,7 +287,7 @@ func (s *Service) RenewCalendarChannel(ctx context.Context, req *calendarv1.Rene
 	if err != nil {
 		return nil, err
 	}
-	old, err := store.ListChannels(ctx, s.opts.Pool, p.Tenant, p.ID)
+	old, err := store.ListChannels(ctx, s.deps.Pool, p.Tenant, p.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +299,7 @@ func (s *Service) RenewCalendarChannel(ctx context.Context, req *calendarv1.Rene
 		s.log.WarnContext(ctx, "channel renewal", "provider", p.ID, "warning", w)
 	}
 	if p.State == store.StateError && p.ErrorCode == errChannelFailed.code {
-		if _, err := store.SetState(ctx, s.opts.Pool, p.Tenant, p.ID, store.StateConnected, "", "", ""); err != nil {
+		if _, err := store.SetState(ctx, s.deps.Pool, p.Tenant, p.ID, store.StateConnected, "", "", ""); err != nil {
 			return nil, err
 		}
 	}
@@ -313,14 +312,14 @@ func (s *Service) VerifyCalendarChannel(ctx context.Context, req *calendarv1.Ver
 	if err != nil {
 		return nil, err
 	}
-	p, err := store.GetProvider(ctx, s.opts.Pool, id.Tenant, req.GetProviderId())
+	p, err := store.GetProvider(ctx, s.deps.Pool, id.Tenant, req.GetProviderId())
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errProviderNotFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	chans, err := store.ListChannels(ctx, s.opts.Pool, p.Tenant, p.ID)
+	chans, err := store.ListChannels(ctx, s.deps.Pool, p.Tenant, p.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -329,7 +328,7 @@ func (s *Service) VerifyCalendarChannel(ctx context.Context, req *calendarv1.Ver
 }
 
 func (s *Service) channelHealth(chans []*store.Channel) (bool, string) {
-	now := s.opts.Now()
+	now := s.deps.Now()
 	c := latestActive(chans)
 	if c == nil {
 		for _, o := range chans {
@@ -347,7 +346,7 @@ func (s *Service) channelHealth(chans []*store.Channel) (bool, string) {
 	}
 	// Google sends a "sync" message right after creating a channel: none at all means the address is
 	// not reachable from Google (or notifications are being dropped).
-	if c.LastNotificationTime == nil && now.Sub(c.CreateTime) > s.opts.SilentAfter {
+	if c.LastNotificationTime == nil && now.Sub(c.CreateTime) > s.deps.SilentAfter {
 		return false, "silent"
 	}
 	return true, ""

@@ -7,6 +7,7 @@ import (
 
 	calendarv1 "github.com/algapsa/alga-google/gen/alga/calendar/v1"
 	"github.com/algapsa/alga-google/services/calendar/internal/store"
+	"github.com/algapsa/alga-google/services/platform/feed"
 )
 
 func ts(t *time.Time) *timestamppb.Timestamp {
@@ -92,7 +93,7 @@ func toChannel(c *store.Channel) *calendarv1.CalendarChannel {
 
 func toChange(c *store.Change) *calendarv1.CalendarChange {
 	return &calendarv1.CalendarChange{
-		Cursor:          cursorString(c.Seq),
+		Cursor:          feed.Cursor(c.Seq),
 		Id:              c.ID,
 		ProviderId:      c.ProviderID,
 		UserId:          c.UserID,

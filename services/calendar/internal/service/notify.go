@@ -41,7 +41,7 @@ func (s *Service) HandleCalendarNotification(ctx context.Context, req *calendarv
 		s.log.InfoContext(ctx, "calendar notification refused", "reason", err.Error())
 		return answer(http.StatusBadRequest), nil
 	}
-	ch, err := store.GetChannel(ctx, s.opts.Pool, n.ChannelID)
+	ch, err := store.GetChannel(ctx, s.deps.Pool, n.ChannelID)
 	if errors.Is(err, store.ErrNotFound) {
 		// Not ours (or long gone): acknowledge so Google stops retrying; nothing is stored.
 		s.metrics.notifications.WithLabelValues("unknown_channel").Inc()
@@ -55,7 +55,7 @@ func (s *Service) HandleCalendarNotification(ctx context.Context, req *calendarv
 		s.log.WarnContext(ctx, "calendar notification without channel token refused", "channel", ch.ChannelID)
 		return answer(http.StatusUnauthorized), nil
 	}
-	if !s.opts.Keys.Verify(ch.Tenant, ch.ProviderID, ch.ChannelID, n.Token) {
+	if !s.deps.Keys.Verify(ch.Tenant, ch.ProviderID, ch.ChannelID, n.Token) {
 		s.metrics.notifications.WithLabelValues("bad_token").Inc()
 		s.log.WarnContext(ctx, "calendar notification with a wrong channel token refused", "channel", ch.ChannelID)
 		return answer(http.StatusForbidden), nil

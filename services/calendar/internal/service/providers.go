@@ -57,7 +57,7 @@ var errProviderNotFound = errs.NotFound("calendar provider")
 // load returns a provider the caller may see: their own, or any when adminOK and the caller is an admin.
 // Another user's provider is NotFound, never PermissionDenied, so existence does not leak.
 func (s *Service) load(ctx context.Context, id auth.Identity, providerID string, adminOK bool) (*store.Provider, error) {
-	p, err := store.GetProvider(ctx, s.opts.Pool, id.Tenant, providerID)
+	p, err := store.GetProvider(ctx, s.deps.Pool, id.Tenant, providerID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errProviderNotFound
 	}
@@ -74,7 +74,7 @@ func (s *Service) load(ctx context.Context, id auth.Identity, providerID string,
 func (s *Service) googleConfig(ctx context.Context) *GoogleConfig {
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
-	cfg, err := s.opts.OAuth.GoogleConfig(ctx)
+	cfg, err := s.deps.OAuth.GoogleConfig(ctx)
 	if err != nil {
 		s.log.DebugContext(ctx, "google config unavailable", "err", err)
 		return nil
@@ -83,7 +83,7 @@ func (s *Service) googleConfig(ctx context.Context) *GoogleConfig {
 }
 
 func (s *Service) view(ctx context.Context, p *store.Provider, cfg *GoogleConfig) (*calendarv1.CalendarProvider, error) {
-	chans, err := store.ListChannels(ctx, s.opts.Pool, p.Tenant, p.ID)
+	chans, err := store.ListChannels(ctx, s.deps.Pool, p.Tenant, p.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func (s *Service) CreateCalendarProvider(ctx context.Context, req *calendarv1.Cr
 	if dir == calendarv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
 		dir = calendarv1.SyncDirection_SYNC_DIRECTION_GOOGLE_TO_ALGA
 	}
-	p, err := store.CreateProvider(ctx, s.opts.Pool, store.NewProvider{
+	p, err := store.CreateProvider(ctx, s.deps.Pool, store.NewProvider{
 		Tenant: id.Tenant, UserID: id.Subject, CalendarID: cal,
 		DisplayName: strings.TrimSpace(req.GetDisplayName()), SyncDirection: int16(dir),
 	})
@@ -148,7 +148,7 @@ func (s *Service) ListCalendarProviders(ctx context.Context, req *calendarv1.Lis
 		}
 		owner = ""
 	}
-	list, err := store.ListProviders(ctx, s.opts.Pool, id.Tenant, owner)
+	list, err := store.ListProviders(ctx, s.deps.Pool, id.Tenant, owner)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +192,7 @@ func (s *Service) UpdateCalendarProvider(ctx context.Context, req *calendarv1.Up
 		}
 		u.CalendarID = &cal
 	}
-	updated, err := store.UpdateProvider(ctx, s.opts.Pool, id.Tenant, p.ID, u)
+	updated, err := store.UpdateProvider(ctx, s.deps.Pool, id.Tenant, p.ID, u)
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +221,7 @@ func (s *Service) DeleteCalendarProvider(ctx context.Context, req *calendarv1.De
 	if warnings := s.teardown(ctx, p, true); len(warnings) > 0 {
 		s.log.WarnContext(ctx, "calendar provider deleted with warnings", "provider", p.ID, "warnings", warnings)
 	}
-	if _, err := store.DeleteProvider(ctx, s.opts.Pool, id.Tenant, p.ID); err != nil {
+	if _, err := store.DeleteProvider(ctx, s.deps.Pool, id.Tenant, p.ID); err != nil {
 		return nil, err
 	}
 	return &calendarv1.DeleteCalendarProviderResponse{}, nil
@@ -237,7 +237,7 @@ func (s *Service) ConnectCalendarProvider(ctx context.Context, req *calendarv1.C
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := s.opts.OAuth.GoogleConfig(ctx)
+	cfg, err := s.deps.OAuth.GoogleConfig(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +248,7 @@ func (s *Service) ConnectCalendarProvider(ctx context.Context, req *calendarv1.C
 		}
 		return nil, errs.GoogleNotConfigured(missing)
 	}
-	url, binding, err := s.opts.OAuth.BeginAuthorization(ctx, p.ID, p.AccountEmail)
+	url, binding, err := s.deps.OAuth.BeginAuthorization(ctx, p.ID, p.AccountEmail)
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +258,7 @@ func (s *Service) ConnectCalendarProvider(ctx context.Context, req *calendarv1.C
 		}
 	}
 	if p.State != store.StateConnected {
-		if _, err := store.SetState(ctx, s.opts.Pool, id.Tenant, p.ID, store.StateConnecting, "", "", ""); err != nil {
+		if _, err := store.SetState(ctx, s.deps.Pool, id.Tenant, p.ID, store.StateConnecting, "", "", ""); err != nil {
 			return nil, err
 		}
 	}
@@ -277,7 +277,7 @@ func (s *Service) DisconnectCalendarProvider(ctx context.Context, req *calendarv
 	if warnings := s.teardown(ctx, p, true); len(warnings) > 0 {
 		s.log.WarnContext(ctx, "calendar provider disconnected with warnings", "provider", p.ID, "warnings", warnings)
 	}
-	p, err = store.ClearSyncState(ctx, s.opts.Pool, id.Tenant, p.ID)
+	p, err = store.ClearSyncState(ctx, s.deps.Pool, id.Tenant, p.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -297,13 +297,13 @@ func (s *Service) GetCalendarProviderDiagnostics(ctx context.Context, req *calen
 	if err != nil {
 		return nil, err
 	}
-	chans, err := store.ListChannels(ctx, s.opts.Pool, p.Tenant, p.ID)
+	chans, err := store.ListChannels(ctx, s.deps.Pool, p.Tenant, p.ID)
 	if err != nil {
 		return nil, err
 	}
 	d := &calendarv1.CalendarDiagnostics{
-		BaseUrl:            s.opts.BaseURL,
-		WebhookAddress:     s.opts.WebhookAddress,
+		BaseUrl:            s.deps.BaseURL,
+		WebhookAddress:     s.deps.WebhookAddress,
 		HasSyncToken:       p.SyncToken != "",
 		LastSyncTime:       ts(p.LastSyncTime),
 		AvailableCalendars: append([]string{}, p.AvailableCalendars...),
@@ -315,7 +315,7 @@ func (s *Service) GetCalendarProviderDiagnostics(ctx context.Context, req *calen
 		d.LastError = &calendarv1.ProviderError{Code: p.ErrorCode, Message: p.ErrorMessage, Remedy: p.ErrorRemedy}
 	}
 	cctx, cancel := context.WithTimeout(ctx, peerTimeout)
-	if st, err := s.opts.OAuth.ConnectionStatus(cctx, p.Tenant, p.ID); err == nil {
+	if st, err := s.deps.OAuth.ConnectionStatus(cctx, p.Tenant, p.ID); err == nil {
 		d.ConnectionStatus = st
 	} else {
 		d.ConnectionStatus = "unknown"
@@ -331,14 +331,14 @@ func (s *Service) ResetCalendarProviders(ctx context.Context, _ *calendarv1.Rese
 	if err != nil {
 		return nil, err
 	}
-	list, err := store.ListProviders(ctx, s.opts.Pool, id.Tenant, "")
+	list, err := store.ListProviders(ctx, s.deps.Pool, id.Tenant, "")
 	if err != nil {
 		return nil, err
 	}
 	out := &calendarv1.ResetCalendarProvidersResponse{Warnings: []string{}}
 	for _, p := range list {
 		out.Warnings = append(out.Warnings, s.teardown(ctx, p, false)...)
-		if _, err := store.ClearSyncState(ctx, s.opts.Pool, id.Tenant, p.ID); err != nil {
+		if _, err := store.ClearSyncState(ctx, s.deps.Pool, id.Tenant, p.ID); err != nil {
 			return nil, err
 		}
 		out.ProvidersReset++
@@ -351,13 +351,13 @@ func (s *Service) ResetCalendarProviders(ctx context.Context, _ *calendarv1.Rese
 func (s *Service) teardown(ctx context.Context, p *store.Provider, revoke bool) []string {
 	var warnings []string
 	var tok *Token
-	chans, err := store.ListChannels(ctx, s.opts.Pool, p.Tenant, p.ID)
+	chans, err := store.ListChannels(ctx, s.deps.Pool, p.Tenant, p.ID)
 	if err != nil {
 		return []string{"provider " + p.ID + ": channels could not be read"}
 	}
 	if hasLiveChannel(chans) {
 		tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		t, err := s.opts.OAuth.AccessToken(tctx, p.Tenant, p.ID)
+		t, err := s.deps.OAuth.AccessToken(tctx, p.Tenant, p.ID)
 		cancel()
 		if err == nil {
 			tok = &t
@@ -368,7 +368,7 @@ func (s *Service) teardown(ctx context.Context, p *store.Provider, revoke bool) 
 	warnings = append(warnings, s.stopChannels(ctx, p, chans, tok, "")...)
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if err := s.opts.OAuth.DeleteConnection(dctx, p.Tenant, p.ID, revoke); err != nil && errs.ReasonOf(err) != "NOT_FOUND" {
+	if err := s.deps.OAuth.DeleteConnection(dctx, p.Tenant, p.ID, revoke); err != nil && errs.ReasonOf(err) != "NOT_FOUND" {
 		s.log.WarnContext(ctx, "deleting the calendar connection failed", "provider", p.ID, "err", err)
 		warnings = append(warnings, "calendar provider "+p.ID+": its tokens could not be cleared (retry the reset)")
 	}
@@ -386,5 +386,5 @@ func hasLiveChannel(chans []*store.Channel) bool {
 
 // withTx runs fn in a transaction.
 func (s *Service) withTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, s.opts.Pool, fn)
+	return pgx.BeginFunc(ctx, s.deps.Pool, fn)
 }

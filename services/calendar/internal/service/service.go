@@ -1,12 +1,12 @@
 // Package service implements the calendar service: CalendarProviderService (providers, OAuth connect,
-// activation, push-channel webhook, channel upkeep), CalendarChangeService (the change feed) and the
-// River worker that runs delta syncs.
+// activation, push-channel webhook, channel upkeep), CalendarChangeService (the change feed, on the
+// platform's feed) and the River workers: delta syncs and the sweeper.
 package service
 
 import (
 	"context"
+	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -16,6 +16,7 @@ import (
 	calendarv1 "github.com/algapsa/alga-google/gen/alga/calendar/v1"
 	"github.com/algapsa/alga-google/services/calendar/internal/channel"
 	"github.com/algapsa/alga-google/services/calendar/internal/gcal"
+	"github.com/algapsa/alga-google/services/platform/feed"
 	"github.com/algapsa/alga-google/services/platform/jobs"
 )
 
@@ -47,8 +48,8 @@ type OAuth interface {
 	GoogleConfig(ctx context.Context) (GoogleConfig, error)
 }
 
-// Options are the service's dependencies.
-type Options struct {
+// Deps are the service's dependencies, built by the target's Start (tests build their own).
+type Deps struct {
 	Pool   *pgxpool.Pool
 	Logger *slog.Logger
 	OAuth  OAuth
@@ -59,11 +60,13 @@ type Options struct {
 	// WebhookAddress is the canonical channel address (urls.Base.CalendarWebhookAddress).
 	WebhookAddress string
 	BaseURL        string
-	Registerer     prometheus.Registerer
+	// Jobs is the River client syncs are enqueued with (its workers: AddWorkers).
+	Jobs *jobs.Client
+	// Feed is the change feed (NewFeed): streams and their wake-ups.
+	Feed    *feed.Feed
+	Metrics *Metrics
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
-	// PollInterval is how often a change stream looks for changes written by other replicas.
-	PollInterval time.Duration
 	// SilentAfter is how long a channel may go without its first notification before it counts as silent.
 	SilentAfter time.Duration
 	// Settle is how long a provider must be quiet before its sync job runs, bounded by MaxSettle, so a
@@ -72,69 +75,62 @@ type Options struct {
 	MaxSettle time.Duration
 }
 
-// Service implements both gRPC services. Register it first and Init it when its dependencies are ready.
+// Service implements both gRPC services. New constructs it so that it can be registered; Connect gives it
+// its dependencies before any handler runs (the server's start-up gate opens after the target's Start).
 type Service struct {
 	calendarv1.UnimplementedCalendarProviderServiceServer
-	opts    Options
+	deps    Deps
 	log     *slog.Logger
 	jobs    *jobs.Client
-	metrics *metrics
-	changed *broadcaster
+	feed    *feed.Feed
+	metrics *Metrics
 	changes *ChangeServer
 }
 
-// New returns an uninitialized service (its methods may be registered before Init).
+// New returns the service without its dependencies (see Connect).
 func New() *Service {
-	s := &Service{changed: newBroadcaster()}
+	s := &Service{}
 	s.changes = &ChangeServer{s: s}
 	return s
 }
 
-// Init sets the dependencies. Metrics are registered once.
-func (s *Service) Init(opts Options) error {
-	if opts.Now == nil {
-		opts.Now = time.Now
+// Connect sets the dependencies, with defaults for the tunables left zero.
+func (s *Service) Connect(d Deps) {
+	if d.Now == nil {
+		d.Now = time.Now
 	}
-	if opts.PollInterval <= 0 {
-		opts.PollInterval = 2 * time.Second
+	if d.SilentAfter <= 0 {
+		d.SilentAfter = 15 * time.Minute
 	}
-	if opts.SilentAfter <= 0 {
-		opts.SilentAfter = 15 * time.Minute
+	if d.Settle <= 0 {
+		d.Settle = 300 * time.Millisecond
 	}
-	if opts.Settle <= 0 {
-		opts.Settle = 300 * time.Millisecond
+	if d.MaxSettle <= 0 {
+		d.MaxSettle = 3 * time.Second
 	}
-	if opts.MaxSettle <= 0 {
-		opts.MaxSettle = 3 * time.Second
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if s.metrics == nil {
-		m, err := newMetrics(opts.Registerer)
-		if err != nil {
-			return err
-		}
-		s.metrics = m
-	}
-	s.opts = opts
-	s.log = opts.Logger
-	return nil
+	s.deps = d
+	s.log = d.Logger
+	s.jobs = d.Jobs
+	s.feed = d.Feed
+	s.metrics = d.Metrics
 }
-
-// SetJobs gives the service the River client it enqueues syncs with.
-func (s *Service) SetJobs(c *jobs.Client) { s.jobs = c }
 
 // ChangeServer returns the CalendarChangeService implementation.
 func (s *Service) ChangeServer() calendarv1.CalendarChangeServiceServer { return s.changes }
 
-type metrics struct {
+// Metrics are the service's counters.
+type Metrics struct {
 	notifications *prometheus.CounterVec
 	syncs         *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
+// NewMetrics returns the counters, registered with reg (when not nil). Counters the registry already has
+// (a retried Start) are reused, as the feed does.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
 		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alga_calendar_notifications_total",
 			Help: "Calendar push-channel notifications by outcome (accepted, duplicate, sync, unknown_channel, malformed, missing_token, bad_token, wrong_resource, ignored).",
@@ -144,33 +140,29 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Calendar syncs by kind (full, delta, resync) and outcome.",
 		}, []string{"kind", "result"}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.notifications, m.syncs} {
-			if err := reg.Register(c); err != nil {
-				return nil, err
-			}
-		}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	if m.notifications, err = register(reg, m.notifications); err != nil {
+		return nil, err
+	}
+	if m.syncs, err = register(reg, m.syncs); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
-// broadcaster wakes change streams when this process records changes.
-type broadcaster struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func newBroadcaster() *broadcaster { return &broadcaster{ch: make(chan struct{})} }
-
-func (b *broadcaster) wait() <-chan struct{} {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.ch
-}
-
-func (b *broadcaster) signal() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	close(b.ch)
-	b.ch = make(chan struct{})
+// register registers vec, or returns the vector already registered under its name.
+func register(reg prometheus.Registerer, vec *prometheus.CounterVec) (*prometheus.CounterVec, error) {
+	if err := reg.Register(vec); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if errors.As(err, &already) {
+			if existing, ok := already.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing, nil
+			}
+		}
+		return nil, err
+	}
+	return vec, nil
 }

@@ -53,17 +53,21 @@ func setup(t *testing.T) *testBundle {
 	require.NoError(t, err)
 	b := &testBundle{ctx: ctx, pool: pool, google: g, oauth: o, keys: keys, reg: prometheus.NewRegistry(), now: time.Now()}
 	svc := New()
-	require.NoError(t, svc.Init(Options{
-		Pool: pool, OAuth: o, Keys: keys, WebhookAddress: webhook, BaseURL: "https://helpdesk.example.com",
-		Google:     []option.ClientOption{option.WithEndpoint(g.root() + "/calendar/v3/")},
-		Retry:      gcal.Retry{Attempts: 3, Base: time.Millisecond},
-		Registerer: b.reg, Now: func() time.Time { return b.now },
-	}))
-	workers := river.NewWorkers()
-	river.AddWorker(workers, NewSyncWorker(svc))
-	client, err := jobs.New(ctx, pool, jobs.Options{Schema: store.Schema, Workers: workers, TestOnly: true})
+	metrics, err := NewMetrics(b.reg)
 	require.NoError(t, err)
-	svc.SetJobs(client)
+	changes, err := NewFeed(b.reg)
+	require.NoError(t, err)
+	workers := river.NewWorkers()
+	periodic := svc.AddWorkers(workers)
+	client, err := jobs.New(ctx, pool, jobs.Options{Schema: store.Schema, Workers: workers, PeriodicJobs: periodic, TestOnly: true})
+	require.NoError(t, err)
+	svc.Connect(Deps{
+		Pool: pool, OAuth: o, Keys: keys, WebhookAddress: webhook, BaseURL: "https://helpdesk.example.com",
+		Google: []option.ClientOption{option.WithEndpoint(g.root() + "/calendar/v3/")},
+		Retry:  gcal.Retry{Attempts: 3, Base: time.Millisecond},
+		Jobs:   client, Feed: changes, Metrics: metrics,
+		Now: func() time.Time { return b.now },
+	})
 	b.svc = svc
 	return b
 }

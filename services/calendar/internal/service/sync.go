@@ -33,8 +33,15 @@ type SyncWorker struct {
 	s *Service
 }
 
-// NewSyncWorker returns the worker for s.
-func NewSyncWorker(s *Service) *SyncWorker { return &SyncWorker{s: s} }
+// sweepInterval is how often providers with uncovered notifications get a sync enqueued.
+const sweepInterval = 2 * time.Second
+
+// AddWorkers adds the service's River workers to workers — the sync worker and the sweeper — and
+// returns the periodic jobs for jobs.Options.
+func (s *Service) AddWorkers(workers *river.Workers) []*river.PeriodicJob {
+	river.AddWorker(workers, &SyncWorker{s: s})
+	return []*river.PeriodicJob{jobs.AddSweeper(workers, sweepInterval, s.sweep)}
+}
 
 // Timeout bounds one sync run.
 func (w *SyncWorker) Timeout(*river.Job[SyncArgs]) time.Duration { return 10 * time.Minute }
@@ -67,41 +74,22 @@ func (w *SyncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
 // finishIfIdle completes the job unless a notification is still uncovered, in one transaction holding
 // the provider's row lock — the lock a notification's BumpNotify takes before it enqueues: either this
 // look sees that notification, or its enqueue finds the job completed and inserts a new one.
-func (s *Service) finishIfIdle(ctx context.Context, job *river.Job[SyncArgs]) (idle bool, err error) {
-	err = s.withTx(ctx, func(tx pgx.Tx) error {
+func (s *Service) finishIfIdle(ctx context.Context, job *river.Job[SyncArgs]) (bool, error) {
+	return jobs.FinishIfIdle(ctx, s.deps.Pool, job, func(ctx context.Context, tx pgx.Tx) (bool, error) {
 		p, err := store.GetProviderForUpdate(ctx, tx, job.Args.Tenant, job.Args.ProviderID)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
+			return false, err
 		}
-		if err == nil && p.NotifySeq > p.SyncedSeq && (p.State == store.StateConnected || p.State == store.StateConnecting) {
-			return nil
-		}
-		idle = true
-		return jobs.CompleteTx(ctx, tx, job)
+		behind := err == nil && p.NotifySeq > p.SyncedSeq && (p.State == store.StateConnected || p.State == store.StateConnecting)
+		return !behind, nil
 	})
-	return idle, err
 }
 
-// RunSweeper enqueues a sync, every interval until ctx ends, for each provider with accepted
-// notifications that no completed sync covered — a safety net (e.g. a job cancelled or discarded after
-// its notifications were stored); the normal path needs none (see finishIfIdle).
-func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := s.sweep(ctx); err != nil && ctx.Err() == nil {
-			s.log.WarnContext(ctx, "calendar sync sweep failed", "err", err)
-		}
-	}
-}
-
+// sweep enqueues a sync for each provider with accepted notifications that no completed sync covered —
+// a safety net (e.g. a job cancelled or discarded after its notifications were stored); the normal path
+// needs none (see finishIfIdle). It runs as River's periodic sweep job, on one replica at a time.
 func (s *Service) sweep(ctx context.Context) error {
-	behind, err := store.ProvidersBehind(ctx, s.opts.Pool, 500)
+	behind, err := store.ProvidersBehind(ctx, s.deps.Pool, 500)
 	if err != nil || len(behind) == 0 {
 		return err
 	}
@@ -116,18 +104,9 @@ func (s *Service) sweep(ctx context.Context) error {
 // settle waits (briefly, at most MaxSettle) until the provider's newest notification is Settle old, so
 // the notifications of a burst are all covered by one pass instead of one pass each.
 func (s *Service) settle(ctx context.Context, tenant, providerID string) error {
-	deadline := time.Now().Add(s.opts.MaxSettle)
-	for {
-		quiet, ok, err := store.NotificationQuiet(ctx, s.opts.Pool, tenant, providerID)
-		if err != nil || !ok || quiet >= s.opts.Settle || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(s.opts.Settle - quiet):
-		}
-	}
+	return jobs.Settle(ctx, s.deps.Settle, s.deps.MaxSettle, func(ctx context.Context) (time.Duration, bool, error) {
+		return store.NotificationQuiet(ctx, s.deps.Pool, tenant, providerID)
+	})
 }
 
 // errMoreWork means notifications keep arriving: the job is snoozed briefly and runs again.
@@ -152,7 +131,7 @@ func isPermanent(err error) bool {
 // when they write (the sync token must still be the one they started from) and the loser starts over.
 func (s *Service) SyncProvider(ctx context.Context, tenant, providerID string) error {
 	for range maxPasses {
-		p, err := store.GetProvider(ctx, s.opts.Pool, tenant, providerID)
+		p, err := store.GetProvider(ctx, s.deps.Pool, tenant, providerID)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}
@@ -162,7 +141,7 @@ func (s *Service) SyncProvider(ctx context.Context, tenant, providerID string) e
 		if p.State == store.StateDisconnected {
 			return nil
 		}
-		tok, err := s.opts.OAuth.AccessToken(ctx, tenant, providerID)
+		tok, err := s.deps.OAuth.AccessToken(ctx, tenant, providerID)
 		if err != nil {
 			return s.tokenError(ctx, p, err)
 		}
@@ -201,7 +180,7 @@ var errRaced = errors.New("a concurrent sync wrote first")
 // or when Google answers 410), then in one transaction records the changes and the new token. It reports
 // whether another pass is needed (notifications arrived meanwhile, or a concurrent pass won).
 func (s *Service) syncOnce(ctx context.Context, tenant, providerID string, cl *gcal.Client) (more bool, err error) {
-	p, err := store.GetProvider(ctx, s.opts.Pool, tenant, providerID)
+	p, err := store.GetProvider(ctx, s.deps.Pool, tenant, providerID)
 	if err != nil {
 		return false, err
 	}
@@ -294,6 +273,12 @@ func (s *Service) syncOnce(ctx context.Context, tenant, providerID string, cl *g
 				recorded++
 			}
 		}
+		if recorded > 0 {
+			// Wakes the change streams of every replica once this transaction commits.
+			if err := s.feed.Notify(ctx, tx); err != nil {
+				return err
+			}
+		}
 		return store.SaveSync(ctx, tx, tenant, providerID, next, startSeq)
 	})
 	if err != nil {
@@ -304,11 +289,8 @@ func (s *Service) syncOnce(ctx context.Context, tenant, providerID string, cl *g
 		return true, errRaced
 	}
 	s.metrics.syncs.WithLabelValues(kind, "ok").Inc()
-	if recorded > 0 {
-		s.changed.signal()
-	}
 	s.log.InfoContext(ctx, "calendar synced", "provider", providerID, "kind", kind, "events", len(events), "changes", recorded)
-	cur, err := store.GetProvider(ctx, s.opts.Pool, tenant, providerID)
+	cur, err := store.GetProvider(ctx, s.deps.Pool, tenant, providerID)
 	if err != nil {
 		return false, err
 	}

@@ -25,7 +25,7 @@ const Schema = "calendar"
 
 // Migrations of the calendar schema.
 func Migrations() *pg.Migrations {
-	return &pg.Migrations{Schema: Schema, FS: migrationsFS, Dir: "migrations"}
+	return &pg.Migrations{Schema: Schema, FS: migrationsFS, Dir: "migrations", Queries: queries}
 }
 
 var queries = pg.ParseQueries(queriesSQL)
@@ -107,21 +107,22 @@ type NewProvider struct {
 }
 
 func CreateProvider(ctx context.Context, db DB, n NewProvider) (*Provider, error) {
-	return oneProvider(db.Query(ctx, q("CreateProvider"), n.Tenant, n.UserID, n.CalendarID, n.DisplayName, n.SyncDirection))
+	return oneProvider(db.Query(ctx, q("CreateProvider"), pg.Args{"tenant": n.Tenant, "user_id": n.UserID,
+		"calendar_id": n.CalendarID, "display_name": n.DisplayName, "sync_direction": n.SyncDirection}))
 }
 
 func GetProvider(ctx context.Context, db DB, tenant, id string) (*Provider, error) {
-	return oneProvider(db.Query(ctx, q("GetProvider"), tenant, id))
+	return oneProvider(db.Query(ctx, q("GetProvider"), pg.Args{"tenant": tenant, "id": id}))
 }
 
 // GetProviderForUpdate locks the provider row for the rest of the transaction.
 func GetProviderForUpdate(ctx context.Context, db DB, tenant, id string) (*Provider, error) {
-	return oneProvider(db.Query(ctx, q("GetProviderForUpdate"), tenant, id))
+	return oneProvider(db.Query(ctx, q("GetProviderForUpdate"), pg.Args{"tenant": tenant, "id": id}))
 }
 
 // ListProviders lists the tenant's providers, only userID's unless userID is empty.
 func ListProviders(ctx context.Context, db DB, tenant, userID string) ([]*Provider, error) {
-	rows, err := db.Query(ctx, q("ListProviders"), tenant, userID)
+	rows, err := db.Query(ctx, q("ListProviders"), pg.Args{"tenant": tenant, "user_id": userID})
 	if err != nil {
 		return nil, err
 	}
@@ -136,17 +137,19 @@ type ProviderUpdate struct {
 }
 
 func UpdateProvider(ctx context.Context, db DB, tenant, id string, u ProviderUpdate) (*Provider, error) {
-	return oneProvider(db.Query(ctx, q("UpdateProvider"), tenant, id, u.DisplayName, u.CalendarID, u.SyncDirection))
+	return oneProvider(db.Query(ctx, q("UpdateProvider"), pg.Args{"tenant": tenant, "id": id,
+		"display_name": u.DisplayName, "calendar_id": u.CalendarID, "sync_direction": u.SyncDirection}))
 }
 
 func DeleteProvider(ctx context.Context, db DB, tenant, id string) (bool, error) {
-	tag, err := db.Exec(ctx, q("DeleteProvider"), tenant, id)
+	tag, err := db.Exec(ctx, q("DeleteProvider"), pg.Args{"tenant": tenant, "id": id})
 	return tag.RowsAffected() == 1, err
 }
 
 // SetState sets the provider's status with its error code, message and remedy (empty for none).
 func SetState(ctx context.Context, db DB, tenant, id, state, code, message, remedy string) (*Provider, error) {
-	return oneProvider(db.Query(ctx, q("SetState"), tenant, id, state, code, message, remedy))
+	return oneProvider(db.Query(ctx, q("SetState"), pg.Args{"tenant": tenant, "id": id, "state": state,
+		"error_code": code, "error_message": message, "error_remedy": remedy}))
 }
 
 // SetConnected marks an activated provider.
@@ -154,33 +157,34 @@ func SetConnected(ctx context.Context, db DB, tenant, id, accountEmail string, c
 	if calendars == nil {
 		calendars = []string{}
 	}
-	return oneProvider(db.Query(ctx, q("SetConnected"), tenant, id, accountEmail, calendars))
+	return oneProvider(db.Query(ctx, q("SetConnected"), pg.Args{"tenant": tenant, "id": id,
+		"account_email": accountEmail, "available_calendars": calendars}))
 }
 
 // ClearSyncState returns the provider to DISCONNECTED and forgets its sync token and event states.
 func ClearSyncState(ctx context.Context, db DB, tenant, id string) (*Provider, error) {
-	if _, err := db.Exec(ctx, q("DeleteEvents"), tenant, id); err != nil {
+	if _, err := db.Exec(ctx, q("DeleteEvents"), pg.Args{"tenant": tenant, "provider_id": id}); err != nil {
 		return nil, err
 	}
-	return oneProvider(db.Query(ctx, q("ClearSyncState"), tenant, id))
+	return oneProvider(db.Query(ctx, q("ClearSyncState"), pg.Args{"tenant": tenant, "id": id}))
 }
 
 // BumpNotify records that a notification asks for a sync and returns the new sequence.
 func BumpNotify(ctx context.Context, db DB, tenant, id string) (int64, error) {
 	var seq int64
-	err := db.QueryRow(ctx, q("BumpNotify"), tenant, id).Scan(&seq)
+	err := db.QueryRow(ctx, q("BumpNotify"), pg.Args{"tenant": tenant, "id": id}).Scan(&seq)
 	return seq, mapErr(err)
 }
 
 // SaveSync stores the new sync token and the notification sequence the sync covered.
 func SaveSync(ctx context.Context, db DB, tenant, id, token string, coveredSeq int64) error {
-	_, err := db.Exec(ctx, q("SaveSync"), tenant, id, token, coveredSeq)
+	_, err := db.Exec(ctx, q("SaveSync"), pg.Args{"tenant": tenant, "id": id, "sync_token": token, "covered_seq": coveredSeq})
 	return err
 }
 
 // ClearSyncToken forgets the sync token (after a 410) so the next sync is a full one.
 func ClearSyncToken(ctx context.Context, db DB, tenant, id string) error {
-	_, err := db.Exec(ctx, q("ClearSyncToken"), tenant, id)
+	_, err := db.Exec(ctx, q("ClearSyncToken"), pg.Args{"tenant": tenant, "id": id})
 	return err
 }
 
@@ -189,7 +193,7 @@ type ProviderRef struct{ Tenant, ID string }
 
 // ProvidersBehind lists providers whose accepted notifications no completed sync has covered yet.
 func ProvidersBehind(ctx context.Context, db DB, limit int) ([]ProviderRef, error) {
-	rows, err := db.Query(ctx, q("ProvidersBehind"), limit)
+	rows, err := db.Query(ctx, q("ProvidersBehind"), pg.Args{"limit": limit})
 	if err != nil {
 		return nil, err
 	}
@@ -228,28 +232,30 @@ func oneChannel(rows pgx.Rows, err error) (*Channel, error) {
 }
 
 func InsertChannel(ctx context.Context, db DB, c Channel) (*Channel, error) {
-	return oneChannel(db.Query(ctx, q("InsertChannel"), c.ChannelID, c.Tenant, c.ProviderID, c.ResourceID,
-		c.ResourceURI, c.Address, c.ClientID, c.ExpireTime))
+	return oneChannel(db.Query(ctx, q("InsertChannel"), pg.Args{"channel_id": c.ChannelID, "tenant": c.Tenant,
+		"provider_id": c.ProviderID, "resource_id": c.ResourceID, "resource_uri": c.ResourceURI,
+		"address": c.Address, "client_id": c.ClientID, "expire_time": c.ExpireTime}))
 }
 
 // ConfirmChannel records Google's answer to events.watch.
 func ConfirmChannel(ctx context.Context, db DB, tenant, channelID, resourceID, resourceURI string, expire *time.Time) (*Channel, error) {
-	return oneChannel(db.Query(ctx, q("ConfirmChannel"), tenant, channelID, resourceID, resourceURI, expire))
+	return oneChannel(db.Query(ctx, q("ConfirmChannel"), pg.Args{"tenant": tenant, "channel_id": channelID,
+		"resource_id": resourceID, "resource_uri": resourceURI, "expire_time": expire}))
 }
 
 // DeleteChannel removes a channel Google never confirmed.
 func DeleteChannel(ctx context.Context, db DB, tenant, channelID string) error {
-	_, err := db.Exec(ctx, q("DeleteChannel"), tenant, channelID)
+	_, err := db.Exec(ctx, q("DeleteChannel"), pg.Args{"tenant": tenant, "channel_id": channelID})
 	return err
 }
 
 // GetChannel finds a channel by its globally unique id (an incoming notification names only that).
 func GetChannel(ctx context.Context, db DB, channelID string) (*Channel, error) {
-	return oneChannel(db.Query(ctx, q("GetChannel"), channelID))
+	return oneChannel(db.Query(ctx, q("GetChannel"), pg.Args{"channel_id": channelID}))
 }
 
 func ListChannels(ctx context.Context, db DB, tenant, providerID string) ([]*Channel, error) {
-	rows, err := db.Query(ctx, q("ListChannels"), tenant, providerID)
+	rows, err := db.Query(ctx, q("ListChannels"), pg.Args{"tenant": tenant, "provider_id": providerID})
 	if err != nil {
 		return nil, err
 	}
@@ -262,13 +268,14 @@ func SetChannelState(ctx context.Context, db DB, tenant, channelID, state, stopE
 	if attempt {
 		n = 1
 	}
-	return oneChannel(db.Query(ctx, q("SetChannelState"), tenant, channelID, state, stopError, n))
+	return oneChannel(db.Query(ctx, q("SetChannelState"), pg.Args{"tenant": tenant, "channel_id": channelID,
+		"state": state, "stop_error": stopError, "attempts": n}))
 }
 
 // AdvanceMessageNumber moves the channel's last message number forward; false when n is not newer.
 func AdvanceMessageNumber(ctx context.Context, db DB, channelID string, n int64) (bool, error) {
 	var id string
-	err := db.QueryRow(ctx, q("AdvanceMessageNumber"), channelID, n).Scan(&id)
+	err := db.QueryRow(ctx, q("AdvanceMessageNumber"), pg.Args{"channel_id": channelID, "message_number": n}).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -277,7 +284,8 @@ func AdvanceMessageNumber(ctx context.Context, db DB, channelID string, n int64)
 
 // InsertNotification stores a notification once (channel id + message number).
 func InsertNotification(ctx context.Context, db DB, tenant, providerID, channelID string, n int64, state string) (bool, error) {
-	tag, err := db.Exec(ctx, q("InsertNotification"), channelID, n, tenant, providerID, state)
+	tag, err := db.Exec(ctx, q("InsertNotification"), pg.Args{"channel_id": channelID, "message_number": n,
+		"tenant": tenant, "provider_id": providerID, "resource_state": state})
 	return tag.RowsAffected() == 1, err
 }
 
@@ -290,7 +298,7 @@ type EventState struct {
 
 // ListEvents returns the provider's known events by id.
 func ListEvents(ctx context.Context, db DB, tenant, providerID string) (map[string]EventState, error) {
-	rows, err := db.Query(ctx, q("ListEvents"), tenant, providerID)
+	rows, err := db.Query(ctx, q("ListEvents"), pg.Args{"tenant": tenant, "provider_id": providerID})
 	if err != nil {
 		return nil, err
 	}
@@ -306,14 +314,15 @@ func ListEvents(ctx context.Context, db DB, tenant, providerID string) (map[stri
 }
 
 func UpsertEvent(ctx context.Context, db DB, tenant, providerID, eventID, etag, status string, updated *time.Time) error {
-	_, err := db.Exec(ctx, q("UpsertEvent"), tenant, providerID, eventID, etag, status, updated)
+	_, err := db.Exec(ctx, q("UpsertEvent"), pg.Args{"tenant": tenant, "provider_id": providerID,
+		"event_id": eventID, "etag": etag, "status": status, "update_time": updated})
 	return err
 }
 
 // HasChanges reports whether the provider ever recorded a change.
 func HasChanges(ctx context.Context, db DB, tenant, providerID string) (bool, error) {
 	var ok bool
-	err := db.QueryRow(ctx, q("HasChanges"), tenant, providerID).Scan(&ok)
+	err := db.QueryRow(ctx, q("HasChanges"), pg.Args{"tenant": tenant, "provider_id": providerID}).Scan(&ok)
 	return ok, err
 }
 
@@ -354,22 +363,27 @@ type Change struct {
 
 // LockFeed takes the tenant's change-feed lock for the rest of the transaction (call before InsertChange).
 func LockFeed(ctx context.Context, db DB, tenant string) error {
-	_, err := db.Exec(ctx, q("LockFeed"), tenant)
+	_, err := db.Exec(ctx, q("LockFeed"), pg.Args{"tenant": tenant})
 	return err
 }
 
 // InsertChange appends a change and returns its cursor.
 func InsertChange(ctx context.Context, db DB, c Change) (int64, error) {
 	var seq int64
-	err := db.QueryRow(ctx, q("InsertChange"), c.Tenant, c.ProviderID, c.UserID, c.CalendarID, c.Type, c.EventID,
-		c.ICalUID, c.Summary, c.Description, c.Location, c.StartTime, c.EndTime, c.AllDay, c.StartDate, c.EndDate,
-		c.EventStatus, c.ETag, c.EventUpdateTime).Scan(&seq)
+	err := db.QueryRow(ctx, q("InsertChange"), pg.Args{
+		"tenant": c.Tenant, "provider_id": c.ProviderID, "user_id": c.UserID, "calendar_id": c.CalendarID,
+		"change_type": c.Type, "event_id": c.EventID, "ical_uid": c.ICalUID, "summary": c.Summary,
+		"description": c.Description, "location": c.Location, "start_time": c.StartTime, "end_time": c.EndTime,
+		"all_day": c.AllDay, "start_date": c.StartDate, "end_date": c.EndDate, "event_status": c.EventStatus,
+		"etag": c.ETag, "event_update_time": c.EventUpdateTime,
+	}).Scan(&seq)
 	return seq, err
 }
 
 // ListChanges returns up to limit changes after the cursor, of one provider unless providerID is empty.
 func ListChanges(ctx context.Context, db DB, tenant, providerID string, after int64, includeAcknowledged bool, limit int) ([]*Change, error) {
-	rows, err := db.Query(ctx, q("ListChanges"), tenant, providerID, after, includeAcknowledged, limit)
+	rows, err := db.Query(ctx, q("ListChanges"), pg.Args{"tenant": tenant, "provider_id": providerID,
+		"after": after, "include_acknowledged": includeAcknowledged, "limit": limit})
 	if err != nil {
 		return nil, err
 	}
@@ -378,29 +392,15 @@ func ListChanges(ctx context.Context, db DB, tenant, providerID string, after in
 
 // AcknowledgeChanges marks changes of the tenant acknowledged and returns how many were newly marked.
 func AcknowledgeChanges(ctx context.Context, db DB, tenant string, ids []string) (int64, error) {
-	tag, err := db.Exec(ctx, q("AcknowledgeChanges"), tenant, ids)
+	tag, err := db.Exec(ctx, q("AcknowledgeChanges"), pg.Args{"tenant": tenant, "ids": ids})
 	return tag.RowsAffected(), err
-}
-
-// Check verifies every query name used above exists (a test calls it).
-func Check() error {
-	for _, n := range []string{"CreateProvider", "GetProvider", "GetProviderForUpdate", "ListProviders",
-		"UpdateProvider", "DeleteProvider", "SetState", "SetConnected", "ClearSyncState", "DeleteEvents",
-		"BumpNotify", "SaveSync", "ClearSyncToken", "ProvidersBehind", "InsertChannel", "ConfirmChannel", "DeleteChannel", "GetChannel", "ListChannels",
-		"SetChannelState", "AdvanceMessageNumber", "InsertNotification", "ListEvents", "UpsertEvent",
-		"HasChanges", "LockFeed", "InsertChange", "ListChanges", "AcknowledgeChanges"} {
-		if _, ok := queries[n]; !ok {
-			return errors.New("missing query " + n)
-		}
-	}
-	return nil
 }
 
 // NotificationQuiet reports how long the provider has been without a new notification; ok is false when
 // it has none at all.
 func NotificationQuiet(ctx context.Context, db DB, tenant, providerID string) (quiet time.Duration, ok bool, err error) {
 	var age *time.Duration
-	if err := db.QueryRow(ctx, q("NotificationQuiet"), tenant, providerID).Scan(&age); err != nil {
+	if err := db.QueryRow(ctx, q("NotificationQuiet"), pg.Args{"tenant": tenant, "provider_id": providerID}).Scan(&age); err != nil {
 		return 0, false, err
 	}
 	if age == nil {
