@@ -9,41 +9,41 @@ import (
 
 	"github.com/algapsa/alga-google/services/oauth/internal/service"
 	"github.com/algapsa/alga-google/services/oauth/internal/store"
+	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/pg"
 	"github.com/algapsa/alga-google/services/platform/target"
 )
 
 // NewTarget returns the oauth target.
-func NewTarget() target.Target { return &oauthTarget{} }
+func NewTarget() target.Target { return &oauthTarget{svc: service.New()} }
 
 type oauthTarget struct {
-	holder     service.Holder
-	registered bool
+	cfg Config
+	svc *service.Service
 }
 
 func (*oauthTarget) Name() string { return target.OAuth }
 
-// Migrations implements target.Target: the `oauth` schema.
+// Bind implements target.Target: the oauth settings.
+func (t *oauthTarget) Bind(b *config.Binder) { t.cfg.Bind(b) }
+
+// Migrations implements target.Target: the `oauth` schema and its queries.
 func (*oauthTarget) Migrations() *pg.Migrations { return store.Migrations() }
 
 // Register implements target.Target: GoogleSetupService (users), OAuthFlowService and TokenService
-// (service identities only). They answer Unavailable until Start has finished.
+// (service identities only).
 func (t *oauthTarget) Register(srv *grpcserver.Server) {
-	if t.registered {
-		return
-	}
-	t.registered = true
-	service.Register(srv.GRPC, &t.holder)
+	t.svc.Register(srv.GRPC)
 	srv.RequireService("/alga.oauth.v1.OAuthFlowService/", "/alga.oauth.v1.TokenService/")
 }
 
-// Start implements target.Target: connects the peers (secrets, gmail, calendar) and opens the services.
+// Start implements target.Target: connects the peers (secrets, gmail, calendar) and hands them to the
+// services. Nothing runs in the background.
 func (t *oauthTarget) Start(_ context.Context, deps *target.Deps) error {
 	if deps.Pool == nil {
 		return errors.New("oauth: a database is required")
 	}
-	t.Register(deps.Server)
 	secrets, err := deps.Peer(target.Secrets)
 	if err != nil {
 		return err
@@ -56,10 +56,13 @@ func (t *oauthTarget) Start(_ context.Context, deps *target.Deps) error {
 	if err != nil {
 		return err
 	}
-	t.holder.Set(service.New(service.Options{
+	t.svc.SetDeps(service.Deps{
 		Pool: deps.Pool, Secrets: secrets, Gmail: gmail, Calendar: calendar,
-		Base: deps.Base, BaseURL: deps.Config.BaseURL, UIBaseURL: deps.Config.UIBaseURL,
+		Base: deps.Base, BaseURL: deps.Config.BaseURL, UIBaseURL: t.cfg.UIBaseURL,
 		Google: deps.Google, Logger: deps.Logger,
-	}))
+	})
 	return nil
 }
+
+// Stop implements target.Target: the oauth target has no background work.
+func (*oauthTarget) Stop(context.Context) error { return nil }

@@ -16,6 +16,7 @@ import (
 
 	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
+	"github.com/algapsa/alga-google/services/oauth/oauthtesting"
 	"github.com/algapsa/alga-google/services/suite/harness"
 )
 
@@ -121,7 +122,7 @@ func TestOAuthGmailCallbackRefusals(t *testing.T) {
 		c := e.browser(ts, "admin-expired")
 		p, cb := begin(t, c, "expired@acme.test", "expired@acme.test")
 		require.Equal(t, 1, e.count(t, "SELECT count(*) FROM oauth.auth_states WHERE provider_id = $1", p.ID))
-		_, err := e.s.App.Deps().Pool.Exec(e.ctx, "UPDATE oauth.auth_states SET expires_at = now() - interval '1 second' WHERE provider_id = $1", p.ID)
+		err := oauthtesting.ExpireAuthStates(e.ctx, e.s.App.Deps().Pool, p.ID)
 		require.NoError(t, err)
 		st, _ := e.callback(t, c, cb)
 		require.Equal(t, "state_invalid", st)

@@ -14,6 +14,7 @@ import (
 	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
 	"github.com/algapsa/alga-google/services/googlesandbox"
+	"github.com/algapsa/alga-google/services/oauth/oauthtesting"
 	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/suite/harness"
 )
@@ -46,7 +47,7 @@ func TestOAuthOneRefreshAcrossThreeInstances(t *testing.T) {
 	_, err = secretsv1.NewSecretsServiceClient(e.s.Conn(t)).PutSecrets(e.svcCtx("oauth", ts.tenant), &secretsv1.PutSecretsRequest{
 		Writes: []*secretsv1.SecretWrite{{Name: "google_oauth_token_" + conn.GetConnectionId(), Value: string(raw)}}})
 	require.NoError(t, err)
-	_, err = e.s.App.Deps().Pool.Exec(e.ctx, "UPDATE oauth.connections SET access_token_expires_at = now() - interval '1 minute' WHERE id = $1", conn.GetConnectionId())
+	err = oauthtesting.ExpireAccessToken(e.ctx, e.s.App.Deps().Pool, conn.GetConnectionId())
 	require.NoError(t, err)
 	key := "oauth.token.refresh_token|" + ts.project.ClientID
 	before := e.counter(t, key)
@@ -124,7 +125,7 @@ func TestOAuthRefreshFailureClasses(t *testing.T) {
 			breakIt: func(t *testing.T, e *env, ts *tenantSetup, mailbox string) {
 				require.NoError(t, e.admin.AdvanceClock(e.ctx, 8*24*time.Hour))
 				// Our side judges the consent's age by its own clock: the consent happened 8 days ago.
-				_, err := e.s.App.Deps().Pool.Exec(e.ctx, "UPDATE oauth.connections SET consented_at = consented_at - interval '8 days', connected_at = connected_at - interval '8 days' WHERE account_email = $1", mailbox)
+				err := oauthtesting.AgeConsent(e.ctx, e.s.App.Deps().Pool, mailbox, 8*24*time.Hour)
 				require.NoError(t, err)
 			}},
 		{name: "invalid_rapt", want: oauthv1.ConnectionStatus_CONNECTION_STATUS_REAUTH_REQUIRED, wantCode: codes.FailedPrecondition, remedy: "Reconnect",

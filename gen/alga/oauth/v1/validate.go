@@ -99,7 +99,8 @@ func ValidateProjectID(field, v string) error {
 	return nil
 }
 
-// Validate checks an UpdateGoogleConfigRequest without looking at stored state.
+// Validate checks an UpdateGoogleConfigRequest without looking at stored state. Calendar fields while
+// use-same-app is on are the service's one rule (it knows the stored flag as well as the requested one).
 func (r *UpdateGoogleConfigRequest) Validate() error {
 	if err := validateClientID("gmail_client_id", r.GmailClientId); err != nil {
 		return err
@@ -121,14 +122,6 @@ func (r *UpdateGoogleConfigRequest) Validate() error {
 	if r.ServiceAccountKeyJson != nil {
 		if _, err := ParseServiceAccountKey([]byte(*r.ServiceAccountKeyJson)); err != nil {
 			return invalid("service_account_key_json", "%s", err.Error())
-		}
-	}
-	if r.UseSameApp != nil && *r.UseSameApp {
-		if r.CalendarClientId != nil {
-			return invalid("calendar_client_id", "leave it empty while \"use the same OAuth app for Gmail and Calendar\" is on (or turn that off)")
-		}
-		if r.CalendarClientSecret != nil {
-			return invalid("calendar_client_secret", "leave it empty while \"use the same OAuth app for Gmail and Calendar\" is on (or turn that off)")
 		}
 	}
 	return nil

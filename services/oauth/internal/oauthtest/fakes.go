@@ -380,7 +380,7 @@ func (g *Google) token(w http.ResponseWriter, r *http.Request) {
 			}
 			switch code {
 			case "503":
-				http.Error(w, "backend error", 503)
+				http.Error(w, "backend error", http.StatusServiceUnavailable)
 			case "invalid_rapt":
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(400)
@@ -421,7 +421,7 @@ func (g *Google) userinfo(w http.ResponseWriter, r *http.Request) {
 	gr, ok := g.access[tok]
 	g.mu.Unlock()
 	if !ok {
-		http.Error(w, `{"error":{"code":401,"message":"invalid token"}}`, 401)
+		http.Error(w, `{"error":{"code":401,"message":"invalid token"}}`, http.StatusUnauthorized)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -27,7 +27,7 @@ var setupSecretNames = []string{SecretClientID, SecretClientSecret, SecretCalend
 func TokenSecretName(connectionID string) string { return tokenSecretPrefix + connectionID }
 
 // getSecrets reads plaintext values (acting for the tenant of ctx); absent names are absent from the map.
-func (s *Service) getSecrets(ctx context.Context, names ...string) (map[string]string, error) {
+func (s *core) getSecrets(ctx context.Context, names ...string) (map[string]string, error) {
 	resp, err := s.secrets.GetSecrets(ctx, &secretsv1.GetSecretsRequest{Names: names})
 	if err != nil {
 		return nil, err
@@ -61,7 +61,7 @@ func kindLabel(kind string) string {
 }
 
 // loadClient reads the tenant's OAuth client for a kind; a missing value fails fast with GoogleNotConfigured.
-func (s *Service) loadClient(ctx context.Context, kind string) (client, error) {
+func (s *core) loadClient(ctx context.Context, kind string) (client, error) {
 	idName, secretName := clientNames(kind)
 	vals, err := s.getSecrets(ctx, idName, secretName)
 	if err != nil {

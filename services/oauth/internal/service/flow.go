@@ -45,7 +45,7 @@ const (
 // CalendarSettingsPath is the UI page of Calendar providers.
 const CalendarSettingsPath = "/settings/integrations/calendar"
 
-func (s *Service) oauthConfig(c client, kind string) *oauth2.Config {
+func (s *core) oauthConfig(c client, kind string) *oauth2.Config {
 	return &oauth2.Config{
 		ClientID: c.ID, ClientSecret: c.Secret,
 		Endpoint:    s.google.OAuthEndpoint(),
@@ -54,13 +54,13 @@ func (s *Service) oauthConfig(c client, kind string) *oauth2.Config {
 	}
 }
 
-func (s *Service) httpContext(ctx context.Context) context.Context {
+func (s *core) httpContext(ctx context.Context) context.Context {
 	return context.WithValue(ctx, oauth2.HTTPClient, s.http)
 }
 
 // BeginAuthorization implements OAuthFlowService. Called by a provider service acting for the signed-in
 // user; returns the Google authorization URL built from the tenant's own OAuth client.
-func (s *Service) BeginAuthorization(ctx context.Context, req *oauthv1.BeginAuthorizationRequest) (*oauthv1.BeginAuthorizationResponse, error) {
+func (s *Flow) BeginAuthorization(ctx context.Context, req *oauthv1.BeginAuthorizationRequest) (*oauthv1.BeginAuthorizationResponse, error) {
 	id, err := caller(ctx)
 	if err != nil {
 		return nil, err
@@ -101,7 +101,7 @@ func (s *Service) BeginAuthorization(ctx context.Context, req *oauthv1.BeginAuth
 }
 
 // uiRedirect is where the browser goes after a callback: the settings page with a status code only.
-func (s *Service) uiRedirect(kind, statusCode, providerID string) string {
+func (s *Flow) uiRedirect(kind, statusCode, providerID string) string {
 	path := urls.GoogleSettingsPath
 	if kind == kindCalendar {
 		path = CalendarSettingsPath
@@ -113,13 +113,13 @@ func (s *Service) uiRedirect(kind, statusCode, providerID string) string {
 	return s.uiBase + path + "?" + q.Encode()
 }
 
-func (s *Service) complete(kind, statusCode, providerID string) *oauthv1.CompleteAuthorizationResponse {
+func (s *Flow) complete(kind, statusCode, providerID string) *oauthv1.CompleteAuthorizationResponse {
 	return &oauthv1.CompleteAuthorizationResponse{RedirectUrl: s.uiRedirect(kind, statusCode, providerID), Status: statusCode}
 }
 
 // CompleteAuthorization implements OAuthFlowService. Called by the gateway for both callbacks; the tenant
 // is established from the consumed state, never from the request.
-func (s *Service) CompleteAuthorization(ctx context.Context, req *oauthv1.CompleteAuthorizationRequest) (*oauthv1.CompleteAuthorizationResponse, error) {
+func (s *Flow) CompleteAuthorization(ctx context.Context, req *oauthv1.CompleteAuthorizationRequest) (*oauthv1.CompleteAuthorizationResponse, error) {
 	callbackKind := kindName(req.GetCallbackKind())
 	if req.GetState() == "" {
 		return s.complete(callbackKind, StatusStateInvalid, ""), nil
@@ -158,8 +158,7 @@ func (s *Service) CompleteAuthorization(ctx context.Context, req *oauthv1.Comple
 	// From here on the call acts for the tenant and user the state was issued to.
 	ctx = grpcclient.ActFor(ctx, ServiceName, st.Tenant, st.UserID)
 	c, err := s.loadClient(ctx, kind)
-	var de *errs.Error
-	if errors.As(err, &de) && de.Reason == "GOOGLE_NOT_CONFIGURED" {
+	if errs.HasReason(err, "GOOGLE_NOT_CONFIGURED") {
 		return s.complete(kind, StatusConfigMissing, pid), nil
 	}
 	if err != nil {
@@ -211,7 +210,7 @@ func (s *Service) CompleteAuthorization(ctx context.Context, req *oauthv1.Comple
 }
 
 // gmailMailbox returns the provider's mailbox for the wrong-account check, or a status code.
-func (s *Service) gmailMailbox(ctx context.Context, providerID, loginHint string) (string, string) {
+func (s *Flow) gmailMailbox(ctx context.Context, providerID, loginHint string) (string, string) {
 	if s.gmail == nil {
 		return loginHint, ""
 	}
@@ -232,7 +231,7 @@ func (s *Service) gmailMailbox(ctx context.Context, providerID, loginHint string
 }
 
 // activate hands the connected provider to its service and returns the callback status.
-func (s *Service) activate(ctx context.Context, kind, providerID, email string) string {
+func (s *Flow) activate(ctx context.Context, kind, providerID, email string) string {
 	var err error
 	var providerErr string
 	switch kind {
@@ -272,7 +271,7 @@ var errNoRefreshToken = errors.New("google returned no refresh token")
 
 // storeGrant stores the tokens (through the secrets service) and records the connection and its event.
 // A response without a refresh token keeps the stored one.
-func (s *Service) storeGrant(ctx context.Context, st store.State, c client, email string, tok *oauth2.Token) (store.Connection, error) {
+func (s *Flow) storeGrant(ctx context.Context, st store.State, c client, email string, tok *oauth2.Token) (store.Connection, error) {
 	existing, err := store.GetConnection(ctx, s.pool, st.Tenant, st.Kind, st.ProviderID)
 	connID := existing.ID
 	switch {

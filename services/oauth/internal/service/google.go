@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -44,7 +42,7 @@ func tokenFrom(tok *oauth2.Token, clientID string) storedToken {
 
 var errNoToken = errors.New("no stored token")
 
-func (s *Service) readToken(ctx context.Context, connectionID string) (storedToken, error) {
+func (s *core) readToken(ctx context.Context, connectionID string) (storedToken, error) {
 	name := TokenSecretName(connectionID)
 	vals, err := s.getSecrets(ctx, name)
 	if err != nil {
@@ -61,7 +59,7 @@ func (s *Service) readToken(ctx context.Context, connectionID string) (storedTok
 	return t, nil
 }
 
-func (s *Service) writeToken(ctx context.Context, connectionID string, t storedToken) error {
+func (s *core) writeToken(ctx context.Context, connectionID string, t storedToken) error {
 	raw, err := json.Marshal(t)
 	if err != nil {
 		return err
@@ -72,7 +70,7 @@ func (s *Service) writeToken(ctx context.Context, connectionID string, t storedT
 
 // accountEmail reads the Google account that consented: userinfo, or (when the grant's scopes do not
 // include the email) the Gmail profile or the primary calendar's id.
-func (s *Service) accountEmail(ctx context.Context, kind string, tok *oauth2.Token) (string, error) {
+func (s *Flow) accountEmail(ctx context.Context, kind string, tok *oauth2.Token) (string, error) {
 	ts := oauth2.StaticTokenSource(tok)
 	hc := oauth2.NewClient(ctx, ts)
 	svc, err := oauth2api.NewService(ctx, append(s.google.OAuth2APIOptions(), option.WithHTTPClient(hc))...)
@@ -146,10 +144,7 @@ func classifyTokenError(err error) tokenError {
 	if errors.As(err, &ge) {
 		return tokenError{httpStatus: ge.Code, transient: ge.Code >= 500 || ge.Code == http.StatusTooManyRequests}
 	}
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "connection refused") {
-		return tokenError{transient: true}
-	}
-	// Anything else (a malformed answer) is treated as transient: nothing says the grant is broken.
+	// A network failure, a timeout or anything else (a malformed answer) is transient: nothing says the
+	// grant is broken.
 	return tokenError{transient: true}
 }

@@ -38,7 +38,7 @@ const pubsubScope = "https://www.googleapis.com/auth/pubsub"
 
 // TestGoogleConfig implements GoogleSetupService: static checks and live probes with the tenant's own
 // credentials. Every check reports pass / warn / fail / skipped with a remedy; nothing here is an error.
-func (s *Service) TestGoogleConfig(ctx context.Context, _ *oauthv1.TestGoogleConfigRequest) (*oauthv1.TestGoogleConfigResponse, error) {
+func (s *Setup) TestGoogleConfig(ctx context.Context, _ *oauthv1.TestGoogleConfigRequest) (*oauthv1.TestGoogleConfigResponse, error) {
 	id, err := admin(ctx)
 	if err != nil {
 		return nil, err
@@ -106,7 +106,7 @@ func (s *Service) TestGoogleConfig(ctx context.Context, _ *oauthv1.TestGoogleCon
 	return &oauthv1.TestGoogleConfigResponse{Overall: overall, Checks: checks}, nil
 }
 
-func (s *Service) checkRedirectURIs() *oauthv1.ConfigCheck {
+func (s *Setup) checkRedirectURIs() *oauthv1.ConfigCheck {
 	c := &oauthv1.ConfigCheck{Id: "redirect_uris", Title: "Redirect URIs"}
 	uris := s.base.GmailRedirectURI() + " and " + s.base.CalendarRedirectURI()
 	configured, err := urls.Parse(s.baseURL, true)
@@ -124,7 +124,7 @@ func (s *Service) checkRedirectURIs() *oauthv1.ConfigCheck {
 	return c
 }
 
-func (s *Service) checkOAuthClient(ctx context.Context, id, title string, c client, kind string) *oauthv1.ConfigCheck {
+func (s *Setup) checkOAuthClient(ctx context.Context, id, title string, c client, kind string) *oauthv1.ConfigCheck {
 	check := &oauthv1.ConfigCheck{Id: id, Title: title}
 	_, err := s.oauthConfig(c, kind).Exchange(s.httpContext(ctx), probeCode)
 	if err == nil {
@@ -156,7 +156,7 @@ func (s *Service) checkOAuthClient(ctx context.Context, id, title string, c clie
 }
 
 // checkServiceAccount signs a JWT with the key and exchanges it for an access token at Google.
-func (s *Service) checkServiceAccount(ctx context.Context, v setupView) (*oauthv1.ConfigCheck, oauth2.TokenSource) {
+func (s *Setup) checkServiceAccount(ctx context.Context, v setupView) (*oauthv1.ConfigCheck, oauth2.TokenSource) {
 	c := &oauthv1.ConfigCheck{Id: "service_account", Title: "Pub/Sub service account"}
 	if v.saKey == "" {
 		c.Result, c.Message = skipped, "No service-account key is stored."
@@ -197,7 +197,7 @@ func (s *Service) checkServiceAccount(ctx context.Context, v setupView) (*oauthv
 
 // checkPubSub lists the project's topics with the service account: the Pub/Sub API must be enabled and
 // the account allowed to manage topics.
-func (s *Service) checkPubSub(ctx context.Context, project string, ts oauth2.TokenSource, saResult oauthv1.CheckResult) *oauthv1.ConfigCheck {
+func (s *Setup) checkPubSub(ctx context.Context, project string, ts oauth2.TokenSource, saResult oauthv1.CheckResult) *oauthv1.ConfigCheck {
 	c := &oauthv1.ConfigCheck{Id: "pubsub", Title: "Pub/Sub API"}
 	if project == "" || ts == nil {
 		c.Result = skipped
@@ -248,7 +248,7 @@ func (s *Service) checkPubSub(ctx context.Context, project string, ts oauth2.Tok
 	return c
 }
 
-func (s *Service) checkConsentScreen(ctx context.Context, tenant string) *oauthv1.ConfigCheck {
+func (s *Setup) checkConsentScreen(ctx context.Context, tenant string) *oauthv1.ConfigCheck {
 	c := &oauthv1.ConfigCheck{Id: "consent_screen", Title: "OAuth consent screen", Result: warn,
 		Message: "If the OAuth consent screen's publishing status is Testing, Google expires refresh tokens 7 days after consent and every mailbox and calendar disconnects.",
 		Remedy:  "In Google Cloud Console → APIs & Services → OAuth consent screen, publish the app (Internal apps of a Workspace domain need no verification)."}

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -43,8 +42,9 @@ const (
 	maxConcurrentLocked = 4
 )
 
-// Options build a Service.
-type Options struct {
+// Deps are what the three gRPC services need; the target's Start builds them and hands them over once,
+// before the server's start-up gate opens.
+type Deps struct {
 	Pool     *pgxpool.Pool
 	Secrets  grpc.ClientConnInterface
 	Gmail    grpc.ClientConnInterface
@@ -62,8 +62,35 @@ type Options struct {
 	RetryBackoff time.Duration
 }
 
-// Service holds the dependencies of the three gRPC services.
+// Service is the oauth target's three gRPC implementations, built by New over one shared core (the
+// dependencies and the in-process refresh locks). Register registers these very values.
 type Service struct {
+	Setup  *Setup
+	Flow   *Flow
+	Tokens *Tokens
+	core   *core
+}
+
+// Setup implements GoogleSetupService (setup.go, probe.go).
+type Setup struct {
+	oauthv1.UnimplementedGoogleSetupServiceServer
+	*core
+}
+
+// Flow implements OAuthFlowService (flow.go).
+type Flow struct {
+	oauthv1.UnimplementedOAuthFlowServiceServer
+	*core
+}
+
+// Tokens implements TokenService (tokens.go).
+type Tokens struct {
+	oauthv1.UnimplementedTokenServiceServer
+	*core
+}
+
+// core is what the three services share.
+type core struct {
 	pool      *pgxpool.Pool
 	secrets   secretsv1.SecretsServiceClient
 	gmail     gmailv1.GmailProviderServiceClient
@@ -80,153 +107,49 @@ type Service struct {
 	lockSlots chan struct{}
 }
 
-// New returns a Service.
-func New(o Options) *Service {
-	s := &Service{
-		pool: o.Pool, base: o.Base, baseURL: o.BaseURL, google: o.Google, log: o.Logger, now: o.Now, backoff: o.RetryBackoff,
-		secrets:   secretsv1.NewSecretsServiceClient(o.Secrets),
-		lockSlots: make(chan struct{}, maxConcurrentLocked),
+// New returns the three services, without dependencies (SetDeps).
+func New() *Service {
+	c := &core{lockSlots: make(chan struct{}, maxConcurrentLocked)}
+	for i := range c.stripes {
+		c.stripes[i] = make(chan struct{}, 1)
 	}
-	if o.Gmail != nil {
-		s.gmail = gmailv1.NewGmailProviderServiceClient(o.Gmail)
-	}
-	if o.Calendar != nil {
-		s.calendar = calendarv1.NewCalendarProviderServiceClient(o.Calendar)
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if s.backoff == 0 {
-		s.backoff = 250 * time.Millisecond
-	}
-	s.uiBase = strings.TrimRight(o.UIBaseURL, "/")
-	if s.uiBase == "" {
-		s.uiBase = o.Base.String()
-	}
-	s.http = o.Google.HTTPClient
-	if s.http == nil {
-		s.http = &http.Client{Timeout: 20 * time.Second}
-	}
-	for i := range s.stripes {
-		s.stripes[i] = make(chan struct{}, 1)
-	}
-	return s
+	return &Service{Setup: &Setup{core: c}, Flow: &Flow{core: c}, Tokens: &Tokens{core: c}, core: c}
 }
 
-// Holder lets the gRPC services be registered before the Service exists (targets register before the
-// server starts serving and get their dependencies in Start). Until Set, calls answer Unavailable.
-type Holder struct{ p atomic.Pointer[Service] }
+// Register registers the three services on srv. Until SetDeps, the server's start-up gate keeps every
+// call away from them.
+func (s *Service) Register(srv *grpc.Server) {
+	oauthv1.RegisterGoogleSetupServiceServer(srv, s.Setup)
+	oauthv1.RegisterOAuthFlowServiceServer(srv, s.Flow)
+	oauthv1.RegisterTokenServiceServer(srv, s.Tokens)
+}
 
-// Set installs the Service.
-func (h *Holder) Set(s *Service) { h.p.Store(s) }
-
-func (h *Holder) get() (*Service, error) {
-	if s := h.p.Load(); s != nil {
-		return s, nil
+// SetDeps hands the services their dependencies. Called once, by the target's Start, before any call
+// reaches them (the gate opens after Start returns).
+func (s *Service) SetDeps(d Deps) {
+	c := s.core
+	c.pool, c.base, c.baseURL, c.google, c.log, c.now, c.backoff = d.Pool, d.Base, d.BaseURL, d.Google, d.Logger, d.Now, d.RetryBackoff
+	c.secrets = secretsv1.NewSecretsServiceClient(d.Secrets)
+	if d.Gmail != nil {
+		c.gmail = gmailv1.NewGmailProviderServiceClient(d.Gmail)
 	}
-	return nil, errs.Unavailable("STARTING", "the oauth service is starting; retry shortly")
-}
-
-// Register registers the three gRPC services on srv, backed by whatever h holds.
-func Register(srv *grpc.Server, h *Holder) {
-	oauthv1.RegisterGoogleSetupServiceServer(srv, setupServer{h: h})
-	oauthv1.RegisterOAuthFlowServiceServer(srv, flowServer{h: h})
-	oauthv1.RegisterTokenServiceServer(srv, tokenServer{h: h})
-}
-
-type setupServer struct {
-	oauthv1.UnimplementedGoogleSetupServiceServer
-	h *Holder
-}
-
-func (x setupServer) GetGoogleConfig(ctx context.Context, r *oauthv1.GetGoogleConfigRequest) (*oauthv1.GetGoogleConfigResponse, error) {
-	s, err := x.h.get()
-	if err != nil {
-		return nil, err
+	if d.Calendar != nil {
+		c.calendar = calendarv1.NewCalendarProviderServiceClient(d.Calendar)
 	}
-	return s.GetGoogleConfig(ctx, r)
-}
-
-func (x setupServer) UpdateGoogleConfig(ctx context.Context, r *oauthv1.UpdateGoogleConfigRequest) (*oauthv1.UpdateGoogleConfigResponse, error) {
-	s, err := x.h.get()
-	if err != nil {
-		return nil, err
+	if c.now == nil {
+		c.now = time.Now
 	}
-	return s.UpdateGoogleConfig(ctx, r)
-}
-
-func (x setupServer) TestGoogleConfig(ctx context.Context, r *oauthv1.TestGoogleConfigRequest) (*oauthv1.TestGoogleConfigResponse, error) {
-	s, err := x.h.get()
-	if err != nil {
-		return nil, err
+	if c.backoff == 0 {
+		c.backoff = 250 * time.Millisecond
 	}
-	return s.TestGoogleConfig(ctx, r)
-}
-
-func (x setupServer) ResetGoogleProviders(ctx context.Context, r *oauthv1.ResetGoogleProvidersRequest) (*oauthv1.ResetGoogleProvidersResponse, error) {
-	s, err := x.h.get()
-	if err != nil {
-		return nil, err
+	c.uiBase = strings.TrimRight(d.UIBaseURL, "/")
+	if c.uiBase == "" {
+		c.uiBase = d.Base.String()
 	}
-	return s.ResetGoogleProviders(ctx, r)
-}
-
-type flowServer struct {
-	oauthv1.UnimplementedOAuthFlowServiceServer
-	h *Holder
-}
-
-func (x flowServer) BeginAuthorization(ctx context.Context, r *oauthv1.BeginAuthorizationRequest) (*oauthv1.BeginAuthorizationResponse, error) {
-	s, err := x.h.get()
-	if err != nil {
-		return nil, err
+	c.http = d.Google.HTTPClient
+	if c.http == nil {
+		c.http = &http.Client{Timeout: 20 * time.Second}
 	}
-	return s.BeginAuthorization(ctx, r)
-}
-
-func (x flowServer) CompleteAuthorization(ctx context.Context, r *oauthv1.CompleteAuthorizationRequest) (*oauthv1.CompleteAuthorizationResponse, error) {
-	s, err := x.h.get()
-	if err != nil {
-		return nil, err
-	}
-	return s.CompleteAuthorization(ctx, r)
-}
-
-type tokenServer struct {
-	oauthv1.UnimplementedTokenServiceServer
-	h *Holder
-}
-
-func (x tokenServer) GetAccessToken(ctx context.Context, r *oauthv1.GetAccessTokenRequest) (*oauthv1.GetAccessTokenResponse, error) {
-	s, err := x.h.get()
-	if err != nil {
-		return nil, err
-	}
-	return s.GetAccessToken(ctx, r)
-}
-
-func (x tokenServer) GetConnection(ctx context.Context, r *oauthv1.GetConnectionRequest) (*oauthv1.GetConnectionResponse, error) {
-	s, err := x.h.get()
-	if err != nil {
-		return nil, err
-	}
-	return s.GetConnection(ctx, r)
-}
-
-func (x tokenServer) DeleteConnection(ctx context.Context, r *oauthv1.DeleteConnectionRequest) (*oauthv1.DeleteConnectionResponse, error) {
-	s, err := x.h.get()
-	if err != nil {
-		return nil, err
-	}
-	return s.DeleteConnection(ctx, r)
-}
-
-func (x tokenServer) ListConnections(ctx context.Context, r *oauthv1.ListConnectionsRequest) (*oauthv1.ListConnectionsResponse, error) {
-	s, err := x.h.get()
-	if err != nil {
-		return nil, err
-	}
-	return s.ListConnections(ctx, r)
 }
 
 // caller returns the verified identity of a request, which must carry a tenant.
@@ -290,7 +213,7 @@ func scopesFor(kind string) []string {
 	return GmailScopes
 }
 
-func (s *Service) redirectURI(kind string) string {
+func (s *core) redirectURI(kind string) string {
 	if kind == kindCalendar {
 		return s.base.CalendarRedirectURI()
 	}
@@ -299,7 +222,7 @@ func (s *Service) redirectURI(kind string) string {
 
 // lockStripe serializes work on one key within this process (the row lock does it across replicas; this
 // keeps waiters from each holding a database connection).
-func (s *Service) lockStripe(ctx context.Context, key string) (func(), error) {
+func (s *core) lockStripe(ctx context.Context, key string) (func(), error) {
 	h := fnv.New32a()
 	h.Write([]byte(key))
 	ch := s.stripes[h.Sum32()%uint32(len(s.stripes))]

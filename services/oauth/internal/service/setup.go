@@ -38,7 +38,7 @@ type setupView struct {
 	hints       map[string]string
 }
 
-func (s *Service) loadSetup(ctx context.Context, tenant string) (setupView, error) {
+func (s *Setup) loadSetup(ctx context.Context, tenant string) (setupView, error) {
 	v := setupView{present: map[string]bool{}, hints: map[string]string{}}
 	var err error
 	if v.settings, _, err = store.GetSettings(ctx, s.pool, tenant); err != nil {
@@ -63,7 +63,7 @@ func (s *Service) loadSetup(ctx context.Context, tenant string) (setupView, erro
 	return v, nil
 }
 
-func (s *Service) configOf(v setupView) *oauthv1.GoogleConfig {
+func (s *Setup) configOf(v setupView) *oauthv1.GoogleConfig {
 	c := &oauthv1.GoogleConfig{
 		GmailClientIdMasked:      maskClientID(v.clientID),
 		GmailClientSecretSet:     v.present[SecretClientSecret],
@@ -136,7 +136,7 @@ func (s *Service) configOf(v setupView) *oauthv1.GoogleConfig {
 }
 
 // GetGoogleConfig implements GoogleSetupService: any internal user of the tenant may read the status.
-func (s *Service) GetGoogleConfig(ctx context.Context, _ *oauthv1.GetGoogleConfigRequest) (*oauthv1.GetGoogleConfigResponse, error) {
+func (s *Setup) GetGoogleConfig(ctx context.Context, _ *oauthv1.GetGoogleConfigRequest) (*oauthv1.GetGoogleConfigResponse, error) {
 	id, err := caller(ctx)
 	if err != nil {
 		return nil, err
@@ -149,7 +149,7 @@ func (s *Service) GetGoogleConfig(ctx context.Context, _ *oauthv1.GetGoogleConfi
 }
 
 // UpdateGoogleConfig implements GoogleSetupService: partial update, one atomic write to the secrets service.
-func (s *Service) UpdateGoogleConfig(ctx context.Context, req *oauthv1.UpdateGoogleConfigRequest) (*oauthv1.UpdateGoogleConfigResponse, error) {
+func (s *Setup) UpdateGoogleConfig(ctx context.Context, req *oauthv1.UpdateGoogleConfigRequest) (*oauthv1.UpdateGoogleConfigResponse, error) {
 	id, err := admin(ctx)
 	if err != nil {
 		return nil, err
@@ -207,10 +207,9 @@ func (s *Service) UpdateGoogleConfig(ctx context.Context, req *oauthv1.UpdateGoo
 		return nil, errs.InvalidField("project_id", "the Google Cloud project ID is required for Gmail (it hosts the Pub/Sub topic)")
 	}
 	if key := effective(SecretServiceAccountKey); key != "" && (req.ServiceAccountKeyJson != nil || req.ProjectId != nil) {
+		// A new key was parsed by the request's Validate; a stored one that does not parse is left alone.
 		k, perr := oauthv1.ParseServiceAccountKey([]byte(key))
 		switch {
-		case perr != nil && req.ServiceAccountKeyJson != nil:
-			return nil, errs.InvalidField("service_account_key_json", "%s", perr.Error())
 		case perr == nil && project == "":
 			return nil, errs.InvalidField("project_id", "the Google Cloud project ID is required with a service-account key (the key belongs to project %q)", k.ProjectID)
 		case perr == nil && k.ProjectID != project:
@@ -272,7 +271,7 @@ func (s *Service) UpdateGoogleConfig(ctx context.Context, req *oauthv1.UpdateGoo
 
 // ResetGoogleProviders implements GoogleSetupService: every provider back to disconnected, every
 // connection's tokens cleared. Failures are reported as warnings and never block the reset.
-func (s *Service) ResetGoogleProviders(ctx context.Context, _ *oauthv1.ResetGoogleProvidersRequest) (*oauthv1.ResetGoogleProvidersResponse, error) {
+func (s *Setup) ResetGoogleProviders(ctx context.Context, _ *oauthv1.ResetGoogleProvidersRequest) (*oauthv1.ResetGoogleProvidersResponse, error) {
 	id, err := admin(ctx)
 	if err != nil {
 		return nil, err

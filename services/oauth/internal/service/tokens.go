@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"golang.org/x/oauth2"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -21,6 +20,9 @@ import (
 
 // ReasonReauthorizationRequired is the ErrorInfo reason of a connection that needs a new consent.
 const ReasonReauthorizationRequired = "REAUTHORIZATION_REQUIRED"
+
+// refreshLockTimeout bounds the wait for another replica's refresh of the same connection.
+const refreshLockTimeout = 30 * time.Second
 
 // testingExpiryHeuristic: a consent screen in Testing issues refresh tokens that die 7 days after consent.
 const testingExpiryHeuristic = 156 * time.Hour // 6.5 days
@@ -120,7 +122,7 @@ func tokenResponse(t storedToken, conn store.Connection) *oauthv1.GetAccessToken
 
 // GetAccessToken implements TokenService: a fresh access token, refreshed at most once at a time per
 // connection across every replica (row lock, then re-check).
-func (s *Service) GetAccessToken(ctx context.Context, req *oauthv1.GetAccessTokenRequest) (*oauthv1.GetAccessTokenResponse, error) {
+func (s *Tokens) GetAccessToken(ctx context.Context, req *oauthv1.GetAccessTokenRequest) (*oauthv1.GetAccessTokenResponse, error) {
 	id, err := caller(ctx)
 	if err != nil {
 		return nil, err
@@ -146,7 +148,7 @@ func (s *Service) GetAccessToken(ctx context.Context, req *oauthv1.GetAccessToke
 	return s.refresh(ctx, id.Tenant, kind, req.GetProviderId(), minValidity, req.GetForceRefresh(), started)
 }
 
-func (s *Service) refresh(ctx context.Context, tenant, kind, providerID string, minValidity time.Duration, force bool, started time.Time) (*oauthv1.GetAccessTokenResponse, error) {
+func (s *Tokens) refresh(ctx context.Context, tenant, kind, providerID string, minValidity time.Duration, force bool, started time.Time) (*oauthv1.GetAccessTokenResponse, error) {
 	unlock, err := s.lockStripe(ctx, tenant+"/"+kind+"/"+providerID)
 	if err != nil {
 		return nil, err
@@ -157,7 +159,7 @@ func (s *Service) refresh(ctx context.Context, tenant, kind, providerID string, 
 		return nil, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '30s'"); err != nil {
+	if err := store.SetLockTimeout(ctx, tx, refreshLockTimeout); err != nil {
 		return nil, err
 	}
 	conn, err := store.GetConnectionForUpdate(ctx, tx, tenant, kind, providerID)
@@ -252,7 +254,7 @@ func (s *Service) refresh(ctx context.Context, tenant, kind, providerID string, 
 }
 
 // refreshWithRetry calls Google's token endpoint, retrying transient failures a bounded number of times.
-func (s *Service) refreshWithRetry(ctx context.Context, c client, kind, refreshToken string) (*oauth2.Token, error) {
+func (s *Tokens) refreshWithRetry(ctx context.Context, c client, kind, refreshToken string) (*oauth2.Token, error) {
 	cfg := s.oauthConfig(c, kind)
 	hctx := s.httpContext(ctx)
 	var lastErr error
@@ -276,7 +278,7 @@ func (s *Service) refreshWithRetry(ctx context.Context, c client, kind, refreshT
 	return nil, lastErr
 }
 
-func (s *Service) connectionProto(ctx context.Context, conn store.Connection, withEvents bool) (*oauthv1.Connection, error) {
+func (s *Tokens) connectionProto(ctx context.Context, conn store.Connection, withEvents bool) (*oauthv1.Connection, error) {
 	p := &oauthv1.Connection{
 		ConnectionId: conn.ID, Kind: kindEnum(conn.Kind), ProviderId: conn.ProviderID, UserId: conn.UserID,
 		AccountEmail: conn.AccountEmail, ClientIdMasked: maskClientID(conn.ClientID), Status: statusEnum(conn.Status),
@@ -301,7 +303,7 @@ func (s *Service) connectionProto(ctx context.Context, conn store.Connection, wi
 }
 
 // GetConnection implements TokenService: status and health timeline (browser-safe content).
-func (s *Service) GetConnection(ctx context.Context, req *oauthv1.GetConnectionRequest) (*oauthv1.GetConnectionResponse, error) {
+func (s *Tokens) GetConnection(ctx context.Context, req *oauthv1.GetConnectionRequest) (*oauthv1.GetConnectionResponse, error) {
 	id, err := caller(ctx)
 	if err != nil {
 		return nil, err
@@ -321,7 +323,7 @@ func (s *Service) GetConnection(ctx context.Context, req *oauthv1.GetConnectionR
 }
 
 // ListConnections implements TokenService.
-func (s *Service) ListConnections(ctx context.Context, req *oauthv1.ListConnectionsRequest) (*oauthv1.ListConnectionsResponse, error) {
+func (s *Tokens) ListConnections(ctx context.Context, req *oauthv1.ListConnectionsRequest) (*oauthv1.ListConnectionsResponse, error) {
 	id, err := caller(ctx)
 	if err != nil {
 		return nil, err
@@ -347,7 +349,7 @@ func (s *Service) ListConnections(ctx context.Context, req *oauthv1.ListConnecti
 
 // DeleteConnection implements TokenService: optionally revokes at Google (best effort), then deletes the
 // token secret and the row. Deleting an absent connection is not an error.
-func (s *Service) DeleteConnection(ctx context.Context, req *oauthv1.DeleteConnectionRequest) (*oauthv1.DeleteConnectionResponse, error) {
+func (s *Tokens) DeleteConnection(ctx context.Context, req *oauthv1.DeleteConnectionRequest) (*oauthv1.DeleteConnectionResponse, error) {
 	id, err := caller(ctx)
 	if err != nil {
 		return nil, err
@@ -389,7 +391,7 @@ func (s *Service) DeleteConnection(ctx context.Context, req *oauthv1.DeleteConne
 }
 
 // revoke asks Google to revoke a grant (the refresh token revokes the whole grant). Best effort.
-func (s *Service) revoke(ctx context.Context, tok storedToken) {
+func (s *Tokens) revoke(ctx context.Context, tok storedToken) {
 	t := tok.RefreshToken
 	if t == "" {
 		t = tok.AccessToken
@@ -414,5 +416,3 @@ func (s *Service) revoke(ctx context.Context, tok storedToken) {
 		s.log.InfoContext(ctx, "revoking at Google failed", "http_status", resp.StatusCode)
 	}
 }
-
-var _ = pgx.ErrNoRows

@@ -1,4 +1,4 @@
-package oauth_test
+package service_test
 
 import (
 	"encoding/json"

@@ -1,49 +1,57 @@
--- Named queries of the oauth schema. Each starts with "-- name: Name"; store.go loads them by name.
--- Every table is schema-qualified and every query is scoped by tenant (except consuming a state, whose
--- hash is the only thing the callback knows; the tenant then comes from the consumed row).
+-- Named queries of the oauth schema. Each starts with "-- name: Name"; store.go calls them by name with
+-- named parameters. Every table is schema-qualified and every query is scoped by tenant (except consuming
+-- a state, whose hash is the only thing the callback knows; the tenant then comes from the consumed row,
+-- and the test helpers at the end).
 
 -- name: GetSettings
-SELECT tenant, use_same_app, updated_by, updated_at FROM oauth.settings WHERE tenant = $1;
+SELECT tenant, use_same_app, updated_by, updated_at FROM oauth.settings WHERE tenant = @tenant;
 
 -- name: UpsertSettings
 INSERT INTO oauth.settings (tenant, use_same_app, updated_by, updated_at)
-VALUES ($1, $2, $3, $4)
+VALUES (@tenant, @use_same_app, @updated_by, @updated_at)
 ON CONFLICT (tenant) DO UPDATE SET use_same_app = EXCLUDED.use_same_app,
     updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at
 RETURNING tenant, use_same_app, updated_by, updated_at;
 
 -- name: InsertAudit
-INSERT INTO oauth.config_audit (tenant, actor, action, fields, created_at) VALUES ($1, $2, $3, $4, $5);
+INSERT INTO oauth.config_audit (tenant, actor, action, fields, created_at)
+VALUES (@tenant, @actor, @action, @fields, @created_at);
 
 -- name: ListAudit
-SELECT actor, action, fields, created_at FROM oauth.config_audit WHERE tenant = $1 ORDER BY id DESC LIMIT $2;
+SELECT actor, action, fields, created_at FROM oauth.config_audit WHERE tenant = @tenant ORDER BY id DESC LIMIT @limit;
 
 -- name: InsertState
 INSERT INTO oauth.auth_states (state_hash, tenant, user_id, provider_id, kind, client_id, login_hint,
     sealed_verifier, binding_hash, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11);
+VALUES (@state_hash, @tenant, @user_id, @provider_id, @kind, @client_id, @login_hint,
+    @sealed_verifier, @binding_hash, @created_at, @expires_at);
 
 -- name: ConsumeState
-DELETE FROM oauth.auth_states WHERE state_hash = $1
+DELETE FROM oauth.auth_states WHERE state_hash = @state_hash
 RETURNING state_hash, tenant, user_id, provider_id, kind, client_id, login_hint, sealed_verifier,
     binding_hash, created_at, expires_at;
 
 -- name: PurgeExpiredStates
-DELETE FROM oauth.auth_states WHERE expires_at < $1;
+DELETE FROM oauth.auth_states WHERE expires_at < @cutoff;
 
 -- name: GetConnection
-SELECT * FROM oauth.connections WHERE tenant = $1 AND kind = $2 AND provider_id = $3;
+SELECT * FROM oauth.connections WHERE tenant = @tenant AND kind = @kind AND provider_id = @provider_id;
+
+-- name: SetLockTimeout
+-- For the rest of the transaction: how long a statement waits for a row lock (SET LOCAL lock_timeout).
+SELECT set_config('lock_timeout', @timeout, true);
 
 -- name: GetConnectionForUpdate
-SELECT * FROM oauth.connections WHERE tenant = $1 AND kind = $2 AND provider_id = $3 FOR UPDATE;
+SELECT * FROM oauth.connections WHERE tenant = @tenant AND kind = @kind AND provider_id = @provider_id FOR UPDATE;
 
 -- name: ListConnections
-SELECT * FROM oauth.connections WHERE tenant = $1 AND ($2 = '' OR kind = $2) ORDER BY kind, provider_id;
+SELECT * FROM oauth.connections WHERE tenant = @tenant AND (@kind = '' OR kind = @kind) ORDER BY kind, provider_id;
 
 -- name: UpsertConnection
 INSERT INTO oauth.connections (id, tenant, kind, provider_id, user_id, account_email, client_id, scopes,
     status, status_message, remedy, access_token_expires_at, last_refresh_at, consented_at, connected_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'connected', '', '', $9, NULL, $10, $10, $10)
+VALUES (@id, @tenant, @kind, @provider_id, @user_id, @account_email, @client_id, @scopes,
+    'connected', '', '', @access_token_expires_at, NULL, @now, @now, @now)
 ON CONFLICT (tenant, kind, provider_id) DO UPDATE SET
     user_id = EXCLUDED.user_id, account_email = EXCLUDED.account_email, client_id = EXCLUDED.client_id,
     scopes = EXCLUDED.scopes, status = 'connected', status_message = '', remedy = '',
@@ -53,24 +61,38 @@ RETURNING *;
 
 -- name: MarkRefreshed
 UPDATE oauth.connections SET status = 'connected', status_message = '', remedy = '',
-    access_token_expires_at = $3, last_refresh_at = $4, updated_at = $4
-WHERE tenant = $1 AND id = $2
+    access_token_expires_at = @expiry, last_refresh_at = @now, updated_at = @now
+WHERE tenant = @tenant AND id = @id
 RETURNING *;
 
 -- name: MarkFailed
-UPDATE oauth.connections SET status = $3, status_message = $4, remedy = $5, updated_at = $6
-WHERE tenant = $1 AND id = $2
+UPDATE oauth.connections SET status = @status, status_message = @message, remedy = @remedy, updated_at = @now
+WHERE tenant = @tenant AND id = @id
 RETURNING *;
 
 -- name: DeleteConnection
-DELETE FROM oauth.connections WHERE tenant = $1 AND id = $2;
+DELETE FROM oauth.connections WHERE tenant = @tenant AND id = @id;
 
 -- name: DeleteTenantConnections
-DELETE FROM oauth.connections WHERE tenant = $1 RETURNING id;
+DELETE FROM oauth.connections WHERE tenant = @tenant RETURNING id;
 
 -- name: InsertEvent
-INSERT INTO oauth.connection_events (connection_id, tenant, type, message, created_at) VALUES ($1, $2, $3, $4, $5);
+INSERT INTO oauth.connection_events (connection_id, tenant, type, message, created_at)
+VALUES (@connection_id, @tenant, @type, @message, @created_at);
 
 -- name: ListEvents
 SELECT type, message, created_at FROM oauth.connection_events
-WHERE tenant = $1 AND connection_id = $2 ORDER BY id DESC LIMIT $3;
+WHERE tenant = @tenant AND connection_id = @connection_id ORDER BY id DESC LIMIT @limit;
+
+-- Test helpers (package oauthtesting): other modules' tests arrange oauth's state through these instead
+-- of writing its tables. They address a row by what the test knows, so they are not scoped by tenant.
+
+-- name: TestExpireAccessToken
+UPDATE oauth.connections SET access_token_expires_at = now() - interval '1 minute' WHERE id = @id;
+
+-- name: TestAgeConsent
+UPDATE oauth.connections SET consented_at = consented_at - @by::interval, connected_at = connected_at - @by::interval
+WHERE account_email = @account_email;
+
+-- name: TestExpireAuthStates
+UPDATE oauth.auth_states SET expires_at = now() - interval '1 second' WHERE provider_id = @provider_id;

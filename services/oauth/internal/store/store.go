@@ -1,14 +1,17 @@
-// Package store is the oauth schema's query layer. The SQL lives in queries.sql (named queries) and the
-// numbered migrations in migrations/; every query is scoped by tenant.
+// Package store is the oauth schema's query layer: typed functions over the named statements of
+// queries.sql (named parameters, passed as pg.Args) and the numbered migrations in migrations/. Every
+// query is scoped by tenant, except consuming a state and the test helpers (see queries.sql).
 package store
 
 import (
 	"context"
 	"embed"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/algapsa/alga-google/services/platform/pg"
 )
@@ -22,9 +25,9 @@ var queriesSQL string
 // Schema is the Postgres schema the oauth service owns.
 const Schema = "oauth"
 
-// Migrations of the oauth schema.
+// Migrations of the oauth schema, with every statement of queries.sql (the query check prepares them).
 func Migrations() *pg.Migrations {
-	return &pg.Migrations{Schema: Schema, FS: migrationsFS, Dir: "migrations"}
+	return &pg.Migrations{Schema: Schema, FS: migrationsFS, Dir: "migrations", Queries: queries}
 }
 
 var queries = pg.ParseQueries(queriesSQL)
@@ -58,7 +61,7 @@ type Settings struct {
 
 // GetSettings returns the tenant's settings, or the defaults (use-same-app on) when none were saved.
 func GetSettings(ctx context.Context, db DB, tenant string) (Settings, bool, error) {
-	rows, _ := db.Query(ctx, q("GetSettings"), tenant)
+	rows, _ := db.Query(ctx, q("GetSettings"), pg.Args{"tenant": tenant})
 	s, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Settings])
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Settings{Tenant: tenant, UseSameApp: true}, false, nil
@@ -68,7 +71,9 @@ func GetSettings(ctx context.Context, db DB, tenant string) (Settings, bool, err
 
 // UpsertSettings stores the tenant's settings.
 func UpsertSettings(ctx context.Context, db DB, s Settings) (Settings, error) {
-	rows, _ := db.Query(ctx, q("UpsertSettings"), s.Tenant, s.UseSameApp, s.UpdatedBy, s.UpdatedAt)
+	rows, _ := db.Query(ctx, q("UpsertSettings"), pg.Args{
+		"tenant": s.Tenant, "use_same_app": s.UseSameApp, "updated_by": s.UpdatedBy, "updated_at": s.UpdatedAt,
+	})
 	return pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Settings])
 }
 
@@ -85,13 +90,15 @@ func InsertAudit(ctx context.Context, db DB, tenant string, e AuditEntry) error 
 	if e.Fields == nil {
 		e.Fields = []string{}
 	}
-	_, err := db.Exec(ctx, q("InsertAudit"), tenant, e.Actor, e.Action, e.Fields, e.CreatedAt)
+	_, err := db.Exec(ctx, q("InsertAudit"), pg.Args{
+		"tenant": tenant, "actor": e.Actor, "action": e.Action, "fields": e.Fields, "created_at": e.CreatedAt,
+	})
 	return err
 }
 
 // ListAudit returns the newest changes first.
 func ListAudit(ctx context.Context, db DB, tenant string, limit int) ([]AuditEntry, error) {
-	rows, _ := db.Query(ctx, q("ListAudit"), tenant, limit)
+	rows, _ := db.Query(ctx, q("ListAudit"), pg.Args{"tenant": tenant, "limit": limit})
 	return pgx.CollectRows(rows, pgx.RowToStructByName[AuditEntry])
 }
 
@@ -112,15 +119,18 @@ type State struct {
 
 // InsertState stores a pending authorization.
 func InsertState(ctx context.Context, db DB, s State) error {
-	_, err := db.Exec(ctx, q("InsertState"), s.StateHash, s.Tenant, s.UserID, s.ProviderID, s.Kind, s.ClientID,
-		s.LoginHint, s.SealedVerifier, s.BindingHash, s.CreatedAt, s.ExpiresAt)
+	_, err := db.Exec(ctx, q("InsertState"), pg.Args{
+		"state_hash": s.StateHash, "tenant": s.Tenant, "user_id": s.UserID, "provider_id": s.ProviderID, "kind": s.Kind,
+		"client_id": s.ClientID, "login_hint": s.LoginHint, "sealed_verifier": s.SealedVerifier,
+		"binding_hash": s.BindingHash, "created_at": s.CreatedAt, "expires_at": s.ExpiresAt,
+	})
 	return err
 }
 
 // ConsumeState deletes and returns the state with this hash (atomically: only one caller gets it).
 // Expired rows are returned too so the caller can tell "expired" from "unknown"; they are gone either way.
 func ConsumeState(ctx context.Context, db DB, hash []byte) (State, error) {
-	rows, _ := db.Query(ctx, q("ConsumeState"), hash)
+	rows, _ := db.Query(ctx, q("ConsumeState"), pg.Args{"state_hash": hash})
 	s, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[State])
 	if errors.Is(err, pgx.ErrNoRows) {
 		return State{}, ErrNotFound
@@ -130,7 +140,7 @@ func ConsumeState(ctx context.Context, db DB, hash []byte) (State, error) {
 
 // PurgeExpiredStates deletes states that expired before cutoff.
 func PurgeExpiredStates(ctx context.Context, db DB, cutoff time.Time) error {
-	_, err := db.Exec(ctx, q("PurgeExpiredStates"), cutoff)
+	_, err := db.Exec(ctx, q("PurgeExpiredStates"), pg.Args{"cutoff": cutoff})
 	return err
 }
 
@@ -164,19 +174,26 @@ func oneConnection(rows pgx.Rows) (Connection, error) {
 
 // GetConnection returns the connection of a provider.
 func GetConnection(ctx context.Context, db DB, tenant, kind, providerID string) (Connection, error) {
-	rows, _ := db.Query(ctx, q("GetConnection"), tenant, kind, providerID)
+	rows, _ := db.Query(ctx, q("GetConnection"), pg.Args{"tenant": tenant, "kind": kind, "provider_id": providerID})
 	return oneConnection(rows)
 }
 
 // GetConnectionForUpdate locks the connection row until the transaction ends (one refresh at a time).
 func GetConnectionForUpdate(ctx context.Context, tx pgx.Tx, tenant, kind, providerID string) (Connection, error) {
-	rows, _ := tx.Query(ctx, q("GetConnectionForUpdate"), tenant, kind, providerID)
+	rows, _ := tx.Query(ctx, q("GetConnectionForUpdate"), pg.Args{"tenant": tenant, "kind": kind, "provider_id": providerID})
 	return oneConnection(rows)
+}
+
+// SetLockTimeout bounds, for the rest of tx, how long a statement waits for a row lock (SET LOCAL
+// lock_timeout), so a refresh stuck behind another replica's fails instead of holding a connection.
+func SetLockTimeout(ctx context.Context, tx pgx.Tx, d time.Duration) error {
+	_, err := tx.Exec(ctx, q("SetLockTimeout"), pg.Args{"timeout": fmt.Sprintf("%dms", d.Milliseconds())})
+	return err
 }
 
 // ListConnections lists the tenant's connections of one kind ("" = all).
 func ListConnections(ctx context.Context, db DB, tenant, kind string) ([]Connection, error) {
-	rows, _ := db.Query(ctx, q("ListConnections"), tenant, kind)
+	rows, _ := db.Query(ctx, q("ListConnections"), pg.Args{"tenant": tenant, "kind": kind})
 	return pgx.CollectRows(rows, pgx.RowToStructByName[Connection])
 }
 
@@ -185,32 +202,37 @@ func UpsertConnection(ctx context.Context, db DB, c Connection, now time.Time) (
 	if c.Scopes == nil {
 		c.Scopes = []string{}
 	}
-	rows, _ := db.Query(ctx, q("UpsertConnection"), c.ID, c.Tenant, c.Kind, c.ProviderID, c.UserID, c.AccountEmail,
-		c.ClientID, c.Scopes, c.AccessTokenExpiresAt, now)
+	rows, _ := db.Query(ctx, q("UpsertConnection"), pg.Args{
+		"id": c.ID, "tenant": c.Tenant, "kind": c.Kind, "provider_id": c.ProviderID, "user_id": c.UserID,
+		"account_email": c.AccountEmail, "client_id": c.ClientID, "scopes": c.Scopes,
+		"access_token_expires_at": c.AccessTokenExpiresAt, "now": now,
+	})
 	return oneConnection(rows)
 }
 
 // MarkRefreshed records a successful refresh.
 func MarkRefreshed(ctx context.Context, db DB, tenant, id string, expiry, now time.Time) (Connection, error) {
-	rows, _ := db.Query(ctx, q("MarkRefreshed"), tenant, id, expiry, now)
+	rows, _ := db.Query(ctx, q("MarkRefreshed"), pg.Args{"tenant": tenant, "id": id, "expiry": expiry, "now": now})
 	return oneConnection(rows)
 }
 
 // MarkFailed records a failed refresh's classification.
 func MarkFailed(ctx context.Context, db DB, tenant, id, status, message, remedy string, now time.Time) (Connection, error) {
-	rows, _ := db.Query(ctx, q("MarkFailed"), tenant, id, status, message, remedy, now)
+	rows, _ := db.Query(ctx, q("MarkFailed"), pg.Args{
+		"tenant": tenant, "id": id, "status": status, "message": message, "remedy": remedy, "now": now,
+	})
 	return oneConnection(rows)
 }
 
 // DeleteConnection deletes a connection and its timeline.
 func DeleteConnection(ctx context.Context, db DB, tenant, id string) error {
-	_, err := db.Exec(ctx, q("DeleteConnection"), tenant, id)
+	_, err := db.Exec(ctx, q("DeleteConnection"), pg.Args{"tenant": tenant, "id": id})
 	return err
 }
 
 // DeleteTenantConnections deletes every connection of a tenant and returns their ids.
 func DeleteTenantConnections(ctx context.Context, db DB, tenant string) ([]string, error) {
-	rows, _ := db.Query(ctx, q("DeleteTenantConnections"), tenant)
+	rows, _ := db.Query(ctx, q("DeleteTenantConnections"), pg.Args{"tenant": tenant})
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
 		var id string
 		err := r.Scan(&id)
@@ -227,12 +249,40 @@ type Event struct {
 
 // InsertEvent appends to a connection's timeline.
 func InsertEvent(ctx context.Context, db DB, tenant, connectionID string, e Event) error {
-	_, err := db.Exec(ctx, q("InsertEvent"), connectionID, tenant, e.Type, e.Message, e.CreatedAt)
+	_, err := db.Exec(ctx, q("InsertEvent"), pg.Args{
+		"connection_id": connectionID, "tenant": tenant, "type": e.Type, "message": e.Message, "created_at": e.CreatedAt,
+	})
 	return err
 }
 
 // ListEvents returns the newest events first.
 func ListEvents(ctx context.Context, db DB, tenant, connectionID string, limit int) ([]Event, error) {
-	rows, _ := db.Query(ctx, q("ListEvents"), tenant, connectionID, limit)
+	rows, _ := db.Query(ctx, q("ListEvents"), pg.Args{"tenant": tenant, "connection_id": connectionID, "limit": limit})
 	return pgx.CollectRows(rows, pgx.RowToStructByName[Event])
+}
+
+// ErrNoRow is returned by the test helpers when no row matched what they were given.
+var ErrNoRow = errors.New("no row matched")
+
+func affectedOne(tag pgconn.CommandTag, err error) error {
+	if err == nil && tag.RowsAffected() == 0 {
+		return ErrNoRow
+	}
+	return err
+}
+
+// ExpireAccessToken records a connection's access token as expired a minute ago (test helper).
+func ExpireAccessToken(ctx context.Context, db DB, connectionID string) error {
+	return affectedOne(db.Exec(ctx, q("TestExpireAccessToken"), pg.Args{"id": connectionID}))
+}
+
+// AgeConsent moves the consent and connection times of the connections of an account back by `by`
+// (test helper).
+func AgeConsent(ctx context.Context, db DB, accountEmail string, by time.Duration) error {
+	return affectedOne(db.Exec(ctx, q("TestAgeConsent"), pg.Args{"account_email": accountEmail, "by": by}))
+}
+
+// ExpireAuthStates makes every pending authorization of a provider expired a second ago (test helper).
+func ExpireAuthStates(ctx context.Context, db DB, providerID string) error {
+	return affectedOne(db.Exec(ctx, q("TestExpireAuthStates"), pg.Args{"provider_id": providerID}))
 }
