@@ -5,54 +5,43 @@ package gmail
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
 	"github.com/algapsa/alga-google/services/gmail/internal/service"
 	"github.com/algapsa/alga-google/services/gmail/internal/store"
+	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/pg"
 	"github.com/algapsa/alga-google/services/platform/target"
 )
 
-// NewTarget returns the gmail target.
-func NewTarget() target.Target { return &gmailTarget{svc: service.NewUnstarted()} }
-
-type gmailTarget struct {
-	mu         sync.Mutex
-	svc        *service.Service
-	registered bool
-	started    bool
+// Target is the gmail target (see target.Target for the lifecycle).
+type Target struct {
+	cfg Config
+	svc *service.Service
 }
 
-func (*gmailTarget) Name() string { return target.Gmail }
+// NewTarget returns the gmail target (the suite's registry constructor).
+func NewTarget() target.Target { return New() }
 
-func (*gmailTarget) Migrations() *pg.Migrations { return store.Migrations() }
+// New constructs the target with its gRPC implementations, without dependencies.
+func New() *Target { return &Target{svc: service.New()} }
 
-// Register registers GmailProviderService and InboundMailService before the server serves; the server
-// answers them with Unavailable until Start has finished.
-func (t *gmailTarget) Register(srv *grpcserver.Server) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if !t.registered {
-		t.svc.Register(srv)
-		t.registered = true
-	}
-}
+func (*Target) Name() string { return target.Gmail }
 
-// Start connects the service (peers, River in the gmail schema) and starts the sync workers. It may be
-// called again after a failure.
-func (t *gmailTarget) Start(ctx context.Context, deps *target.Deps) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if !t.registered {
-		t.svc.Register(deps.Server)
-		t.registered = true
-	}
-	if t.started {
-		return nil
-	}
+// Bind declares the gmail target's own settings.
+func (t *Target) Bind(b *config.Binder) { t.cfg.Bind(b) }
+
+func (*Target) Migrations() *pg.Migrations { return store.Migrations() }
+
+// Register registers GmailProviderService and InboundMailService before the server serves, and the
+// methods only service identities may call; the server answers them Unavailable until Start succeeds.
+func (t *Target) Register(srv *grpcserver.Server) { t.svc.Register(srv) }
+
+// Start connects the service to its peers (oauth, secrets) and starts River in the gmail schema (the
+// sync worker and the pending-notification sweeper) and the inbound feed's relay, until ctx ends.
+func (t *Target) Start(ctx context.Context, deps *target.Deps) error {
 	oauthConn, err := deps.Peer(target.OAuth)
 	if err != nil {
 		return err
@@ -61,7 +50,7 @@ func (t *gmailTarget) Start(ctx context.Context, deps *target.Deps) error {
 	if err != nil {
 		return err
 	}
-	if err := t.svc.Init(ctx, service.Options{
+	if err := t.svc.Start(ctx, service.Options{
 		Pool: deps.Pool, Logger: deps.Logger.With("service", target.Gmail), Base: deps.Base, Google: deps.Google,
 		Registry: deps.Registry,
 		Peers: service.Peers{
@@ -73,9 +62,8 @@ func (t *gmailTarget) Start(ctx context.Context, deps *target.Deps) error {
 	}); err != nil {
 		return fmt.Errorf("gmail: %w", err)
 	}
-	if err := t.svc.Run(ctx); err != nil {
-		return err
-	}
-	t.started = true
 	return nil
 }
+
+// Stop waits (bounded by ctx) until River has stopped and the feed relay has ended.
+func (t *Target) Stop(ctx context.Context) error { return t.svc.Stop(ctx) }

@@ -1,9 +1,10 @@
-// Hand-written validation for the gmail API, run by the server's validation interceptor before any
-// handler sees a request. Not generated: `make generate` only replaces *.pb.go files.
+// Hand-written validation for the gmail API, run by the server's validation interceptor (unary and
+// stream calls) before any handler sees a request. Not generated: `make generate` only replaces *.pb.go
+// files.
 //
 // Errors are *FieldError values carrying their own gRPC status: InvalidArgument with an ErrorInfo
-// (reason INVALID_FIELD, domain "alga-google", metadata field=<path>) and a BadRequest field violation,
-// the shape of the platform's errs.InvalidField (which this module cannot import).
+// (reason INVALID_FIELD, domain "alga-google", metadata field=<path>) and a BadRequest field violation —
+// validation.FieldError, the suite's one field-error type, which the platform's errs.InvalidField returns too.
 
 package gmailv1
 

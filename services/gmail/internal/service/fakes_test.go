@@ -140,12 +140,6 @@ func startGmail(t *testing.T) *fakeGmail {
 	return g
 }
 
-func (g *fakeGmail) box(email string) *fakeMailbox {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.boxLocked(email)
-}
-
 func (g *fakeGmail) boxLocked(email string) *fakeMailbox {
 	b, ok := g.boxes[email]
 	if !ok {

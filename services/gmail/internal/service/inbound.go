@@ -2,13 +2,8 @@ package service
 
 import (
 	"context"
-	"encoding/base64"
-	"strconv"
 	"strings"
-	"sync"
-	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -17,35 +12,14 @@ import (
 	"github.com/algapsa/alga-google/services/gmail/internal/store"
 	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/errs"
+	"github.com/algapsa/alga-google/services/platform/feed"
 )
 
-// Inbound implements InboundMailService (service identities only; the tenant comes from the token).
+// Inbound implements InboundMailService (service identities only; the tenant comes from the token): the
+// stored messages are a platform feed (cursor, list, stream, wake-ups and metrics all from feed).
 type Inbound struct {
 	gmailv1.UnimplementedInboundMailServiceServer
 	s *Service
-}
-
-const cursorPrefix = "gm1:"
-
-// EncodeCursor makes an opaque cursor of a message sequence number.
-func EncodeCursor(seq int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + strconv.FormatInt(seq, 10)))
-}
-
-// DecodeCursor parses a cursor; "" is the beginning.
-func DecodeCursor(field, c string) (int64, error) {
-	if c == "" {
-		return 0, nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err == nil {
-		if v, ok := strings.CutPrefix(string(b), cursorPrefix); ok {
-			if seq, err := strconv.ParseInt(v, 10, 64); err == nil && seq >= 0 {
-				return seq, nil
-			}
-		}
-	}
-	return 0, errs.InvalidField(field, "is not a cursor returned by this API")
 }
 
 func serviceTenant(ctx context.Context) (string, error) {
@@ -59,9 +33,20 @@ func serviceTenant(ctx context.Context) (string, error) {
 	return id.Tenant, nil
 }
 
+// messages is the feed source of one consumer: the tenant's messages, of one provider when providerID
+// is set, acknowledged ones too when includeAck.
+func (in *Inbound) messages(tenant, providerID string, includeAck bool) feed.Source[*store.Message] {
+	return feed.Source[*store.Message]{
+		After: func(ctx context.Context, after int64, limit int) ([]*store.Message, error) {
+			return store.ListMessages(ctx, in.s.pool, tenant, providerID, after, limit, includeAck)
+		},
+		Seq: func(m *store.Message) int64 { return m.Seq },
+	}
+}
+
 func toInbound(m *store.Message) *gmailv1.InboundMessage {
 	out := &gmailv1.InboundMessage{
-		Cursor: EncodeCursor(m.Seq), Id: m.ID, ProviderId: m.ProviderID, Mailbox: m.Mailbox, GmailMessageId: m.GmailMessageID,
+		Cursor: feed.Cursor(m.Seq), Id: m.ID, ProviderId: m.ProviderID, Mailbox: m.Mailbox, GmailMessageId: m.GmailMessageID,
 		ThreadId: m.ThreadID, MessageIdHeader: m.MessageIDHeader, InReplyTo: m.InReplyTo, References: m.References,
 		From: m.From, To: m.To, Cc: m.Cc, Subject: m.Subject, TextBody: m.TextBody, HtmlBody: m.HTMLBody,
 		LabelIds: m.LabelIDs, ReceiveTime: timestamppb.New(m.ReceiveTime), Acknowledged: m.AcknowledgeTime != nil,
@@ -80,62 +65,28 @@ func (in *Inbound) ListInboundMessages(ctx context.Context, req *gmailv1.ListInb
 	if err != nil {
 		return nil, err
 	}
-	after, err := DecodeCursor("after_cursor", req.GetAfterCursor())
+	msgs, next, err := feed.List(ctx, in.s.feed, in.messages(tenant, req.GetProviderId(), req.GetIncludeAcknowledged()),
+		req.GetAfterCursor(), req.GetPageSize())
 	if err != nil {
 		return nil, err
 	}
-	size := int(req.GetPageSize())
-	if size == 0 {
-		size = 100
-	}
-	msgs, err := store.ListMessages(ctx, in.s.pool, tenant, req.GetProviderId(), after, size, req.GetIncludeAcknowledged())
-	if err != nil {
-		return nil, err
-	}
-	resp := &gmailv1.ListInboundMessagesResponse{NextCursor: req.GetAfterCursor()}
+	resp := &gmailv1.ListInboundMessagesResponse{NextCursor: next}
 	for _, m := range msgs {
 		resp.Messages = append(resp.Messages, toInbound(m))
-		resp.NextCursor = EncodeCursor(m.Seq)
 	}
 	return resp, nil
 }
 
 func (in *Inbound) StreamInboundMessages(req *gmailv1.StreamInboundMessagesRequest, stream grpc.ServerStreamingServer[gmailv1.StreamInboundMessagesResponse]) error {
 	ctx := stream.Context()
-	// Streams skip the unary validation interceptor: validate here.
-	if err := req.Validate(); err != nil {
-		return err
-	}
 	tenant, err := serviceTenant(ctx)
 	if err != nil {
 		return err
 	}
-	after, err := DecodeCursor("after_cursor", req.GetAfterCursor())
-	if err != nil {
-		return err
-	}
-	for {
-		wake := in.s.hub.wait()
-		msgs, err := store.ListMessages(ctx, in.s.pool, tenant, req.GetProviderId(), after, 200, false)
-		if err != nil {
-			return err
-		}
-		for _, m := range msgs {
-			if err := stream.Send(&gmailv1.StreamInboundMessagesResponse{Message: toInbound(m)}); err != nil {
-				return err
-			}
-			after = m.Seq
-		}
-		if len(msgs) == 200 {
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-wake:
-		case <-time.After(in.s.opts.StreamPoll):
-		}
-	}
+	return feed.Stream(ctx, in.s.feed, in.messages(tenant, req.GetProviderId(), false), req.GetAfterCursor(),
+		func(m *store.Message) error {
+			return stream.Send(&gmailv1.StreamInboundMessagesResponse{Message: toInbound(m)})
+		})
 }
 
 func (in *Inbound) AcknowledgeInboundMessages(ctx context.Context, req *gmailv1.AcknowledgeInboundMessagesRequest) (*gmailv1.AcknowledgeInboundMessagesResponse, error) {
@@ -151,54 +102,6 @@ func (in *Inbound) AcknowledgeInboundMessages(ctx context.Context, req *gmailv1.
 	if err != nil {
 		return nil, err
 	}
+	in.s.feed.Acknowledged(int(n))
 	return &gmailv1.AcknowledgeInboundMessagesResponse{Acknowledged: int32(n)}, nil
-}
-
-// hub wakes streams when messages are stored (LISTEN/NOTIFY); streams also poll, so a lost notification
-// only delays them.
-type hub struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func newHub() *hub { return &hub{ch: make(chan struct{})} }
-
-func (h *hub) wait() <-chan struct{} {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.ch
-}
-
-func (h *hub) broadcast() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	close(h.ch)
-	h.ch = make(chan struct{})
-}
-
-// listen relays NOTIFY gmail_inbound to the hub until ctx ends, reconnecting on errors.
-func (h *hub) listen(ctx context.Context, pool *pgxpool.Pool) {
-	for ctx.Err() == nil {
-		func() {
-			conn, err := pool.Acquire(ctx)
-			if err != nil {
-				return
-			}
-			defer conn.Release()
-			if _, err := conn.Exec(ctx, "LISTEN "+store.InboundChannel); err != nil {
-				return
-			}
-			defer conn.Exec(context.WithoutCancel(ctx), "UNLISTEN *") //nolint:errcheck
-			for {
-				if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
-					return
-				}
-				h.broadcast()
-			}
-		}()
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
 }

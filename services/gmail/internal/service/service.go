@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -14,13 +15,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 
 	gmailv1 "github.com/algapsa/alga-google/gen/alga/gmail/v1"
 	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
 	"github.com/algapsa/alga-google/services/gmail/internal/push"
 	"github.com/algapsa/alga-google/services/gmail/internal/store"
+	"github.com/algapsa/alga-google/services/platform/feed"
 	"github.com/algapsa/alga-google/services/platform/googleapi"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/jobs"
@@ -35,7 +36,7 @@ type Peers struct {
 	Secrets secretsv1.SecretsServiceClient
 }
 
-// Options configure a Service.
+// Options are the dependencies and tunables Start connects the service with.
 type Options struct {
 	Pool     *pgxpool.Pool
 	Logger   *slog.Logger
@@ -59,7 +60,11 @@ type Options struct {
 	TestOnly bool
 }
 
-// Service is the gmail target's state.
+// FeedName names the inbound feed: its metrics label and its NOTIFY channel.
+const FeedName = "gmail_inbound"
+
+// Service is the gmail target's state: the gRPC implementations (Providers, Inbound) and what Start
+// connects them to.
 type Service struct {
 	opts     Options
 	pool     *pgxpool.Pool
@@ -69,13 +74,13 @@ type Service struct {
 	peers    Peers
 	verifier *push.Verifier
 	metrics  *metrics
-	hub      *hub
+	feed     *feed.Feed
 	river    *jobs.Client
+	// background is the work Start runs besides River (the feed's LISTEN relay); Stop waits for it.
+	background sync.WaitGroup
 
 	Providers *Providers
 	Inbound   *Inbound
-
-	startOnce sync.Once
 }
 
 // MethodsServiceOnly are the RPCs only service identities may call.
@@ -86,27 +91,28 @@ var MethodsServiceOnly = []string{
 	"/alga.gmail.v1.GmailProviderService/HandleGmailPush",
 }
 
-// New builds a ready service (see Init).
-func New(ctx context.Context, opts Options) (*Service, error) {
-	s := NewUnstarted()
-	if err := s.Init(ctx, opts); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-// NewUnstarted returns a service whose handlers can be registered before its dependencies exist (the
-// server gates the target's methods with Unavailable until Init has run and the target is ready).
-func NewUnstarted() *Service {
+// New returns the service's gRPC implementations, without dependencies: the server's start-up gate
+// answers them Unavailable until Start has connected them.
+func New() *Service {
 	s := &Service{}
 	s.Providers = &Providers{s: s}
 	s.Inbound = &Inbound{s: s}
 	return s
 }
 
-// Init connects the service to its dependencies and builds its River client (migrating River's tables
-// in the gmail schema). It may be called again after a failure.
-func (s *Service) Init(ctx context.Context, opts Options) error {
+// Register registers GmailProviderService and InboundMailService (the implementations themselves) and
+// declares the methods only service identities may call.
+func (s *Service) Register(srv *grpcserver.Server) {
+	srv.RequireService(MethodsServiceOnly...)
+	gmailv1.RegisterGmailProviderServiceServer(srv.GRPC, s.Providers)
+	gmailv1.RegisterInboundMailServiceServer(srv.GRPC, s.Inbound)
+}
+
+// Start builds the dependencies (metrics, the inbound feed, River in the gmail schema with the sync
+// worker and the pending-notification sweeper), sets them on the service and starts the background
+// work — River and the feed's LISTEN relay — until ctx ends. A failed attempt starts nothing, so Start
+// may be called again.
+func (s *Service) Start(ctx context.Context, opts Options) error {
 	if opts.Pool == nil || opts.Logger == nil || opts.Base.IsZero() {
 		return errors.New("gmail service: pool, logger and base URL are required")
 	}
@@ -135,52 +141,60 @@ func (s *Service) Init(ctx context.Context, opts Options) error {
 	if keys == nil {
 		keys = &push.JWKS{URL: opts.Google.CertsURL(), Client: opts.Google.HTTPClient}
 	}
+	m, err := newMetrics(opts.Registry)
+	if err != nil {
+		return fmt.Errorf("gmail metrics: %w", err)
+	}
+	inbound, err := feed.New(feed.Options{Name: FeedName, Channel: FeedName, Poll: opts.StreamPoll, Registerer: opts.Registry})
+	if err != nil {
+		return err
+	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &syncWorker{s: s})
-	river.AddWorker(workers, &sweepWorker{s: s})
+	sweeper := jobs.AddSweeper(workers, opts.SweepEvery, s.sweep)
 	client, err := jobs.New(ctx, opts.Pool, jobs.Options{
-		Schema:  store.Schema,
-		Workers: workers,
-		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.Workers}},
-		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(opts.SweepEvery),
-			func() (river.JobArgs, *river.InsertOpts) {
-				return SweepArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
-					rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning, rivertype.JobStateRetryable, rivertype.JobStateScheduled}}}
-			}, &river.PeriodicJobOpts{RunOnStart: true})},
-		Logger:   opts.Logger,
-		TestOnly: opts.TestOnly,
+		Schema:       store.Schema,
+		Workers:      workers,
+		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.Workers}},
+		PeriodicJobs: []*river.PeriodicJob{sweeper},
+		Logger:       opts.Logger,
+		TestOnly:     opts.TestOnly,
 	})
 	if err != nil {
 		return err
 	}
+
 	s.opts, s.pool, s.log, s.base, s.google, s.peers = opts, opts.Pool, opts.Logger, opts.Base, opts.Google, opts.Peers
 	s.verifier = &push.Verifier{Audience: opts.Base.GmailPushAudience(), Keys: keys}
-	if s.metrics == nil {
-		s.metrics = newMetrics(opts.Registry)
+	s.metrics, s.feed, s.river = m, inbound, client
+	if err := client.Start(ctx); err != nil {
+		s.river = nil // never started: nothing for Stop to wait for
+		return fmt.Errorf("starting the gmail job client: %w", err)
 	}
-	s.hub = newHub()
-	s.river = client
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		inbound.Run(ctx, opts.Pool)
+	}()
 	return nil
 }
 
-// Register adds the gRPC services to srv (once).
-func (s *Service) Register(srv *grpcserver.Server) {
-	srv.RequireService(MethodsServiceOnly...)
-	gmailv1.RegisterGmailProviderServiceServer(srv.GRPC, s.Providers)
-	gmailv1.RegisterInboundMailServiceServer(srv.GRPC, s.Inbound)
-}
-
-// Run starts the background work (River workers, the inbound notification listener) until ctx ends.
-func (s *Service) Run(ctx context.Context) error {
-	if err := jobs.RunUntilDone(ctx, s.river, s.log); err != nil {
-		return err
+// Stop waits, bounded by ctx, until the background work started by Start has finished (its context
+// has ended): River has recorded its cancelled jobs and the feed relay has released its connection.
+func (s *Service) Stop(ctx context.Context) error {
+	relay := make(chan struct{})
+	go func() {
+		s.background.Wait()
+		close(relay)
+	}()
+	err := jobs.Stop(ctx, s.river)
+	select {
+	case <-relay:
+	case <-ctx.Done():
+		err = errors.Join(err, fmt.Errorf("gmail feed relay did not stop in time: %w", ctx.Err()))
 	}
-	s.startOnce.Do(func() { go s.hub.listen(ctx, s.pool) })
-	return nil
+	return err
 }
-
-// River exposes the job client (tests stop and restart it).
-func (s *Service) River() *jobs.Client { return s.river }
 
 type metrics struct {
 	push       *prometheus.CounterVec
@@ -191,27 +205,48 @@ type metrics struct {
 	watchStops prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics registers the service's metrics on reg. A collector registered before under the same name
+// (a retried Start, or several services on one registry) is reused, as feed does.
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	r := &registrar{reg: reg}
 	m := &metrics{
-		push: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "alga_gmail_push_requests_total",
-			Help: "Gmail Pub/Sub pushes by result (stored, duplicate, unauthenticated, malformed, unknown_subscription, unknown_mailbox)."}, []string{"result"}),
-		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "alga_gmail_history_syncs_total",
-			Help: "Gmail history syncs by result."}, []string{"result"}),
-		provision: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "alga_gmail_provisioning_total",
-			Help: "Gmail activations by outcome (ok or the error code)."}, []string{"outcome"}),
-		messages:   prometheus.NewCounter(prometheus.CounterOpts{Name: "alga_gmail_messages_stored_total", Help: "Inbound messages stored."}),
-		backfills:  prometheus.NewCounter(prometheus.CounterOpts{Name: "alga_gmail_history_backfills_total", Help: "Stale-history recoveries (bounded backfills)."}),
-		watchStops: prometheus.NewCounter(prometheus.CounterOpts{Name: "alga_gmail_watch_stops_total", Help: "Watches stopped at Google."}),
+		push: use(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "alga_gmail_push_requests_total",
+			Help: "Gmail Pub/Sub pushes by result (stored, duplicate, unauthenticated, malformed, unknown_subscription, unknown_mailbox)."}, []string{"result"})),
+		syncs: use(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "alga_gmail_history_syncs_total",
+			Help: "Gmail history syncs by result."}, []string{"result"})),
+		provision: use(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "alga_gmail_provisioning_total",
+			Help: "Gmail activations by outcome (ok or the error code)."}, []string{"outcome"})),
+		messages:   use(r, prometheus.NewCounter(prometheus.CounterOpts{Name: "alga_gmail_messages_stored_total", Help: "Inbound messages stored."})),
+		backfills:  use(r, prometheus.NewCounter(prometheus.CounterOpts{Name: "alga_gmail_history_backfills_total", Help: "Stale-history recoveries (bounded backfills)."})),
+		watchStops: use(r, prometheus.NewCounter(prometheus.CounterOpts{Name: "alga_gmail_watch_stops_total", Help: "Watches stopped at Google."})),
 	}
-	for _, c := range []prometheus.Collector{m.push, m.syncs, m.provision, m.messages, m.backfills, m.watchStops} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				panic(err)
+	if r.err != nil {
+		return nil, r.err
+	}
+	return m, nil
+}
+
+// registrar registers collectors and keeps the first error.
+type registrar struct {
+	reg prometheus.Registerer
+	err error
+}
+
+// use registers c, or returns the collector already registered under its name.
+func use[C prometheus.Collector](r *registrar, c C) C {
+	if r.err != nil {
+		return c
+	}
+	if err := r.reg.Register(c); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if errors.As(err, &already) {
+			if existing, ok := already.ExistingCollector.(C); ok {
+				return existing
 			}
 		}
+		r.err = err
 	}
-	return m
+	return c
 }
 
 // PushCount reads a push counter (tests).

@@ -106,34 +106,35 @@ func setup(t *testing.T) *testBundle {
 	return b
 }
 
-// startService starts a service (and its gRPC server) on the bundle's database.
+// startService starts a service (and its gRPC server) on the bundle's database, the way the target
+// does: construct, register, start; stopped at the end of the test (or by b.cancel).
 func (b *testBundle) startService(t *testing.T) {
 	t.Helper()
-	svc, err := New(b.ctx, Options{
+	svc := New()
+	verifier, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: authKey, Issuer: "alga-psa", Audience: "alga-google", ServiceIssuer: "alga-google"})
+	require.NoError(t, err)
+	srv := grpcserver.New(grpcserver.Options{Logger: logging.Discard(), Verifier: verifier, Registerer: prometheus.NewRegistry()})
+	svc.Register(srv)
+	runCtx, cancel := context.WithCancel(context.Background())
+	require.NoError(t, svc.Start(runCtx, Options{
 		Pool: b.pool, Logger: logging.Discard(), Base: b.base,
 		Google: googleapi.Endpoints{Root: b.gm.srv.URL, PubSubEmulatorHost: b.ps.Addr},
 		Peers:  b.peers.peers(), Registry: prometheus.NewRegistry(), Keys: staticKeys{"g1": &pushKey.PublicKey},
 		Settle: 150 * time.Millisecond, MaxSettle: time.Second, SweepEvery: time.Second, SweepAge: time.Second,
 		StreamPoll: 200 * time.Millisecond, TestOnly: true,
-	})
-	require.NoError(t, err)
-	verifier, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: authKey, Issuer: "alga-psa", Audience: "alga-google", ServiceIssuer: "alga-google"})
-	require.NoError(t, err)
-	srv := grpcserver.New(grpcserver.Options{Logger: logging.Discard(), Verifier: verifier, Registerer: prometheus.NewRegistry()})
-	svc.Register(srv)
+	}))
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = srv.GRPC.Serve(lis) }()
 	conn, err := grpc.NewClient("passthrough:///bufnet", grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
 	require.NoError(t, err)
-	runCtx, cancel := context.WithCancel(context.Background())
-	require.NoError(t, svc.Run(runCtx))
 	b.svc, b.conn = svc, conn
 	b.cancel = func() {
 		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
 		defer c()
-		_ = svc.river.Stop(sctx)
+		_ = svc.river.Stop(sctx) // graceful: let running jobs finish
 		cancel()
+		require.NoError(t, svc.Stop(sctx))
 		srv.GRPC.Stop()
 		_ = conn.Close()
 	}

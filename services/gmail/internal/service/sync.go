@@ -26,12 +26,6 @@ type SyncArgs struct {
 
 func (SyncArgs) Kind() string { return "gmail_history_sync" }
 
-// SweepArgs is the periodic job that enqueues syncs for notifications left pending (a sync that was
-// skipped because one was running, or a crash).
-type SweepArgs struct{}
-
-func (SweepArgs) Kind() string { return "gmail_sweep_pending" }
-
 // Limits of one sync.
 const (
 	maxHistoryPages  = 200
@@ -64,19 +58,16 @@ func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
 	return w.s.syncProvider(ctx, job)
 }
 
-type sweepWorker struct {
-	river.WorkerDefaults[SweepArgs]
-	s *Service
-}
-
-func (w *sweepWorker) Work(ctx context.Context, _ *river.Job[SweepArgs]) error {
-	list, err := store.ProvidersWithStalePending(ctx, w.s.pool, w.s.opts.SweepAge)
+// sweep (the periodic sweeper, see jobs.AddSweeper) enqueues syncs for notifications left pending: a
+// sync that was skipped because one was running, or a crash.
+func (s *Service) sweep(ctx context.Context) error {
+	list, err := store.ProvidersWithStalePending(ctx, s.pool, s.opts.SweepAge)
 	if err != nil {
 		return err
 	}
 	for _, tp := range list {
-		if err := pgx.BeginFunc(ctx, w.s.pool, func(tx pgx.Tx) error {
-			return w.s.enqueueSync(ctx, tx, tp.Tenant, tp.ProviderID)
+		if err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			return s.enqueueSync(ctx, tx, tp.Tenant, tp.ProviderID)
 		}); err != nil {
 			return err
 		}
@@ -134,35 +125,26 @@ func (s *Service) syncProvider(ctx context.Context, job *river.Job[SyncArgs]) er
 // finishIfIdle completes the job unless notifications arrived after upTo. The look and the completion
 // share one transaction under the provider's lock, which enqueueSync takes too: a notification stored
 // meanwhile is either seen here (another round) or finds this job completed and enqueues a new one.
-func (s *Service) finishIfIdle(ctx context.Context, job *river.Job[SyncArgs], upTo int64) (idle bool, err error) {
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+func (s *Service) finishIfIdle(ctx context.Context, job *river.Job[SyncArgs], upTo int64) (bool, error) {
+	return jobs.FinishIfIdle(ctx, s.pool, job, func(ctx context.Context, tx pgx.Tx) (bool, error) {
 		if err := store.LockProvider(ctx, tx, job.Args.Tenant, job.Args.ProviderID); err != nil {
-			return err
+			return false, err
 		}
 		more, err := store.PendingAfter(ctx, tx, job.Args.Tenant, job.Args.ProviderID, upTo)
-		if err != nil || more {
-			return err
-		}
-		idle = true
-		return jobs.CompleteTx(ctx, tx, job)
+		return !more, err
 	})
-	return idle, err
 }
 
-// settle waits (briefly) until a burst of notifications has stopped, so a burst causes one sync.
+// settle waits (briefly) until a burst of notifications has stopped, so a burst causes one sync, and
+// returns the mailbox's pending notifications as last seen.
 func (s *Service) settle(ctx context.Context, tenant, providerID string) (store.Pending, error) {
-	deadline := time.Now().Add(s.opts.MaxSettle)
-	for {
-		pend, err := store.PendingNotifications(ctx, s.pool, tenant, providerID)
-		if err != nil || pend.MaxID == 0 || pend.Quiet >= s.opts.Settle || time.Now().After(deadline) {
-			return pend, err
-		}
-		select {
-		case <-ctx.Done():
-			return pend, ctx.Err()
-		case <-time.After(s.opts.Settle - pend.Quiet):
-		}
-	}
+	var pend store.Pending
+	err := jobs.Settle(ctx, s.opts.Settle, s.opts.MaxSettle, func(ctx context.Context) (time.Duration, bool, error) {
+		var err error
+		pend, err = store.PendingNotifications(ctx, s.pool, tenant, providerID)
+		return pend.Quiet, pend.MaxID != 0, err
+	})
+	return pend, err
 }
 
 // syncOnce reads the mailbox history from the stored history id and stores every new message.
@@ -371,7 +353,8 @@ func (s *Service) storeMessages(ctx context.Context, p *store.Provider, gm *gmai
 		}
 		if inserted > 0 {
 			s.metrics.messages.Add(float64(inserted))
-			return store.NotifyInbound(ctx, tx, p.Tenant)
+			// Delivered on commit, to the streams of every replica.
+			return s.feed.Notify(ctx, tx)
 		}
 		return nil
 	})

@@ -7,7 +7,6 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,12 +24,13 @@ var queriesSQL string
 // Schema is the Postgres schema the gmail service owns.
 const Schema = "gmail"
 
-// Migrations of the gmail schema.
-func Migrations() *pg.Migrations {
-	return &pg.Migrations{Schema: Schema, FS: migrationsFS, Dir: "migrations"}
-}
-
 var queries = pg.ParseQueries(queriesSQL)
+
+// Migrations of the gmail schema, with every statement of queries.sql (prepared against the migrated
+// schema by TestEveryQueryPrepares).
+func Migrations() *pg.Migrations {
+	return &pg.Migrations{Schema: Schema, FS: migrationsFS, Dir: "migrations", Queries: queries}
+}
 
 func q(name string) string { return queries.Get(name) }
 
@@ -107,23 +107,24 @@ func CreateProvider(ctx context.Context, db DB, n NewProvider) (*Provider, error
 	if n.InboundDefaults == nil {
 		n.InboundDefaults = json.RawMessage("{}")
 	}
-	return one(db.Query(ctx, q("CreateProvider"), n.Tenant, n.Mailbox, n.DisplayName, n.LabelFilters, n.InboundDefaults, n.Active))
+	return one(db.Query(ctx, q("CreateProvider"), pg.Args{"tenant": n.Tenant, "mailbox": n.Mailbox,
+		"display_name": n.DisplayName, "label_filters": n.LabelFilters, "inbound_defaults": n.InboundDefaults, "active": n.Active}))
 }
 
 func GetProvider(ctx context.Context, db DB, tenant, id string) (*Provider, error) {
-	return one(db.Query(ctx, q("GetProvider"), tenant, id))
+	return one(db.Query(ctx, q("GetProvider"), pg.Args{"tenant": tenant, "id": id}))
 }
 
 func GetProviderForUpdate(ctx context.Context, db DB, tenant, id string) (*Provider, error) {
-	return one(db.Query(ctx, q("GetProviderForUpdate"), tenant, id))
+	return one(db.Query(ctx, q("GetProviderForUpdate"), pg.Args{"tenant": tenant, "id": id}))
 }
 
 func ProviderByMailbox(ctx context.Context, db DB, tenant, mailbox string) (*Provider, error) {
-	return one(db.Query(ctx, q("ProviderByMailbox"), tenant, mailbox))
+	return one(db.Query(ctx, q("ProviderByMailbox"), pg.Args{"tenant": tenant, "mailbox": mailbox}))
 }
 
 func ListProviders(ctx context.Context, db DB, tenant string) ([]*Provider, error) {
-	rows, err := db.Query(ctx, q("ListProviders"), tenant)
+	rows, err := db.Query(ctx, q("ListProviders"), pg.Args{"tenant": tenant})
 	if err != nil {
 		return nil, err
 	}
@@ -148,27 +149,29 @@ func UpdateProvider(ctx context.Context, db DB, tenant, id string, u ProviderUpd
 	if u.InboundDefaults != nil {
 		defaults = u.InboundDefaults
 	}
-	return one(db.Query(ctx, q("UpdateProvider"), tenant, id, u.DisplayName, u.SetLabels, labels, defaults, u.Active))
+	return one(db.Query(ctx, q("UpdateProvider"), pg.Args{"tenant": tenant, "id": id, "display_name": u.DisplayName,
+		"set_labels": u.SetLabels, "label_filters": labels, "inbound_defaults": defaults, "active": u.Active}))
 }
 
 func DeleteProvider(ctx context.Context, db DB, tenant, id string) (bool, error) {
-	tag, err := db.Exec(ctx, q("DeleteProvider"), tenant, id)
+	tag, err := db.Exec(ctx, q("DeleteProvider"), pg.Args{"tenant": tenant, "id": id})
 	return tag.RowsAffected() == 1, err
 }
 
 func SetConnecting(ctx context.Context, db DB, tenant, id string) (*Provider, error) {
-	return one(db.Query(ctx, q("SetConnecting"), tenant, id))
+	return one(db.Query(ctx, q("SetConnecting"), pg.Args{"tenant": tenant, "id": id}))
 }
 
 func SetError(ctx context.Context, db DB, tenant, id, code, message, remedy string) (*Provider, error) {
-	return one(db.Query(ctx, q("SetError"), tenant, id, code, message, remedy))
+	return one(db.Query(ctx, q("SetError"), pg.Args{"tenant": tenant, "id": id,
+		"error_code": code, "error_message": message, "error_remedy": remedy}))
 }
 
 func ResetProvider(ctx context.Context, db DB, tenant, id string) (*Provider, error) {
-	if _, err := db.Exec(ctx, q("DeleteSteps"), tenant, id); err != nil {
+	if _, err := db.Exec(ctx, q("DeleteSteps"), pg.Args{"tenant": tenant, "provider_id": id}); err != nil {
 		return nil, err
 	}
-	return one(db.Query(ctx, q("ResetProvider"), tenant, id))
+	return one(db.Query(ctx, q("ResetProvider"), pg.Args{"tenant": tenant, "id": id}))
 }
 
 // Step is one recorded provisioning step.
@@ -195,16 +198,19 @@ func SaveProvisioning(ctx context.Context, tx pgx.Tx, tenant, id string, p Provi
 	if labels == nil {
 		labels = []string{}
 	}
-	prov, err := one(tx.Query(ctx, q("SetProvisioned"), tenant, id, p.State, p.ErrorCode, p.ErrorMessage, p.ErrorRemedy,
-		p.AccountEmail, p.Subscription, p.Topic, labels, p.WatchExpire, p.HistoryBaseline))
+	prov, err := one(tx.Query(ctx, q("SetProvisioned"), pg.Args{"tenant": tenant, "id": id, "state": p.State,
+		"error_code": p.ErrorCode, "error_message": p.ErrorMessage, "error_remedy": p.ErrorRemedy,
+		"account_email": p.AccountEmail, "subscription": p.Subscription, "topic": p.Topic, "watch_label_ids": labels,
+		"watch_expire_time": p.WatchExpire, "history_baseline": p.HistoryBaseline}))
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tx.Exec(ctx, q("DeleteSteps"), tenant, id); err != nil {
+	if _, err := tx.Exec(ctx, q("DeleteSteps"), pg.Args{"tenant": tenant, "provider_id": id}); err != nil {
 		return nil, err
 	}
 	for i, s := range p.Steps {
-		if _, err := tx.Exec(ctx, q("InsertStep"), tenant, id, i, s.Name, s.OK, s.Detail, s.CheckTime); err != nil {
+		if _, err := tx.Exec(ctx, q("InsertStep"), pg.Args{"tenant": tenant, "provider_id": id, "position": i,
+			"name": s.Name, "ok": s.OK, "detail": s.Detail, "check_time": s.CheckTime}); err != nil {
 			return nil, err
 		}
 	}
@@ -212,7 +218,7 @@ func SaveProvisioning(ctx context.Context, tx pgx.Tx, tenant, id string, p Provi
 }
 
 func ListSteps(ctx context.Context, db DB, tenant, id string) ([]Step, error) {
-	rows, err := db.Query(ctx, q("ListSteps"), tenant, id)
+	rows, err := db.Query(ctx, q("ListSteps"), pg.Args{"tenant": tenant, "provider_id": id})
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +239,8 @@ var ErrSubscriptionOwned = errors.New("subscription belongs to another tenant")
 
 func UpsertSubscription(ctx context.Context, db DB, s Subscription) error {
 	var name string
-	err := db.QueryRow(ctx, q("UpsertSubscription"), s.Name, s.Tenant, s.ProjectID, s.Topic, s.ServiceAccountEmail, s.PushEndpoint, s.Audience).Scan(&name)
+	err := db.QueryRow(ctx, q("UpsertSubscription"), pg.Args{"name": s.Name, "tenant": s.Tenant, "project_id": s.ProjectID,
+		"topic": s.Topic, "service_account_email": s.ServiceAccountEmail, "push_endpoint": s.PushEndpoint, "audience": s.Audience}).Scan(&name)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ErrSubscriptionOwned
 	}
@@ -242,7 +249,7 @@ func UpsertSubscription(ctx context.Context, db DB, s Subscription) error {
 
 func GetSubscription(ctx context.Context, db DB, name string) (*Subscription, error) {
 	var s Subscription
-	err := db.QueryRow(ctx, q("GetSubscription"), name).Scan(&s.Name, &s.Tenant, &s.ProjectID, &s.Topic, &s.ServiceAccountEmail, &s.PushEndpoint, &s.Audience)
+	err := db.QueryRow(ctx, q("GetSubscription"), pg.Args{"name": name}).Scan(&s.Name, &s.Tenant, &s.ProjectID, &s.Topic, &s.ServiceAccountEmail, &s.PushEndpoint, &s.Audience)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -259,14 +266,16 @@ type Notification struct {
 // InsertNotification stores n; it reports false for a redelivery (same subscription and message id).
 func InsertNotification(ctx context.Context, db DB, n Notification) (bool, error) {
 	var id int64
-	err := db.QueryRow(ctx, q("InsertNotification"), n.Tenant, n.ProviderID, n.Subscription, n.PubSubMessageID, n.EmailAddress, n.HistoryID, n.PublishTime).Scan(&id)
+	err := db.QueryRow(ctx, q("InsertNotification"), pg.Args{"tenant": n.Tenant, "provider_id": n.ProviderID,
+		"subscription": n.Subscription, "pubsub_message_id": n.PubSubMessageID, "email_address": n.EmailAddress,
+		"history_id": n.HistoryID, "publish_time": n.PublishTime}).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	_, err = db.Exec(ctx, q("TouchLastPush"), n.Tenant, n.ProviderID)
+	_, err = db.Exec(ctx, q("TouchLastPush"), pg.Args{"tenant": n.Tenant, "id": n.ProviderID})
 	return err == nil, err
 }
 
@@ -281,19 +290,19 @@ type Pending struct {
 func PendingNotifications(ctx context.Context, db DB, tenant, provider string) (Pending, error) {
 	var p Pending
 	var secs float64
-	err := db.QueryRow(ctx, q("PendingNotifications"), tenant, provider).Scan(&p.MaxID, &p.MaxHistoryID, &secs)
+	err := db.QueryRow(ctx, q("PendingNotifications"), pg.Args{"tenant": tenant, "provider_id": provider}).Scan(&p.MaxID, &p.MaxHistoryID, &secs)
 	p.Quiet = time.Duration(secs * float64(time.Second))
 	return p, err
 }
 
 func MarkProcessed(ctx context.Context, db DB, tenant, provider string, upTo int64) error {
-	_, err := db.Exec(ctx, q("MarkProcessed"), tenant, provider, upTo)
+	_, err := db.Exec(ctx, q("MarkProcessed"), pg.Args{"tenant": tenant, "provider_id": provider, "up_to": upTo})
 	return err
 }
 
 func PendingAfter(ctx context.Context, db DB, tenant, provider string, after int64) (bool, error) {
 	var ok bool
-	err := db.QueryRow(ctx, q("PendingAfter"), tenant, provider, after).Scan(&ok)
+	err := db.QueryRow(ctx, q("PendingAfter"), pg.Args{"tenant": tenant, "provider_id": provider, "after": after}).Scan(&ok)
 	return ok, err
 }
 
@@ -301,7 +310,7 @@ func PendingAfter(ctx context.Context, db DB, tenant, provider string, after int
 type TenantProvider struct{ Tenant, ProviderID string }
 
 func ProvidersWithStalePending(ctx context.Context, db DB, olderThan time.Duration) ([]TenantProvider, error) {
-	rows, err := db.Query(ctx, q("ProvidersWithStalePending"), olderThan.Seconds())
+	rows, err := db.Query(ctx, q("ProvidersWithStalePending"), pg.Args{"older_than_seconds": olderThan.Seconds()})
 	if err != nil {
 		return nil, err
 	}
@@ -314,7 +323,7 @@ func ProvidersWithStalePending(ctx context.Context, db DB, olderThan time.Durati
 
 func MessageExists(ctx context.Context, db DB, provider, gmailID string) (bool, error) {
 	var ok bool
-	err := db.QueryRow(ctx, q("MessageExists"), provider, gmailID).Scan(&ok)
+	err := db.QueryRow(ctx, q("MessageExists"), pg.Args{"provider_id": provider, "gmail_message_id": gmailID}).Scan(&ok)
 	return ok, err
 }
 
@@ -355,9 +364,12 @@ func InsertMessage(ctx context.Context, db DB, m *Message) (bool, error) {
 	if att == nil {
 		att = json.RawMessage("[]")
 	}
-	err := db.QueryRow(ctx, q("InsertMessage"), m.Tenant, m.ProviderID, m.Mailbox, m.GmailMessageID, m.ThreadID, m.HistoryID,
-		m.MessageIDHeader, m.InReplyTo, nz(m.References), m.From, nz(m.To), nz(m.Cc), m.Subject, m.TextBody, m.HTMLBody,
-		att, nz(m.LabelIDs), m.ReceiveTime).Scan(&m.Seq)
+	err := db.QueryRow(ctx, q("InsertMessage"), pg.Args{"tenant": m.Tenant, "provider_id": m.ProviderID, "mailbox": m.Mailbox,
+		"gmail_message_id": m.GmailMessageID, "thread_id": m.ThreadID, "history_id": m.HistoryID,
+		"message_id_header": m.MessageIDHeader, "in_reply_to": m.InReplyTo, "references": nz(m.References),
+		"from_address": m.From, "to_addresses": nz(m.To), "cc_addresses": nz(m.Cc), "subject": m.Subject,
+		"text_body": m.TextBody, "html_body": m.HTMLBody, "attachments": att, "label_ids": nz(m.LabelIDs),
+		"receive_time": m.ReceiveTime}).Scan(&m.Seq)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -366,18 +378,18 @@ func InsertMessage(ctx context.Context, db DB, m *Message) (bool, error) {
 
 // AdvanceHistory moves the provider's history id forward (never back) and records the sync time.
 func AdvanceHistory(ctx context.Context, db DB, tenant, provider string, historyID int64) error {
-	_, err := db.Exec(ctx, q("AdvanceHistory"), tenant, provider, historyID)
+	_, err := db.Exec(ctx, q("AdvanceHistory"), pg.Args{"tenant": tenant, "id": provider, "history_id": historyID})
 	return err
 }
 
 func TouchSync(ctx context.Context, db DB, tenant, provider string) error {
-	_, err := db.Exec(ctx, q("TouchSync"), tenant, provider)
+	_, err := db.Exec(ctx, q("TouchSync"), pg.Args{"tenant": tenant, "id": provider})
 	return err
 }
 
 func LastMessageTime(ctx context.Context, db DB, tenant, provider string) (*time.Time, error) {
 	var t *time.Time
-	err := db.QueryRow(ctx, q("LastMessageTime"), tenant, provider).Scan(&t)
+	err := db.QueryRow(ctx, q("LastMessageTime"), pg.Args{"tenant": tenant, "provider_id": provider}).Scan(&t)
 	return t, err
 }
 
@@ -387,7 +399,8 @@ func ListMessages(ctx context.Context, db DB, tenant, provider string, afterSeq 
 	if provider != "" {
 		prov = provider
 	}
-	rows, err := db.Query(ctx, q("ListMessages"), tenant, prov, afterSeq, limit, includeAck)
+	rows, err := db.Query(ctx, q("ListMessages"), pg.Args{"tenant": tenant, "provider_id": prov, "after_seq": afterSeq,
+		"limit": limit, "include_acknowledged": includeAck})
 	if err != nil {
 		return nil, err
 	}
@@ -401,32 +414,13 @@ func ListMessages(ctx context.Context, db DB, tenant, provider string, afterSeq 
 }
 
 func Acknowledge(ctx context.Context, db DB, tenant string, ids []string) (int64, error) {
-	tag, err := db.Exec(ctx, q("Acknowledge"), tenant, ids)
+	tag, err := db.Exec(ctx, q("Acknowledge"), pg.Args{"tenant": tenant, "ids": ids})
 	return tag.RowsAffected(), err
-}
-
-// NotifyInbound wakes streams (delivered when the transaction commits).
-func NotifyInbound(ctx context.Context, db DB, tenant string) error {
-	_, err := db.Exec(ctx, q("NotifyInbound"), tenant)
-	return err
-}
-
-// InboundChannel is the LISTEN channel of NotifyInbound.
-const InboundChannel = "gmail_inbound"
-
-// Check makes sure every named query exists (called from tests).
-func Check() error {
-	for _, n := range []string{"CreateProvider", "ListMessages", "Acknowledge"} {
-		if _, ok := queries[n]; !ok {
-			return fmt.Errorf("missing query %s", n)
-		}
-	}
-	return nil
 }
 
 // LockProvider locks the provider's row until tx ends (a deleted provider locks nothing, which is fine:
 // nothing is left to sync).
 func LockProvider(ctx context.Context, tx pgx.Tx, tenant, provider string) error {
-	_, err := tx.Exec(ctx, q("LockProvider"), tenant, provider)
+	_, err := tx.Exec(ctx, q("LockProvider"), pg.Args{"tenant": tenant, "id": provider})
 	return err
 }
