@@ -58,7 +58,7 @@ func (t *oauthTarget) Start(_ context.Context, deps *target.Deps) error {
 	}
 	t.svc.SetDeps(service.Deps{
 		Pool: deps.Pool, Secrets: secrets, Gmail: gmail, Calendar: calendar,
-		Base: deps.Base, BaseURL: deps.Config.BaseURL, UIBaseURL: t.cfg.UIBaseURL,
+		Base: deps.Base, BaseURL: deps.Config.BaseURL, UIBaseURL: deps.Config.UIBaseURL,
 		Google: deps.Google, Logger: deps.Logger,
 	})
 	return nil

@@ -27,7 +27,6 @@ import (
 	"github.com/algapsa/alga-google/services/platform/googleapi"
 	"github.com/algapsa/alga-google/services/platform/grpcclient"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
-	"github.com/algapsa/alga-google/services/platform/jobs"
 	"github.com/algapsa/alga-google/services/platform/pg"
 	"github.com/algapsa/alga-google/services/platform/target"
 	"github.com/algapsa/alga-google/services/platform/urls"
@@ -35,8 +34,9 @@ import (
 
 // Options configure a running suite.
 type Options struct {
-	Config  config.Config
-	Targets []string
+	Config config.Config
+	// Targets to run, constructed and bound (see NewTargets).
+	Targets []target.Target
 	Logger  *slog.Logger
 	// Listeners override Config.GRPCAddr / Config.HTTPAddr (tests pass 127.0.0.1:0 listeners).
 	GRPCListener net.Listener
@@ -48,21 +48,20 @@ type Options struct {
 
 // App is a running suite.
 type App struct {
-	opts     Options
-	log      *slog.Logger
-	deps     *target.Deps
-	server   *grpcserver.Server
-	httpSrv  *http.Server
-	grpcLis  net.Listener
-	httpLis  net.Listener
-	inproc   *bufconn.Listener
-	targets  []target.Target
-	group    *errgroup.Group
-	cancel   context.CancelFunc
-	waitJobs func(context.Context)
-	mu       sync.Mutex
-	ready    map[string]bool
-	poolMu   sync.Mutex // guards deps.Pool, connected on first need
+	opts    Options
+	log     *slog.Logger
+	deps    *target.Deps
+	server  *grpcserver.Server
+	httpSrv *http.Server
+	grpcLis net.Listener
+	httpLis net.Listener
+	inproc  *bufconn.Listener
+	targets []target.Target
+	group   *errgroup.Group
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	ready   map[string]bool
+	poolMu  sync.Mutex // guards deps.Pool, connected on first need
 }
 
 // ExpandTargets turns "all" and comma lists into target names, rejecting unknown ones.
@@ -120,9 +119,9 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	a.server = grpcserver.New(grpcserver.Options{Logger: log, Verifier: verifier, Registerer: reg})
 
 	local := map[string]bool{}
-	for _, name := range opts.Targets {
+	for _, t := range opts.Targets {
+		name := t.Name()
 		local[name] = true
-		t := Registry[name]()
 		a.targets = append(a.targets, t)
 		// Register before Serve; the target's services answer Unavailable until its Start succeeds.
 		before := a.server.GRPC.GetServiceInfo()
@@ -170,8 +169,6 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
-	// Job clients started under runCtx are waited for at shutdown, before the pool closes.
-	runCtx, a.waitJobs = jobs.TrackStops(runCtx)
 	// Targets without a database (the gateway) start before anything is served, so their routes exist
 	// from the first request; the others come up in the background as their database allows.
 	var pending []target.Target
@@ -382,8 +379,12 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	a.cancel()
 	err := a.group.Wait()
-	if a.waitJobs != nil {
-		a.waitJobs(ctx)
+	// Background work started under the targets' contexts (River clients recording their cancelled
+	// jobs) finishes before the pool closes.
+	for _, t := range a.targets {
+		if serr := t.Stop(ctx); serr != nil {
+			a.log.Warn("target did not stop cleanly", "target", t.Name(), "err", serr)
+		}
 	}
 	a.deps.Close()
 	if a.deps.Pool != nil {

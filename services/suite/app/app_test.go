@@ -43,11 +43,14 @@ func setup(t *testing.T, migrateOnStart bool) testBundle {
 	cfg := config.Config{
 		DatabaseURL: dbURL, BaseURL: "http://" + httpLis.Addr().String(), Dev: true,
 		AuthHS256Key: userKey, AuthIssuer: "alga-psa", AuthAudience: "alga-google",
-		SecretsKEK: base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")), SecretsKEKID: "k1",
-		SecretsBackend: "postgres",
 	}
+	built, err := app.NewTargetsWith(map[string]string{
+		"secrets-kek":    base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")),
+		"secrets-kek-id": "k1", "secrets-backend": "postgres",
+	})
+	require.NoError(t, err)
 	a, err := app.Start(context.Background(), app.Options{
-		Config: cfg, Targets: []string{"secrets", "gateway"}, Logger: logging.Discard(),
+		Config: cfg, Targets: app.Select(built, []string{"secrets", "gateway"}), Logger: logging.Discard(),
 		GRPCListener: grpcLis, HTTPListener: httpLis, MigrateOnStart: migrateOnStart,
 	})
 	require.NoError(t, err)

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -66,33 +67,52 @@ func usage(w io.Writer, cmds map[string]command) {
 	}
 }
 
-// newFlags returns a flag set bound to the full configuration.
-func newFlags(name string, stderr io.Writer, cfg *config.Config) *flag.FlagSet {
+// newFlags returns a flag set with the shared settings declared on it, and the binder that declared
+// them (parse errors of environment values are reported by parseFlags).
+func newFlags(name string, stderr io.Writer, cfg *config.Config) (*flag.FlagSet, *config.Binder) {
 	fs := flag.NewFlagSet("alga-google "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg.Bind(fs)
-	return fs
+	b := config.NewBinder(fs)
+	cfg.Bind(b)
+	return fs, b
+}
+
+// parseFlags parses args, then reports environment values that did not parse.
+func parseFlags(fs *flag.FlagSet, b *config.Binder, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return b.Err()
+}
+
+// newLogger is JSON for log pipelines, and text lines for a person at a terminal in --dev.
+func newLogger(w io.Writer, cfg config.Config) *slog.Logger {
+	if cfg.Dev {
+		return logging.NewText(w, cfg.LogLevel)
+	}
+	return logging.New(w, cfg.LogLevel)
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg config.Config
-	fs := newFlags("serve", stderr, &cfg)
+	fs, b := newFlags("serve", stderr, &cfg)
+	all := app.NewTargets(b)
 	targets := fs.String("target", envOr("ALGA_TARGET", "all"), "targets to run: all, or a comma list of "+strings.Join(app.AllTargets, ",")+" (env ALGA_TARGET)")
 	migrateOnStart := fs.Bool("migrate-on-start", envBool("ALGA_MIGRATE_ON_START", true), "apply pending migrations at start; when false, targets wait until alga-google migrate has run (env ALGA_MIGRATE_ON_START)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, b, args); err != nil {
 		return err
 	}
 	names, err := app.ExpandTargets(*targets)
 	if err != nil {
 		return err
 	}
-	log := logging.New(stderr, cfg.LogLevel).With("binary", "alga-google", "targets", strings.Join(names, ","))
+	log := newLogger(stderr, cfg).With("binary", "alga-google", "targets", strings.Join(names, ","))
 	dev, err := prepareDev(ctx, &cfg, log)
 	if err != nil {
 		return err
 	}
 	defer dev.Close()
-	a, err := app.Start(ctx, app.Options{Config: cfg, Targets: names, Logger: log, MigrateOnStart: *migrateOnStart})
+	a, err := app.Start(ctx, app.Options{Config: cfg, Targets: app.Select(all, names), Logger: log, MigrateOnStart: *migrateOnStart})
 	if err != nil {
 		return err
 	}
@@ -109,9 +129,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 func migrate(ctx context.Context, args []string, _, stderr io.Writer) error {
 	var cfg config.Config
-	fs := newFlags("migrate", stderr, &cfg)
+	fs, b := newFlags("migrate", stderr, &cfg)
 	targets := fs.String("target", "all", "targets whose schemas to migrate")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, b, args); err != nil {
 		return err
 	}
 	names, err := app.ExpandTargets(*targets)
@@ -126,7 +146,7 @@ func migrate(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer pool.Close()
-	log := logging.New(stderr, cfg.LogLevel)
+	log := newLogger(stderr, cfg)
 	for _, n := range names {
 		m := app.Registry[n]().Migrations()
 		if m == nil {
@@ -142,14 +162,14 @@ func migrate(ctx context.Context, args []string, _, stderr io.Writer) error {
 
 func token(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg config.Config
-	fs := newFlags("token", stderr, &cfg)
+	fs, b := newFlags("token", stderr, &cfg)
 	tenant := fs.String("tenant", "tenant-dev", "tenant id (claim tenant)")
 	user := fs.String("user", "admin@dev", "user id (claim sub)")
 	perms := fs.String("permissions", auth.PermSystemSettingsUpdate, "comma list of permissions, e.g. system_settings:update,ticket_settings:update")
 	userType := fs.String("user-type", auth.UserTypeInternal, "internal or client")
 	service := fs.String("service", "", "mint a service token for this service name instead of a user token")
 	ttl := fs.Duration("ttl", 12*time.Hour, "lifetime")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, b, args); err != nil {
 		return err
 	}
 	var tok string

@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/algapsa/alga-google/services/platform/config"
-	"github.com/algapsa/alga-google/services/platform/logging"
 	"github.com/algapsa/alga-google/services/platform/pg"
 	"github.com/algapsa/alga-google/services/secrets"
 )
@@ -21,9 +20,11 @@ func secretsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return errors.New("usage: alga-google secrets rotate-kek | shred --tenant T | kek-usage")
 	}
 	var cfg config.Config
-	fs := newFlags("secrets "+args[0], stderr, &cfg)
+	var sc secrets.Config
+	fs, b := newFlags("secrets "+args[0], stderr, &cfg)
+	sc.Bind(b)
 	tenant := fs.String("tenant", "", "tenant to crypto-shred (shred)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, b, args[1:]); err != nil {
 		return err
 	}
 	if cfg.DatabaseURL == "" {
@@ -34,24 +35,24 @@ func secretsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer pool.Close()
-	log := logging.New(stderr, cfg.LogLevel)
+	log := newLogger(stderr, cfg)
 	switch args[0] {
 	case "rotate-kek":
 		// The current KEK (ALGA_SECRETS_KEK/_ID) becomes the wrapping key of every data key that
 		// ALGA_SECRETS_KEK_PREVIOUS can still unwrap.
-		newKEK, err := cfg.KEK()
+		newKEK, err := sc.KEK()
 		if err != nil {
 			return err
 		}
-		old, err := secrets.ParseKEKList(cfg.SecretsKEKPrevious)
-		if err != nil {
-			return fmt.Errorf("ALGA_SECRETS_KEK_PREVIOUS: %w", err)
-		}
-		n, err := secrets.RotateKEKFrom(ctx, pool, old, newKEK, cfg.SecretsKEKID, log)
+		old, err := sc.PreviousKEKs()
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "re-wrapped %d tenant data keys with %s\n", n, cfg.SecretsKEKID)
+		n, err := secrets.RotateKEKFrom(ctx, pool, old, newKEK, sc.KEKID, log)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "re-wrapped %d tenant data keys with %s\n", n, sc.KEKID)
 		return printUsage(ctx, stdout, pool)
 	case "kek-usage":
 		return printUsage(ctx, stdout, pool)

@@ -36,8 +36,10 @@ type Options struct {
 	DatabaseURL string
 	// Sandbox reuses a running sandbox; default a fresh one per suite.
 	Sandbox *googlesandbox.Sandbox
-	// Configure adjusts the configuration before start.
+	// Configure adjusts the shared configuration before start.
 	Configure func(*config.Config)
+	// Settings set the targets' own settings by flag name (e.g. "secrets-kek-id"), over TestSettings.
+	Settings map[string]string
 	// Logs receives the suite's JSON logs (tests scan them for planted secrets); default discarded.
 	Logs io.Writer
 	// GRPCListener and HTTPListener are opened by the test when other suites must know the addresses
@@ -102,12 +104,20 @@ func Start(t testing.TB, opts Options) *Suite {
 	if err != nil {
 		t.Fatal(err)
 	}
+	settings := TestSettings()
+	for k, v := range opts.Settings {
+		settings[k] = v
+	}
+	built, err := app.NewTargetsWith(settings)
+	if err != nil {
+		t.Fatal(err)
+	}
 	logw := opts.Logs
 	if logw == nil {
 		logw = io.Discard
 	}
 	a, err := app.Start(ctx, app.Options{
-		Config: cfg, Targets: names, Logger: logging.New(logw, "debug"),
+		Config: cfg, Targets: app.Select(built, names), Logger: logging.New(logw, "debug"),
 		GRPCListener: grpcLis, HTTPListener: httpLis, MigrateOnStart: true,
 	})
 	if err != nil {
@@ -152,13 +162,19 @@ func TestConfig() config.Config {
 		AuthHS256Key:    "test-user-token-key-0123456789abcdef",
 		AuthIssuer:      "alga-psa",
 		AuthAudience:    "alga-google",
-		SecretsKEK:      base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")),
-		SecretsKEKID:    "kek-test",
-		SecretsBackend:  "postgres",
 		JobRunner:       "river",
 		LogLevel:        "debug",
 		Dev:             true,
 		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+// TestSettings are the targets' own settings of a suite under test, by flag name.
+func TestSettings() map[string]string {
+	return map[string]string{
+		"secrets-kek":     base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")),
+		"secrets-kek-id":  "kek-test",
+		"secrets-backend": "postgres",
 	}
 }
 
