@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/algapsa/alga-google/services/platform/errs"
+	"github.com/algapsa/alga-google/services/platform/metrics"
 	"github.com/algapsa/alga-google/services/platform/pg"
 )
 
@@ -92,40 +93,20 @@ func New(opts Options) (*Feed, error) {
 	if opts.Poll <= 0 {
 		opts.Poll = 5 * time.Second
 	}
-	delivered := prometheus.NewCounterVec(prometheus.CounterOpts{
+	r := metrics.NewRegistrar(opts.Registerer)
+	delivered := metrics.Use(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "alga_feed_delivered_total",
 		Help: "Rows handed to consumers by List and Stream, by feed.",
-	}, []string{"feed"})
-	acked := prometheus.NewCounterVec(prometheus.CounterOpts{
+	}, []string{"feed"}))
+	acked := metrics.Use(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "alga_feed_acknowledged_total",
 		Help: "Rows acknowledged by consumers, by feed.",
-	}, []string{"feed"})
-	if opts.Registerer != nil {
-		var err error
-		if delivered, err = register(opts.Registerer, delivered); err != nil {
-			return nil, err
-		}
-		if acked, err = register(opts.Registerer, acked); err != nil {
-			return nil, err
-		}
+	}, []string{"feed"}))
+	if err := r.Err(); err != nil {
+		return nil, err
 	}
 	return &Feed{opts: opts, wake: make(chan struct{}),
 		delivered: delivered.WithLabelValues(opts.Name), acked: acked.WithLabelValues(opts.Name)}, nil
-}
-
-// register registers vec, or returns the vector already registered under its name (a second feed on
-// the same registry).
-func register(reg prometheus.Registerer, vec *prometheus.CounterVec) (*prometheus.CounterVec, error) {
-	if err := reg.Register(vec); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if errors.As(err, &already) {
-			if existing, ok := already.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing, nil
-			}
-		}
-		return nil, err
-	}
-	return vec, nil
 }
 
 // Notify wakes every stream of the feed, on every replica, once the transaction db belongs to commits.

@@ -46,6 +46,17 @@ type Migrations struct {
 	Queries Queries
 }
 
+// Load reads a service's schema from its store package's embedded files: the numbered migrations in
+// migrations/ and the named statements of queries.sql. It panics on a malformed queries.sql (see
+// ParseQueries): the files are compiled in, so the first test that loads the package finds it.
+func Load(schema string, files fs.FS) *Migrations {
+	src, err := fs.ReadFile(files, "queries.sql")
+	if err != nil {
+		panic("pg: schema " + schema + " has no queries.sql: " + err.Error())
+	}
+	return &Migrations{Schema: schema, FS: files, Dir: "migrations", Queries: ParseQueries(string(src))}
+}
+
 var migrationName = regexp.MustCompile(`^(\d{4})_[a-z0-9_]+\.sql$`)
 
 type migration struct {

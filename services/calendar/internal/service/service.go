@@ -5,7 +5,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/algapsa/alga-google/services/calendar/internal/gcal"
 	"github.com/algapsa/alga-google/services/platform/feed"
 	"github.com/algapsa/alga-google/services/platform/jobs"
+	"github.com/algapsa/alga-google/services/platform/metrics"
 )
 
 // Token is a fresh access token of a provider's connection.
@@ -140,29 +140,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Calendar syncs by kind (full, delta, resync) and outcome.",
 		}, []string{"kind", "result"}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	var err error
-	if m.notifications, err = register(reg, m.notifications); err != nil {
-		return nil, err
-	}
-	if m.syncs, err = register(reg, m.syncs); err != nil {
+	r := metrics.NewRegistrar(reg)
+	m.notifications = metrics.Use(r, m.notifications)
+	m.syncs = metrics.Use(r, m.syncs)
+	if err := r.Err(); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers vec, or returns the vector already registered under its name.
-func register(reg prometheus.Registerer, vec *prometheus.CounterVec) (*prometheus.CounterVec, error) {
-	if err := reg.Register(vec); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if errors.As(err, &already) {
-			if existing, ok := already.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing, nil
-			}
-		}
-		return nil, err
-	}
-	return vec, nil
 }

@@ -14,23 +14,18 @@ import (
 	"github.com/algapsa/alga-google/services/platform/pg"
 )
 
-//go:embed migrations/*.sql
-var migrationsFS embed.FS
-
-//go:embed queries.sql
-var queriesSQL string
-
 // Schema is the Postgres schema the calendar service owns.
 const Schema = "calendar"
 
-// Migrations of the calendar schema.
-func Migrations() *pg.Migrations {
-	return &pg.Migrations{Schema: Schema, FS: migrationsFS, Dir: "migrations", Queries: queries}
-}
+//go:embed migrations/*.sql queries.sql
+var files embed.FS
 
-var queries = pg.ParseQueries(queriesSQL)
+var schema = pg.Load(Schema, files)
 
-func q(name string) string { return queries.Get(name) }
+// Migrations of the calendar schema, with every statement of queries.sql (the query check prepares them).
+func Migrations() *pg.Migrations { return schema }
+
+func q(name string) string { return schema.Queries.Get(name) }
 
 // DB is a pool or a transaction.
 type DB = pg.DB

@@ -25,6 +25,7 @@ import (
 	"github.com/algapsa/alga-google/services/platform/googleapi"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/jobs"
+	"github.com/algapsa/alga-google/services/platform/metrics"
 	"github.com/algapsa/alga-google/services/platform/urls"
 )
 
@@ -73,7 +74,7 @@ type Service struct {
 	google   googleapi.Endpoints
 	peers    Peers
 	verifier *push.Verifier
-	metrics  *metrics
+	metrics  *serviceMetrics
 	feed     *feed.Feed
 	river    *jobs.Client
 	// background is the work Start runs besides River (the feed's LISTEN relay); Stop waits for it.
@@ -196,7 +197,7 @@ func (s *Service) Stop(ctx context.Context) error {
 	return err
 }
 
-type metrics struct {
+type serviceMetrics struct {
 	push       *prometheus.CounterVec
 	syncs      *prometheus.CounterVec
 	provision  *prometheus.CounterVec
@@ -207,46 +208,23 @@ type metrics struct {
 
 // newMetrics registers the service's metrics on reg. A collector registered before under the same name
 // (a retried Start, or several services on one registry) is reused, as feed does.
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	r := &registrar{reg: reg}
-	m := &metrics{
-		push: use(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "alga_gmail_push_requests_total",
+func newMetrics(reg prometheus.Registerer) (*serviceMetrics, error) {
+	r := metrics.NewRegistrar(reg)
+	m := &serviceMetrics{
+		push: metrics.Use(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "alga_gmail_push_requests_total",
 			Help: "Gmail Pub/Sub pushes by result (stored, duplicate, unauthenticated, malformed, unknown_subscription, unknown_mailbox)."}, []string{"result"})),
-		syncs: use(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "alga_gmail_history_syncs_total",
+		syncs: metrics.Use(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "alga_gmail_history_syncs_total",
 			Help: "Gmail history syncs by result."}, []string{"result"})),
-		provision: use(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "alga_gmail_provisioning_total",
+		provision: metrics.Use(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "alga_gmail_provisioning_total",
 			Help: "Gmail activations by outcome (ok or the error code)."}, []string{"outcome"})),
-		messages:   use(r, prometheus.NewCounter(prometheus.CounterOpts{Name: "alga_gmail_messages_stored_total", Help: "Inbound messages stored."})),
-		backfills:  use(r, prometheus.NewCounter(prometheus.CounterOpts{Name: "alga_gmail_history_backfills_total", Help: "Stale-history recoveries (bounded backfills)."})),
-		watchStops: use(r, prometheus.NewCounter(prometheus.CounterOpts{Name: "alga_gmail_watch_stops_total", Help: "Watches stopped at Google."})),
+		messages:   metrics.Use(r, prometheus.NewCounter(prometheus.CounterOpts{Name: "alga_gmail_messages_stored_total", Help: "Inbound messages stored."})),
+		backfills:  metrics.Use(r, prometheus.NewCounter(prometheus.CounterOpts{Name: "alga_gmail_history_backfills_total", Help: "Stale-history recoveries (bounded backfills)."})),
+		watchStops: metrics.Use(r, prometheus.NewCounter(prometheus.CounterOpts{Name: "alga_gmail_watch_stops_total", Help: "Watches stopped at Google."})),
 	}
-	if r.err != nil {
-		return nil, r.err
+	if err := r.Err(); err != nil {
+		return nil, err
 	}
 	return m, nil
-}
-
-// registrar registers collectors and keeps the first error.
-type registrar struct {
-	reg prometheus.Registerer
-	err error
-}
-
-// use registers c, or returns the collector already registered under its name.
-func use[C prometheus.Collector](r *registrar, c C) C {
-	if r.err != nil {
-		return c
-	}
-	if err := r.reg.Register(c); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if errors.As(err, &already) {
-			if existing, ok := already.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		r.err = err
-	}
-	return c
 }
 
 // PushCount reads a push counter (tests).

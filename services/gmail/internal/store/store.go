@@ -15,24 +15,18 @@ import (
 	"github.com/algapsa/alga-google/services/platform/pg"
 )
 
-//go:embed migrations/*.sql
-var migrationsFS embed.FS
-
-//go:embed queries.sql
-var queriesSQL string
-
 // Schema is the Postgres schema the gmail service owns.
 const Schema = "gmail"
 
-var queries = pg.ParseQueries(queriesSQL)
+//go:embed migrations/*.sql queries.sql
+var files embed.FS
 
-// Migrations of the gmail schema, with every statement of queries.sql (prepared against the migrated
-// schema by TestEveryQueryPrepares).
-func Migrations() *pg.Migrations {
-	return &pg.Migrations{Schema: Schema, FS: migrationsFS, Dir: "migrations", Queries: queries}
-}
+var schema = pg.Load(Schema, files)
 
-func q(name string) string { return queries.Get(name) }
+// Migrations of the gmail schema, with every statement of queries.sql (the query check prepares them).
+func Migrations() *pg.Migrations { return schema }
+
+func q(name string) string { return schema.Queries.Get(name) }
 
 // DB is a pool or a transaction.
 type DB = pg.DB

@@ -16,23 +16,18 @@ import (
 	"github.com/algapsa/alga-google/services/platform/pg"
 )
 
-//go:embed migrations/*.sql
-var migrationsFS embed.FS
-
-//go:embed queries.sql
-var queriesSQL string
-
 // Schema is the Postgres schema the oauth service owns.
 const Schema = "oauth"
 
+//go:embed migrations/*.sql queries.sql
+var files embed.FS
+
+var schema = pg.Load(Schema, files)
+
 // Migrations of the oauth schema, with every statement of queries.sql (the query check prepares them).
-func Migrations() *pg.Migrations {
-	return &pg.Migrations{Schema: Schema, FS: migrationsFS, Dir: "migrations", Queries: queries}
-}
+func Migrations() *pg.Migrations { return schema }
 
-var queries = pg.ParseQueries(queriesSQL)
-
-func q(name string) string { return queries.Get(name) }
+func q(name string) string { return schema.Queries.Get(name) }
 
 // DB is a pool or a transaction.
 type DB = pg.DB

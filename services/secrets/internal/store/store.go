@@ -18,18 +18,13 @@ import (
 // Schema is the Postgres schema the secrets service owns.
 const Schema = "secrets"
 
-//go:embed migrations/*.sql
-var migrationFiles embed.FS
+//go:embed migrations/*.sql queries.sql
+var files embed.FS
 
-//go:embed queries.sql
-var queriesSQL string
+var schema = pg.Load(Schema, files)
 
-var queries = pg.ParseQueries(queriesSQL)
-
-// Migrations returns the migrations of the secrets schema and every statement that runs against it.
-func Migrations() *pg.Migrations {
-	return &pg.Migrations{Schema: Schema, FS: migrationFiles, Dir: "migrations", Queries: queries}
-}
+// Migrations of the secrets schema, with every statement of queries.sql (the query check prepares them).
+func Migrations() *pg.Migrations { return schema }
 
 type wrappedKey struct {
 	KEKID   string
@@ -40,7 +35,7 @@ type wrappedKey struct {
 // locked for a rotation).
 func getDataKey(ctx context.Context, db pg.DB, query, tenant string) (wrappedKey, bool, error) {
 	var k wrappedKey
-	err := db.QueryRow(ctx, queries.Get(query), pg.Args{"tenant": tenant}).Scan(&k.KEKID, &k.Wrapped)
+	err := db.QueryRow(ctx, schema.Queries.Get(query), pg.Args{"tenant": tenant}).Scan(&k.KEKID, &k.Wrapped)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return k, false, nil
 	}
@@ -48,27 +43,27 @@ func getDataKey(ctx context.Context, db pg.DB, query, tenant string) (wrappedKey
 }
 
 func insertDataKey(ctx context.Context, db pg.DB, tenant, kekID string, wrapped []byte) error {
-	_, err := db.Exec(ctx, queries.Get("DataKeyInsert"), pg.Args{"tenant": tenant, "kek_id": kekID, "wrapped_key": wrapped})
+	_, err := db.Exec(ctx, schema.Queries.Get("DataKeyInsert"), pg.Args{"tenant": tenant, "kek_id": kekID, "wrapped_key": wrapped})
 	return err
 }
 
 func rewrapDataKey(ctx context.Context, db pg.DB, tenant, kekID string, wrapped []byte) error {
-	_, err := db.Exec(ctx, queries.Get("DataKeyRewrap"), pg.Args{"tenant": tenant, "kek_id": kekID, "wrapped_key": wrapped})
+	_, err := db.Exec(ctx, schema.Queries.Get("DataKeyRewrap"), pg.Args{"tenant": tenant, "kek_id": kekID, "wrapped_key": wrapped})
 	return err
 }
 
 func deleteDataKey(ctx context.Context, db pg.DB, tenant string) (bool, error) {
-	tag, err := db.Exec(ctx, queries.Get("DataKeyDelete"), pg.Args{"tenant": tenant})
+	tag, err := db.Exec(ctx, schema.Queries.Get("DataKeyDelete"), pg.Args{"tenant": tenant})
 	return tag.RowsAffected() > 0, err
 }
 
 func deleteTenantSecrets(ctx context.Context, db pg.DB, tenant string) (int64, error) {
-	tag, err := db.Exec(ctx, queries.Get("SecretsDeleteTenant"), pg.Args{"tenant": tenant})
+	tag, err := db.Exec(ctx, schema.Queries.Get("SecretsDeleteTenant"), pg.Args{"tenant": tenant})
 	return tag.RowsAffected(), err
 }
 
 func dataKeyTenants(ctx context.Context, db pg.DB) ([]string, error) {
-	rows, err := db.Query(ctx, queries.Get("DataKeyTenants"))
+	rows, err := db.Query(ctx, schema.Queries.Get("DataKeyTenants"))
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +77,7 @@ type KEKUsage struct {
 }
 
 func kekUsage(ctx context.Context, db pg.DB) ([]KEKUsage, error) {
-	rows, err := db.Query(ctx, queries.Get("DataKeyKEKIDs"))
+	rows, err := db.Query(ctx, schema.Queries.Get("DataKeyKEKIDs"))
 	if err != nil {
 		return nil, err
 	}
@@ -95,16 +90,16 @@ func kekUsage(ctx context.Context, db pg.DB) ([]KEKUsage, error) {
 // lockSecret makes sure the (tenant, name) row exists and locks it; it returns the stored version and
 // whether a value is present (a tombstone or a fresh placeholder has none).
 func lockSecret(ctx context.Context, db pg.DB, tenant, name, actor string) (version int64, present bool, err error) {
-	if _, err := db.Exec(ctx, queries.Get("SecretPlaceholder"), pg.Args{"tenant": tenant, "name": name, "actor": actor}); err != nil {
+	if _, err := db.Exec(ctx, schema.Queries.Get("SecretPlaceholder"), pg.Args{"tenant": tenant, "name": name, "actor": actor}); err != nil {
 		return 0, false, err
 	}
-	err = db.QueryRow(ctx, queries.Get("SecretLock"), pg.Args{"tenant": tenant, "name": name}).Scan(&version, &present)
+	err = db.QueryRow(ctx, schema.Queries.Get("SecretLock"), pg.Args{"tenant": tenant, "name": name}).Scan(&version, &present)
 	return version, present, err
 }
 
 func setSecret(ctx context.Context, db pg.DB, tenant, name string, version int64, nonce, ciphertext []byte, actor string) (time.Time, error) {
 	var at time.Time
-	err := db.QueryRow(ctx, queries.Get("SecretSet"), pg.Args{
+	err := db.QueryRow(ctx, schema.Queries.Get("SecretSet"), pg.Args{
 		"tenant": tenant, "name": name, "version": version, "nonce": nonce, "ciphertext": ciphertext, "actor": actor,
 	}).Scan(&at)
 	return at, err
@@ -113,7 +108,7 @@ func setSecret(ctx context.Context, db pg.DB, tenant, name string, version int64
 // tombstoneSecret removes a stored value; it reports the version removed, or false when nothing was stored.
 func tombstoneSecret(ctx context.Context, db pg.DB, tenant, name, actor string) (int64, bool, error) {
 	var v int64
-	err := db.QueryRow(ctx, queries.Get("SecretTombstone"), pg.Args{"tenant": tenant, "name": name, "actor": actor}).Scan(&v)
+	err := db.QueryRow(ctx, schema.Queries.Get("SecretTombstone"), pg.Args{"tenant": tenant, "name": name, "actor": actor}).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, nil
 	}
@@ -134,7 +129,7 @@ func listSecrets(ctx context.Context, db pg.DB, tenant string, names []string) (
 	if names != nil {
 		arg = names
 	}
-	rows, err := db.Query(ctx, queries.Get("SecretsList"), pg.Args{"tenant": tenant, "names": arg})
+	rows, err := db.Query(ctx, schema.Queries.Get("SecretsList"), pg.Args{"tenant": tenant, "names": arg})
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +149,7 @@ const (
 )
 
 func insertAudit(ctx context.Context, db pg.DB, tenant, name, action string, actor Actor, version int64) error {
-	_, err := db.Exec(ctx, queries.Get("AuditInsert"), pg.Args{
+	_, err := db.Exec(ctx, schema.Queries.Get("AuditInsert"), pg.Args{
 		"tenant": tenant, "name": name, "action": action, "actor": actor.ID, "actor_type": actor.Type, "version": version,
 	})
 	return err
@@ -172,7 +167,7 @@ type AuditEvent struct {
 }
 
 func listAudit(ctx context.Context, db pg.DB, tenant, name string, beforeID int64, limit int) ([]AuditEvent, error) {
-	rows, err := db.Query(ctx, queries.Get("AuditList"), pg.Args{"tenant": tenant, "name": name, "before_id": beforeID, "limit": limit})
+	rows, err := db.Query(ctx, schema.Queries.Get("AuditList"), pg.Args{"tenant": tenant, "name": name, "before_id": beforeID, "limit": limit})
 	if err != nil {
 		return nil, err
 	}
