@@ -17,6 +17,7 @@ import (
 
 	calendarv1 "github.com/algapsa/alga-google/gen/alga/calendar/v1"
 	gmailv1 "github.com/algapsa/alga-google/gen/alga/gmail/v1"
+	maintenancev1 "github.com/algapsa/alga-google/gen/alga/maintenance/v1"
 	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
 	"github.com/algapsa/alga-google/gen/openapi"
@@ -75,6 +76,9 @@ func (*gatewayTarget) Start(ctx context.Context, deps *target.Deps) error {
 		}},
 		{target.Calendar, func(ctx context.Context, m *runtime.ServeMux, c *grpc.ClientConn) error {
 			return calendarv1.RegisterCalendarProviderServiceHandler(ctx, m, c)
+		}},
+		{target.Worker, func(ctx context.Context, m *runtime.ServeMux, c *grpc.ClientConn) error {
+			return maintenancev1.RegisterMaintenanceServiceHandler(ctx, m, c)
 		}},
 	}
 	for _, r := range regs {

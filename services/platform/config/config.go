@@ -33,6 +33,7 @@ type Config struct {
 	OAuthAddr    string
 	GmailAddr    string
 	CalendarAddr string
+	WorkerAddr   string
 
 	// UIBaseURL is where the browser goes back to after an OAuth callback (the oauth service builds the
 	// redirect; the gateway falls back to it when oauth cannot be reached).
@@ -64,6 +65,7 @@ func (c *Config) Bind(b *Binder) {
 	b.String(&c.GmailAddr, "gmail-addr", "ALGA_GMAIL_ADDR", "localhost:9090", "gRPC address of the gmail target when not in this process")
 	b.String(&c.CalendarAddr, "calendar-addr", "ALGA_CALENDAR_ADDR", "localhost:9090", "gRPC address of the calendar target when not in this process")
 	b.String(&c.UIBaseURL, "ui-base-url", "ALGA_UI_BASE_URL", "", "where OAuth callbacks send the browser back to; defaults to ALGA_BASE_URL")
+	b.String(&c.WorkerAddr, "worker-addr", "ALGA_WORKER_ADDR", "localhost:9090", "gRPC address of the worker (maintenance) target when not in this process")
 	b.String(&c.LogLevel, "log-level", "ALGA_LOG_LEVEL", "info", "debug, info, warn or error")
 	b.Duration(&c.ShutdownTimeout, "shutdown-timeout", "ALGA_SHUTDOWN_TIMEOUT", 20*time.Second, "how long graceful shutdown may take")
 	b.Bool(&c.Dev, "dev", "ALGA_DEV", false, "development mode: plain-http loopback base URL, in-process Google sandbox, dev sign-in, text logs")

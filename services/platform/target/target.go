@@ -143,6 +143,8 @@ func (d *Deps) peerAddr(name string) (string, error) {
 		return d.Config.GmailAddr, nil
 	case Calendar:
 		return d.Config.CalendarAddr, nil
+	case Worker:
+		return d.Config.WorkerAddr, nil
 	}
 	return "", fmt.Errorf("no gRPC peer named %q", name)
 }

@@ -136,7 +136,7 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 		a.server.Health.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
 	}
 	upstreams := []string{}
-	for _, name := range []string{target.Secrets, target.OAuth, target.Gmail, target.Calendar} {
+	for _, name := range grpcTargets {
 		// A gateway alone fronts every service; beside some targets it fronts the local ones.
 		if Registry[name] != nil && (local[name] || !hasAnyGRPCTarget(local)) {
 			upstreams = append(upstreams, name)
@@ -202,8 +202,11 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	return a, nil
 }
 
+// grpcTargets are the targets that serve gRPC (the gateway fronts them and checks their readiness).
+var grpcTargets = []string{target.Secrets, target.OAuth, target.Gmail, target.Calendar, target.Worker}
+
 func hasAnyGRPCTarget(local map[string]bool) bool {
-	for _, n := range []string{target.Secrets, target.OAuth, target.Gmail, target.Calendar} {
+	for _, n := range grpcTargets {
 		if local[n] {
 			return true
 		}
