@@ -1232,6 +1232,104 @@ func (x *StepOutcome) GetReason() string {
 	return ""
 }
 
+type SyncGoogleMaintenanceScheduleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the tenant's Google setup is now saved (CONFIGURED or PARTIAL).
+	Configured    bool `protobuf:"varint,1,opt,name=configured,proto3" json:"configured,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncGoogleMaintenanceScheduleRequest) Reset() {
+	*x = SyncGoogleMaintenanceScheduleRequest{}
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncGoogleMaintenanceScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncGoogleMaintenanceScheduleRequest) ProtoMessage() {}
+
+func (x *SyncGoogleMaintenanceScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncGoogleMaintenanceScheduleRequest.ProtoReflect.Descriptor instead.
+func (*SyncGoogleMaintenanceScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SyncGoogleMaintenanceScheduleRequest) GetConfigured() bool {
+	if x != nil {
+		return x.Configured
+	}
+	return false
+}
+
+type SyncGoogleMaintenanceScheduleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the tenant now has a schedule (always false under River, which has none per tenant).
+	Scheduled     bool   `protobuf:"varint,1,opt,name=scheduled,proto3" json:"scheduled,omitempty"`
+	ScheduleId    string `protobuf:"bytes,2,opt,name=schedule_id,json=scheduleId,proto3" json:"schedule_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncGoogleMaintenanceScheduleResponse) Reset() {
+	*x = SyncGoogleMaintenanceScheduleResponse{}
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncGoogleMaintenanceScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncGoogleMaintenanceScheduleResponse) ProtoMessage() {}
+
+func (x *SyncGoogleMaintenanceScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncGoogleMaintenanceScheduleResponse.ProtoReflect.Descriptor instead.
+func (*SyncGoogleMaintenanceScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SyncGoogleMaintenanceScheduleResponse) GetScheduled() bool {
+	if x != nil {
+		return x.Scheduled
+	}
+	return false
+}
+
+func (x *SyncGoogleMaintenanceScheduleResponse) GetScheduleId() string {
+	if x != nil {
+		return x.ScheduleId
+	}
+	return ""
+}
+
 type ListGmailUpkeepRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1240,7 +1338,7 @@ type ListGmailUpkeepRequest struct {
 
 func (x *ListGmailUpkeepRequest) Reset() {
 	*x = ListGmailUpkeepRequest{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[8]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1350,7 @@ func (x *ListGmailUpkeepRequest) String() string {
 func (*ListGmailUpkeepRequest) ProtoMessage() {}
 
 func (x *ListGmailUpkeepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[8]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1363,7 @@ func (x *ListGmailUpkeepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGmailUpkeepRequest.ProtoReflect.Descriptor instead.
 func (*ListGmailUpkeepRequest) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{8}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{10}
 }
 
 type ListGmailUpkeepResponse struct {
@@ -1277,7 +1375,7 @@ type ListGmailUpkeepResponse struct {
 
 func (x *ListGmailUpkeepResponse) Reset() {
 	*x = ListGmailUpkeepResponse{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[9]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1387,7 @@ func (x *ListGmailUpkeepResponse) String() string {
 func (*ListGmailUpkeepResponse) ProtoMessage() {}
 
 func (x *ListGmailUpkeepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[9]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1400,7 @@ func (x *ListGmailUpkeepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGmailUpkeepResponse.ProtoReflect.Descriptor instead.
 func (*ListGmailUpkeepResponse) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{9}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListGmailUpkeepResponse) GetProviders() []*GmailUpkeep {
@@ -1341,7 +1439,7 @@ type GmailUpkeep struct {
 
 func (x *GmailUpkeep) Reset() {
 	*x = GmailUpkeep{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[10]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1451,7 @@ func (x *GmailUpkeep) String() string {
 func (*GmailUpkeep) ProtoMessage() {}
 
 func (x *GmailUpkeep) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[10]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1464,7 @@ func (x *GmailUpkeep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GmailUpkeep.ProtoReflect.Descriptor instead.
 func (*GmailUpkeep) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{10}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GmailUpkeep) GetProviderId() string {
@@ -1475,7 +1573,7 @@ type MaintainGmailProviderRequest struct {
 
 func (x *MaintainGmailProviderRequest) Reset() {
 	*x = MaintainGmailProviderRequest{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[11]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +1585,7 @@ func (x *MaintainGmailProviderRequest) String() string {
 func (*MaintainGmailProviderRequest) ProtoMessage() {}
 
 func (x *MaintainGmailProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[11]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +1598,7 @@ func (x *MaintainGmailProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MaintainGmailProviderRequest.ProtoReflect.Descriptor instead.
 func (*MaintainGmailProviderRequest) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{11}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MaintainGmailProviderRequest) GetProviderId() string {
@@ -1564,7 +1662,7 @@ type MaintainGmailProviderResponse struct {
 
 func (x *MaintainGmailProviderResponse) Reset() {
 	*x = MaintainGmailProviderResponse{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[12]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1576,7 +1674,7 @@ func (x *MaintainGmailProviderResponse) String() string {
 func (*MaintainGmailProviderResponse) ProtoMessage() {}
 
 func (x *MaintainGmailProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[12]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1589,7 +1687,7 @@ func (x *MaintainGmailProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MaintainGmailProviderResponse.ProtoReflect.Descriptor instead.
 func (*MaintainGmailProviderResponse) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{12}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MaintainGmailProviderResponse) GetProvisioning() *Outcome {
@@ -1649,7 +1747,7 @@ type ListCalendarUpkeepRequest struct {
 
 func (x *ListCalendarUpkeepRequest) Reset() {
 	*x = ListCalendarUpkeepRequest{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[13]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1759,7 @@ func (x *ListCalendarUpkeepRequest) String() string {
 func (*ListCalendarUpkeepRequest) ProtoMessage() {}
 
 func (x *ListCalendarUpkeepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[13]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1772,7 @@ func (x *ListCalendarUpkeepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCalendarUpkeepRequest.ProtoReflect.Descriptor instead.
 func (*ListCalendarUpkeepRequest) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{13}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{15}
 }
 
 type ListCalendarUpkeepResponse struct {
@@ -1686,7 +1784,7 @@ type ListCalendarUpkeepResponse struct {
 
 func (x *ListCalendarUpkeepResponse) Reset() {
 	*x = ListCalendarUpkeepResponse{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[14]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1796,7 @@ func (x *ListCalendarUpkeepResponse) String() string {
 func (*ListCalendarUpkeepResponse) ProtoMessage() {}
 
 func (x *ListCalendarUpkeepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[14]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1809,7 @@ func (x *ListCalendarUpkeepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCalendarUpkeepResponse.ProtoReflect.Descriptor instead.
 func (*ListCalendarUpkeepResponse) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{14}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListCalendarUpkeepResponse) GetProviders() []*CalendarUpkeep {
@@ -1741,7 +1839,7 @@ type CalendarUpkeep struct {
 
 func (x *CalendarUpkeep) Reset() {
 	*x = CalendarUpkeep{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[15]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1851,7 @@ func (x *CalendarUpkeep) String() string {
 func (*CalendarUpkeep) ProtoMessage() {}
 
 func (x *CalendarUpkeep) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[15]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1864,7 @@ func (x *CalendarUpkeep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CalendarUpkeep.ProtoReflect.Descriptor instead.
 func (*CalendarUpkeep) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{15}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CalendarUpkeep) GetProviderId() string {
@@ -1839,7 +1937,7 @@ type CalendarChannelUpkeep struct {
 
 func (x *CalendarChannelUpkeep) Reset() {
 	*x = CalendarChannelUpkeep{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[16]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +1949,7 @@ func (x *CalendarChannelUpkeep) String() string {
 func (*CalendarChannelUpkeep) ProtoMessage() {}
 
 func (x *CalendarChannelUpkeep) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[16]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +1962,7 @@ func (x *CalendarChannelUpkeep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CalendarChannelUpkeep.ProtoReflect.Descriptor instead.
 func (*CalendarChannelUpkeep) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{16}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CalendarChannelUpkeep) GetChannelId() string {
@@ -1914,7 +2012,7 @@ type MaintainCalendarProviderRequest struct {
 
 func (x *MaintainCalendarProviderRequest) Reset() {
 	*x = MaintainCalendarProviderRequest{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[17]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2024,7 @@ func (x *MaintainCalendarProviderRequest) String() string {
 func (*MaintainCalendarProviderRequest) ProtoMessage() {}
 
 func (x *MaintainCalendarProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[17]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2037,7 @@ func (x *MaintainCalendarProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MaintainCalendarProviderRequest.ProtoReflect.Descriptor instead.
 func (*MaintainCalendarProviderRequest) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{17}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MaintainCalendarProviderRequest) GetProviderId() string {
@@ -1999,7 +2097,7 @@ type MaintainCalendarProviderResponse struct {
 
 func (x *MaintainCalendarProviderResponse) Reset() {
 	*x = MaintainCalendarProviderResponse{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[18]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2109,7 @@ func (x *MaintainCalendarProviderResponse) String() string {
 func (*MaintainCalendarProviderResponse) ProtoMessage() {}
 
 func (x *MaintainCalendarProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[18]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2122,7 @@ func (x *MaintainCalendarProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MaintainCalendarProviderResponse.ProtoReflect.Descriptor instead.
 func (*MaintainCalendarProviderResponse) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{18}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MaintainCalendarProviderResponse) GetChannel() *Outcome {
@@ -2077,7 +2175,7 @@ type ListTokenUpkeepRequest struct {
 
 func (x *ListTokenUpkeepRequest) Reset() {
 	*x = ListTokenUpkeepRequest{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[19]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2187,7 @@ func (x *ListTokenUpkeepRequest) String() string {
 func (*ListTokenUpkeepRequest) ProtoMessage() {}
 
 func (x *ListTokenUpkeepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[19]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2200,7 @@ func (x *ListTokenUpkeepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokenUpkeepRequest.ProtoReflect.Descriptor instead.
 func (*ListTokenUpkeepRequest) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{19}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{21}
 }
 
 type ListTokenUpkeepResponse struct {
@@ -2114,7 +2212,7 @@ type ListTokenUpkeepResponse struct {
 
 func (x *ListTokenUpkeepResponse) Reset() {
 	*x = ListTokenUpkeepResponse{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[20]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2126,7 +2224,7 @@ func (x *ListTokenUpkeepResponse) String() string {
 func (*ListTokenUpkeepResponse) ProtoMessage() {}
 
 func (x *ListTokenUpkeepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[20]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2139,7 +2237,7 @@ func (x *ListTokenUpkeepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokenUpkeepResponse.ProtoReflect.Descriptor instead.
 func (*ListTokenUpkeepResponse) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{20}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListTokenUpkeepResponse) GetConnections() []*TokenUpkeep {
@@ -2165,7 +2263,7 @@ type TokenUpkeep struct {
 
 func (x *TokenUpkeep) Reset() {
 	*x = TokenUpkeep{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[21]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2275,7 @@ func (x *TokenUpkeep) String() string {
 func (*TokenUpkeep) ProtoMessage() {}
 
 func (x *TokenUpkeep) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[21]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2288,7 @@ func (x *TokenUpkeep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenUpkeep.ProtoReflect.Descriptor instead.
 func (*TokenUpkeep) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{21}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TokenUpkeep) GetConnectionId() string {
@@ -2258,7 +2356,7 @@ type RefreshConnectionRequest struct {
 
 func (x *RefreshConnectionRequest) Reset() {
 	*x = RefreshConnectionRequest{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[22]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2368,7 @@ func (x *RefreshConnectionRequest) String() string {
 func (*RefreshConnectionRequest) ProtoMessage() {}
 
 func (x *RefreshConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[22]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2381,7 @@ func (x *RefreshConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshConnectionRequest.ProtoReflect.Descriptor instead.
 func (*RefreshConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{22}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RefreshConnectionRequest) GetConnectionId() string {
@@ -2329,7 +2427,7 @@ type RefreshConnectionResponse struct {
 
 func (x *RefreshConnectionResponse) Reset() {
 	*x = RefreshConnectionResponse{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[23]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2439,7 @@ func (x *RefreshConnectionResponse) String() string {
 func (*RefreshConnectionResponse) ProtoMessage() {}
 
 func (x *RefreshConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[23]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2452,7 @@ func (x *RefreshConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshConnectionResponse.ProtoReflect.Descriptor instead.
 func (*RefreshConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{23}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RefreshConnectionResponse) GetOutcome() *Outcome {
@@ -2393,7 +2491,7 @@ type ListConfiguredTenantsRequest struct {
 
 func (x *ListConfiguredTenantsRequest) Reset() {
 	*x = ListConfiguredTenantsRequest{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[24]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2405,7 +2503,7 @@ func (x *ListConfiguredTenantsRequest) String() string {
 func (*ListConfiguredTenantsRequest) ProtoMessage() {}
 
 func (x *ListConfiguredTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[24]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2418,7 +2516,7 @@ func (x *ListConfiguredTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfiguredTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfiguredTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{24}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{26}
 }
 
 type ListConfiguredTenantsResponse struct {
@@ -2430,7 +2528,7 @@ type ListConfiguredTenantsResponse struct {
 
 func (x *ListConfiguredTenantsResponse) Reset() {
 	*x = ListConfiguredTenantsResponse{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[25]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2442,7 +2540,7 @@ func (x *ListConfiguredTenantsResponse) String() string {
 func (*ListConfiguredTenantsResponse) ProtoMessage() {}
 
 func (x *ListConfiguredTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[25]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2455,7 +2553,7 @@ func (x *ListConfiguredTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfiguredTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfiguredTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{25}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListConfiguredTenantsResponse) GetTenants() []*ConfiguredTenant {
@@ -2476,7 +2574,7 @@ type ConfiguredTenant struct {
 
 func (x *ConfiguredTenant) Reset() {
 	*x = ConfiguredTenant{}
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[26]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2488,7 +2586,7 @@ func (x *ConfiguredTenant) String() string {
 func (*ConfiguredTenant) ProtoMessage() {}
 
 func (x *ConfiguredTenant) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[26]
+	mi := &file_alga_maintenance_v1_maintenance_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2501,7 +2599,7 @@ func (x *ConfiguredTenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfiguredTenant.ProtoReflect.Descriptor instead.
 func (*ConfiguredTenant) Descriptor() ([]byte, []int) {
-	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{26}
+	return file_alga_maintenance_v1_maintenance_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ConfiguredTenant) GetTenant() string {
@@ -2573,7 +2671,15 @@ const file_alga_maintenance_v1_maintenance_proto_rawDesc = "" +
 	"\vStepOutcome\x12-\n" +
 	"\x04step\x18\x01 \x01(\x0e2\x19.alga.maintenance.v1.StepR\x04step\x126\n" +
 	"\aoutcome\x18\x02 \x01(\v2\x1c.alga.maintenance.v1.OutcomeR\aoutcome\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x18\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"F\n" +
+	"$SyncGoogleMaintenanceScheduleRequest\x12\x1e\n" +
+	"\n" +
+	"configured\x18\x01 \x01(\bR\n" +
+	"configured\"f\n" +
+	"%SyncGoogleMaintenanceScheduleResponse\x12\x1c\n" +
+	"\tscheduled\x18\x01 \x01(\bR\tscheduled\x12\x1f\n" +
+	"\vschedule_id\x18\x02 \x01(\tR\n" +
+	"scheduleId\"\x18\n" +
 	"\x16ListGmailUpkeepRequest\"Y\n" +
 	"\x17ListGmailUpkeepResponse\x12>\n" +
 	"\tproviders\x18\x01 \x03(\v2 .alga.maintenance.v1.GmailUpkeepR\tproviders\"\x97\x05\n" +
@@ -2745,7 +2851,9 @@ const file_alga_maintenance_v1_maintenance_proto_rawDesc = "" +
 	"\x17CHANNEL_ACTION_RECREATE\x10\x032\x8e\x02\n" +
 	"\x12MaintenanceService\x12{\n" +
 	"\x14RunGoogleMaintenance\x120.alga.maintenance.v1.RunGoogleMaintenanceRequest\x1a1.alga.maintenance.v1.RunGoogleMaintenanceResponse\x12{\n" +
-	"\x14GetGoogleMaintenance\x120.alga.maintenance.v1.GetGoogleMaintenanceRequest\x1a1.alga.maintenance.v1.GetGoogleMaintenanceResponse2\x82\x02\n" +
+	"\x14GetGoogleMaintenance\x120.alga.maintenance.v1.GetGoogleMaintenanceRequest\x1a1.alga.maintenance.v1.GetGoogleMaintenanceResponse2\xb5\x01\n" +
+	"\x1aMaintenanceScheduleService\x12\x96\x01\n" +
+	"\x1dSyncGoogleMaintenanceSchedule\x129.alga.maintenance.v1.SyncGoogleMaintenanceScheduleRequest\x1a:.alga.maintenance.v1.SyncGoogleMaintenanceScheduleResponse2\x82\x02\n" +
 	"\x12GmailUpkeepService\x12l\n" +
 	"\x0fListGmailUpkeep\x12+.alga.maintenance.v1.ListGmailUpkeepRequest\x1a,.alga.maintenance.v1.ListGmailUpkeepResponse\x12~\n" +
 	"\x15MaintainGmailProvider\x121.alga.maintenance.v1.MaintainGmailProviderRequest\x1a2.alga.maintenance.v1.MaintainGmailProviderResponse2\x98\x02\n" +
@@ -2771,131 +2879,135 @@ func file_alga_maintenance_v1_maintenance_proto_rawDescGZIP() []byte {
 }
 
 var file_alga_maintenance_v1_maintenance_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_alga_maintenance_v1_maintenance_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_alga_maintenance_v1_maintenance_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_alga_maintenance_v1_maintenance_proto_goTypes = []any{
-	(Runner)(0),                              // 0: alga.maintenance.v1.Runner
-	(Trigger)(0),                             // 1: alga.maintenance.v1.Trigger
-	(RunStatus)(0),                           // 2: alga.maintenance.v1.RunStatus
-	(OutcomeStatus)(0),                       // 3: alga.maintenance.v1.OutcomeStatus
-	(FailureClass)(0),                        // 4: alga.maintenance.v1.FailureClass
-	(ProviderKind)(0),                        // 5: alga.maintenance.v1.ProviderKind
-	(ProviderState)(0),                       // 6: alga.maintenance.v1.ProviderState
-	(ConnectionState)(0),                     // 7: alga.maintenance.v1.ConnectionState
-	(Step)(0),                                // 8: alga.maintenance.v1.Step
-	(ChannelAction)(0),                       // 9: alga.maintenance.v1.ChannelAction
-	(*Outcome)(nil),                          // 10: alga.maintenance.v1.Outcome
-	(*RunGoogleMaintenanceRequest)(nil),      // 11: alga.maintenance.v1.RunGoogleMaintenanceRequest
-	(*RunGoogleMaintenanceResponse)(nil),     // 12: alga.maintenance.v1.RunGoogleMaintenanceResponse
-	(*GetGoogleMaintenanceRequest)(nil),      // 13: alga.maintenance.v1.GetGoogleMaintenanceRequest
-	(*GetGoogleMaintenanceResponse)(nil),     // 14: alga.maintenance.v1.GetGoogleMaintenanceResponse
-	(*MaintenanceRun)(nil),                   // 15: alga.maintenance.v1.MaintenanceRun
-	(*ProviderOutcome)(nil),                  // 16: alga.maintenance.v1.ProviderOutcome
-	(*StepOutcome)(nil),                      // 17: alga.maintenance.v1.StepOutcome
-	(*ListGmailUpkeepRequest)(nil),           // 18: alga.maintenance.v1.ListGmailUpkeepRequest
-	(*ListGmailUpkeepResponse)(nil),          // 19: alga.maintenance.v1.ListGmailUpkeepResponse
-	(*GmailUpkeep)(nil),                      // 20: alga.maintenance.v1.GmailUpkeep
-	(*MaintainGmailProviderRequest)(nil),     // 21: alga.maintenance.v1.MaintainGmailProviderRequest
-	(*MaintainGmailProviderResponse)(nil),    // 22: alga.maintenance.v1.MaintainGmailProviderResponse
-	(*ListCalendarUpkeepRequest)(nil),        // 23: alga.maintenance.v1.ListCalendarUpkeepRequest
-	(*ListCalendarUpkeepResponse)(nil),       // 24: alga.maintenance.v1.ListCalendarUpkeepResponse
-	(*CalendarUpkeep)(nil),                   // 25: alga.maintenance.v1.CalendarUpkeep
-	(*CalendarChannelUpkeep)(nil),            // 26: alga.maintenance.v1.CalendarChannelUpkeep
-	(*MaintainCalendarProviderRequest)(nil),  // 27: alga.maintenance.v1.MaintainCalendarProviderRequest
-	(*MaintainCalendarProviderResponse)(nil), // 28: alga.maintenance.v1.MaintainCalendarProviderResponse
-	(*ListTokenUpkeepRequest)(nil),           // 29: alga.maintenance.v1.ListTokenUpkeepRequest
-	(*ListTokenUpkeepResponse)(nil),          // 30: alga.maintenance.v1.ListTokenUpkeepResponse
-	(*TokenUpkeep)(nil),                      // 31: alga.maintenance.v1.TokenUpkeep
-	(*RefreshConnectionRequest)(nil),         // 32: alga.maintenance.v1.RefreshConnectionRequest
-	(*RefreshConnectionResponse)(nil),        // 33: alga.maintenance.v1.RefreshConnectionResponse
-	(*ListConfiguredTenantsRequest)(nil),     // 34: alga.maintenance.v1.ListConfiguredTenantsRequest
-	(*ListConfiguredTenantsResponse)(nil),    // 35: alga.maintenance.v1.ListConfiguredTenantsResponse
-	(*ConfiguredTenant)(nil),                 // 36: alga.maintenance.v1.ConfiguredTenant
-	(*timestamppb.Timestamp)(nil),            // 37: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),              // 38: google.protobuf.Duration
+	(Runner)(0),                                   // 0: alga.maintenance.v1.Runner
+	(Trigger)(0),                                  // 1: alga.maintenance.v1.Trigger
+	(RunStatus)(0),                                // 2: alga.maintenance.v1.RunStatus
+	(OutcomeStatus)(0),                            // 3: alga.maintenance.v1.OutcomeStatus
+	(FailureClass)(0),                             // 4: alga.maintenance.v1.FailureClass
+	(ProviderKind)(0),                             // 5: alga.maintenance.v1.ProviderKind
+	(ProviderState)(0),                            // 6: alga.maintenance.v1.ProviderState
+	(ConnectionState)(0),                          // 7: alga.maintenance.v1.ConnectionState
+	(Step)(0),                                     // 8: alga.maintenance.v1.Step
+	(ChannelAction)(0),                            // 9: alga.maintenance.v1.ChannelAction
+	(*Outcome)(nil),                               // 10: alga.maintenance.v1.Outcome
+	(*RunGoogleMaintenanceRequest)(nil),           // 11: alga.maintenance.v1.RunGoogleMaintenanceRequest
+	(*RunGoogleMaintenanceResponse)(nil),          // 12: alga.maintenance.v1.RunGoogleMaintenanceResponse
+	(*GetGoogleMaintenanceRequest)(nil),           // 13: alga.maintenance.v1.GetGoogleMaintenanceRequest
+	(*GetGoogleMaintenanceResponse)(nil),          // 14: alga.maintenance.v1.GetGoogleMaintenanceResponse
+	(*MaintenanceRun)(nil),                        // 15: alga.maintenance.v1.MaintenanceRun
+	(*ProviderOutcome)(nil),                       // 16: alga.maintenance.v1.ProviderOutcome
+	(*StepOutcome)(nil),                           // 17: alga.maintenance.v1.StepOutcome
+	(*SyncGoogleMaintenanceScheduleRequest)(nil),  // 18: alga.maintenance.v1.SyncGoogleMaintenanceScheduleRequest
+	(*SyncGoogleMaintenanceScheduleResponse)(nil), // 19: alga.maintenance.v1.SyncGoogleMaintenanceScheduleResponse
+	(*ListGmailUpkeepRequest)(nil),                // 20: alga.maintenance.v1.ListGmailUpkeepRequest
+	(*ListGmailUpkeepResponse)(nil),               // 21: alga.maintenance.v1.ListGmailUpkeepResponse
+	(*GmailUpkeep)(nil),                           // 22: alga.maintenance.v1.GmailUpkeep
+	(*MaintainGmailProviderRequest)(nil),          // 23: alga.maintenance.v1.MaintainGmailProviderRequest
+	(*MaintainGmailProviderResponse)(nil),         // 24: alga.maintenance.v1.MaintainGmailProviderResponse
+	(*ListCalendarUpkeepRequest)(nil),             // 25: alga.maintenance.v1.ListCalendarUpkeepRequest
+	(*ListCalendarUpkeepResponse)(nil),            // 26: alga.maintenance.v1.ListCalendarUpkeepResponse
+	(*CalendarUpkeep)(nil),                        // 27: alga.maintenance.v1.CalendarUpkeep
+	(*CalendarChannelUpkeep)(nil),                 // 28: alga.maintenance.v1.CalendarChannelUpkeep
+	(*MaintainCalendarProviderRequest)(nil),       // 29: alga.maintenance.v1.MaintainCalendarProviderRequest
+	(*MaintainCalendarProviderResponse)(nil),      // 30: alga.maintenance.v1.MaintainCalendarProviderResponse
+	(*ListTokenUpkeepRequest)(nil),                // 31: alga.maintenance.v1.ListTokenUpkeepRequest
+	(*ListTokenUpkeepResponse)(nil),               // 32: alga.maintenance.v1.ListTokenUpkeepResponse
+	(*TokenUpkeep)(nil),                           // 33: alga.maintenance.v1.TokenUpkeep
+	(*RefreshConnectionRequest)(nil),              // 34: alga.maintenance.v1.RefreshConnectionRequest
+	(*RefreshConnectionResponse)(nil),             // 35: alga.maintenance.v1.RefreshConnectionResponse
+	(*ListConfiguredTenantsRequest)(nil),          // 36: alga.maintenance.v1.ListConfiguredTenantsRequest
+	(*ListConfiguredTenantsResponse)(nil),         // 37: alga.maintenance.v1.ListConfiguredTenantsResponse
+	(*ConfiguredTenant)(nil),                      // 38: alga.maintenance.v1.ConfiguredTenant
+	(*timestamppb.Timestamp)(nil),                 // 39: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),                   // 40: google.protobuf.Duration
 }
 var file_alga_maintenance_v1_maintenance_proto_depIdxs = []int32{
 	3,  // 0: alga.maintenance.v1.Outcome.status:type_name -> alga.maintenance.v1.OutcomeStatus
 	4,  // 1: alga.maintenance.v1.Outcome.failure_class:type_name -> alga.maintenance.v1.FailureClass
 	15, // 2: alga.maintenance.v1.RunGoogleMaintenanceResponse.run:type_name -> alga.maintenance.v1.MaintenanceRun
 	15, // 3: alga.maintenance.v1.GetGoogleMaintenanceResponse.runs:type_name -> alga.maintenance.v1.MaintenanceRun
-	37, // 4: alga.maintenance.v1.GetGoogleMaintenanceResponse.next_run_time:type_name -> google.protobuf.Timestamp
+	39, // 4: alga.maintenance.v1.GetGoogleMaintenanceResponse.next_run_time:type_name -> google.protobuf.Timestamp
 	0,  // 5: alga.maintenance.v1.GetGoogleMaintenanceResponse.runner:type_name -> alga.maintenance.v1.Runner
-	38, // 6: alga.maintenance.v1.GetGoogleMaintenanceResponse.interval:type_name -> google.protobuf.Duration
+	40, // 6: alga.maintenance.v1.GetGoogleMaintenanceResponse.interval:type_name -> google.protobuf.Duration
 	0,  // 7: alga.maintenance.v1.MaintenanceRun.runner:type_name -> alga.maintenance.v1.Runner
 	1,  // 8: alga.maintenance.v1.MaintenanceRun.trigger:type_name -> alga.maintenance.v1.Trigger
 	2,  // 9: alga.maintenance.v1.MaintenanceRun.status:type_name -> alga.maintenance.v1.RunStatus
-	37, // 10: alga.maintenance.v1.MaintenanceRun.start_time:type_name -> google.protobuf.Timestamp
-	37, // 11: alga.maintenance.v1.MaintenanceRun.end_time:type_name -> google.protobuf.Timestamp
-	38, // 12: alga.maintenance.v1.MaintenanceRun.duration:type_name -> google.protobuf.Duration
+	39, // 10: alga.maintenance.v1.MaintenanceRun.start_time:type_name -> google.protobuf.Timestamp
+	39, // 11: alga.maintenance.v1.MaintenanceRun.end_time:type_name -> google.protobuf.Timestamp
+	40, // 12: alga.maintenance.v1.MaintenanceRun.duration:type_name -> google.protobuf.Duration
 	16, // 13: alga.maintenance.v1.MaintenanceRun.providers:type_name -> alga.maintenance.v1.ProviderOutcome
 	5,  // 14: alga.maintenance.v1.ProviderOutcome.kind:type_name -> alga.maintenance.v1.ProviderKind
 	3,  // 15: alga.maintenance.v1.ProviderOutcome.status:type_name -> alga.maintenance.v1.OutcomeStatus
 	17, // 16: alga.maintenance.v1.ProviderOutcome.steps:type_name -> alga.maintenance.v1.StepOutcome
 	8,  // 17: alga.maintenance.v1.StepOutcome.step:type_name -> alga.maintenance.v1.Step
 	10, // 18: alga.maintenance.v1.StepOutcome.outcome:type_name -> alga.maintenance.v1.Outcome
-	20, // 19: alga.maintenance.v1.ListGmailUpkeepResponse.providers:type_name -> alga.maintenance.v1.GmailUpkeep
+	22, // 19: alga.maintenance.v1.ListGmailUpkeepResponse.providers:type_name -> alga.maintenance.v1.GmailUpkeep
 	6,  // 20: alga.maintenance.v1.GmailUpkeep.state:type_name -> alga.maintenance.v1.ProviderState
-	37, // 21: alga.maintenance.v1.GmailUpkeep.connect_time:type_name -> google.protobuf.Timestamp
-	37, // 22: alga.maintenance.v1.GmailUpkeep.watch_expire_time:type_name -> google.protobuf.Timestamp
-	37, // 23: alga.maintenance.v1.GmailUpkeep.last_watch_time:type_name -> google.protobuf.Timestamp
-	37, // 24: alga.maintenance.v1.GmailUpkeep.last_push_time:type_name -> google.protobuf.Timestamp
-	37, // 25: alga.maintenance.v1.GmailUpkeep.last_sync_time:type_name -> google.protobuf.Timestamp
-	37, // 26: alga.maintenance.v1.GmailUpkeep.last_provisioning_check_time:type_name -> google.protobuf.Timestamp
+	39, // 21: alga.maintenance.v1.GmailUpkeep.connect_time:type_name -> google.protobuf.Timestamp
+	39, // 22: alga.maintenance.v1.GmailUpkeep.watch_expire_time:type_name -> google.protobuf.Timestamp
+	39, // 23: alga.maintenance.v1.GmailUpkeep.last_watch_time:type_name -> google.protobuf.Timestamp
+	39, // 24: alga.maintenance.v1.GmailUpkeep.last_push_time:type_name -> google.protobuf.Timestamp
+	39, // 25: alga.maintenance.v1.GmailUpkeep.last_sync_time:type_name -> google.protobuf.Timestamp
+	39, // 26: alga.maintenance.v1.GmailUpkeep.last_provisioning_check_time:type_name -> google.protobuf.Timestamp
 	10, // 27: alga.maintenance.v1.MaintainGmailProviderRequest.token_failure:type_name -> alga.maintenance.v1.Outcome
 	10, // 28: alga.maintenance.v1.MaintainGmailProviderResponse.provisioning:type_name -> alga.maintenance.v1.Outcome
 	10, // 29: alga.maintenance.v1.MaintainGmailProviderResponse.watch:type_name -> alga.maintenance.v1.Outcome
 	10, // 30: alga.maintenance.v1.MaintainGmailProviderResponse.reconcile:type_name -> alga.maintenance.v1.Outcome
 	10, // 31: alga.maintenance.v1.MaintainGmailProviderResponse.token_failure:type_name -> alga.maintenance.v1.Outcome
-	37, // 32: alga.maintenance.v1.MaintainGmailProviderResponse.watch_expire_time:type_name -> google.protobuf.Timestamp
+	39, // 32: alga.maintenance.v1.MaintainGmailProviderResponse.watch_expire_time:type_name -> google.protobuf.Timestamp
 	6,  // 33: alga.maintenance.v1.MaintainGmailProviderResponse.state:type_name -> alga.maintenance.v1.ProviderState
-	25, // 34: alga.maintenance.v1.ListCalendarUpkeepResponse.providers:type_name -> alga.maintenance.v1.CalendarUpkeep
+	27, // 34: alga.maintenance.v1.ListCalendarUpkeepResponse.providers:type_name -> alga.maintenance.v1.CalendarUpkeep
 	6,  // 35: alga.maintenance.v1.CalendarUpkeep.state:type_name -> alga.maintenance.v1.ProviderState
-	37, // 36: alga.maintenance.v1.CalendarUpkeep.connect_time:type_name -> google.protobuf.Timestamp
-	26, // 37: alga.maintenance.v1.CalendarUpkeep.channel:type_name -> alga.maintenance.v1.CalendarChannelUpkeep
-	37, // 38: alga.maintenance.v1.CalendarUpkeep.last_sync_time:type_name -> google.protobuf.Timestamp
-	37, // 39: alga.maintenance.v1.CalendarChannelUpkeep.expire_time:type_name -> google.protobuf.Timestamp
-	37, // 40: alga.maintenance.v1.CalendarChannelUpkeep.create_time:type_name -> google.protobuf.Timestamp
-	37, // 41: alga.maintenance.v1.CalendarChannelUpkeep.last_notification_time:type_name -> google.protobuf.Timestamp
+	39, // 36: alga.maintenance.v1.CalendarUpkeep.connect_time:type_name -> google.protobuf.Timestamp
+	28, // 37: alga.maintenance.v1.CalendarUpkeep.channel:type_name -> alga.maintenance.v1.CalendarChannelUpkeep
+	39, // 38: alga.maintenance.v1.CalendarUpkeep.last_sync_time:type_name -> google.protobuf.Timestamp
+	39, // 39: alga.maintenance.v1.CalendarChannelUpkeep.expire_time:type_name -> google.protobuf.Timestamp
+	39, // 40: alga.maintenance.v1.CalendarChannelUpkeep.create_time:type_name -> google.protobuf.Timestamp
+	39, // 41: alga.maintenance.v1.CalendarChannelUpkeep.last_notification_time:type_name -> google.protobuf.Timestamp
 	9,  // 42: alga.maintenance.v1.MaintainCalendarProviderRequest.channel_action:type_name -> alga.maintenance.v1.ChannelAction
 	10, // 43: alga.maintenance.v1.MaintainCalendarProviderRequest.token_failure:type_name -> alga.maintenance.v1.Outcome
 	10, // 44: alga.maintenance.v1.MaintainCalendarProviderResponse.channel:type_name -> alga.maintenance.v1.Outcome
 	10, // 45: alga.maintenance.v1.MaintainCalendarProviderResponse.delta_sync:type_name -> alga.maintenance.v1.Outcome
 	10, // 46: alga.maintenance.v1.MaintainCalendarProviderResponse.token_failure:type_name -> alga.maintenance.v1.Outcome
-	37, // 47: alga.maintenance.v1.MaintainCalendarProviderResponse.channel_expire_time:type_name -> google.protobuf.Timestamp
+	39, // 47: alga.maintenance.v1.MaintainCalendarProviderResponse.channel_expire_time:type_name -> google.protobuf.Timestamp
 	6,  // 48: alga.maintenance.v1.MaintainCalendarProviderResponse.state:type_name -> alga.maintenance.v1.ProviderState
-	31, // 49: alga.maintenance.v1.ListTokenUpkeepResponse.connections:type_name -> alga.maintenance.v1.TokenUpkeep
+	33, // 49: alga.maintenance.v1.ListTokenUpkeepResponse.connections:type_name -> alga.maintenance.v1.TokenUpkeep
 	5,  // 50: alga.maintenance.v1.TokenUpkeep.kind:type_name -> alga.maintenance.v1.ProviderKind
 	7,  // 51: alga.maintenance.v1.TokenUpkeep.state:type_name -> alga.maintenance.v1.ConnectionState
-	37, // 52: alga.maintenance.v1.TokenUpkeep.access_token_expire_time:type_name -> google.protobuf.Timestamp
-	37, // 53: alga.maintenance.v1.TokenUpkeep.last_refresh_time:type_name -> google.protobuf.Timestamp
-	37, // 54: alga.maintenance.v1.TokenUpkeep.connect_time:type_name -> google.protobuf.Timestamp
-	37, // 55: alga.maintenance.v1.RefreshConnectionRequest.seen_refresh_time:type_name -> google.protobuf.Timestamp
+	39, // 52: alga.maintenance.v1.TokenUpkeep.access_token_expire_time:type_name -> google.protobuf.Timestamp
+	39, // 53: alga.maintenance.v1.TokenUpkeep.last_refresh_time:type_name -> google.protobuf.Timestamp
+	39, // 54: alga.maintenance.v1.TokenUpkeep.connect_time:type_name -> google.protobuf.Timestamp
+	39, // 55: alga.maintenance.v1.RefreshConnectionRequest.seen_refresh_time:type_name -> google.protobuf.Timestamp
 	10, // 56: alga.maintenance.v1.RefreshConnectionResponse.outcome:type_name -> alga.maintenance.v1.Outcome
 	7,  // 57: alga.maintenance.v1.RefreshConnectionResponse.state:type_name -> alga.maintenance.v1.ConnectionState
-	37, // 58: alga.maintenance.v1.RefreshConnectionResponse.access_token_expire_time:type_name -> google.protobuf.Timestamp
-	37, // 59: alga.maintenance.v1.RefreshConnectionResponse.last_refresh_time:type_name -> google.protobuf.Timestamp
-	36, // 60: alga.maintenance.v1.ListConfiguredTenantsResponse.tenants:type_name -> alga.maintenance.v1.ConfiguredTenant
-	37, // 61: alga.maintenance.v1.ConfiguredTenant.update_time:type_name -> google.protobuf.Timestamp
+	39, // 58: alga.maintenance.v1.RefreshConnectionResponse.access_token_expire_time:type_name -> google.protobuf.Timestamp
+	39, // 59: alga.maintenance.v1.RefreshConnectionResponse.last_refresh_time:type_name -> google.protobuf.Timestamp
+	38, // 60: alga.maintenance.v1.ListConfiguredTenantsResponse.tenants:type_name -> alga.maintenance.v1.ConfiguredTenant
+	39, // 61: alga.maintenance.v1.ConfiguredTenant.update_time:type_name -> google.protobuf.Timestamp
 	11, // 62: alga.maintenance.v1.MaintenanceService.RunGoogleMaintenance:input_type -> alga.maintenance.v1.RunGoogleMaintenanceRequest
 	13, // 63: alga.maintenance.v1.MaintenanceService.GetGoogleMaintenance:input_type -> alga.maintenance.v1.GetGoogleMaintenanceRequest
-	18, // 64: alga.maintenance.v1.GmailUpkeepService.ListGmailUpkeep:input_type -> alga.maintenance.v1.ListGmailUpkeepRequest
-	21, // 65: alga.maintenance.v1.GmailUpkeepService.MaintainGmailProvider:input_type -> alga.maintenance.v1.MaintainGmailProviderRequest
-	23, // 66: alga.maintenance.v1.CalendarUpkeepService.ListCalendarUpkeep:input_type -> alga.maintenance.v1.ListCalendarUpkeepRequest
-	27, // 67: alga.maintenance.v1.CalendarUpkeepService.MaintainCalendarProvider:input_type -> alga.maintenance.v1.MaintainCalendarProviderRequest
-	29, // 68: alga.maintenance.v1.TokenUpkeepService.ListTokenUpkeep:input_type -> alga.maintenance.v1.ListTokenUpkeepRequest
-	32, // 69: alga.maintenance.v1.TokenUpkeepService.RefreshConnection:input_type -> alga.maintenance.v1.RefreshConnectionRequest
-	34, // 70: alga.maintenance.v1.TenantDirectoryService.ListConfiguredTenants:input_type -> alga.maintenance.v1.ListConfiguredTenantsRequest
-	12, // 71: alga.maintenance.v1.MaintenanceService.RunGoogleMaintenance:output_type -> alga.maintenance.v1.RunGoogleMaintenanceResponse
-	14, // 72: alga.maintenance.v1.MaintenanceService.GetGoogleMaintenance:output_type -> alga.maintenance.v1.GetGoogleMaintenanceResponse
-	19, // 73: alga.maintenance.v1.GmailUpkeepService.ListGmailUpkeep:output_type -> alga.maintenance.v1.ListGmailUpkeepResponse
-	22, // 74: alga.maintenance.v1.GmailUpkeepService.MaintainGmailProvider:output_type -> alga.maintenance.v1.MaintainGmailProviderResponse
-	24, // 75: alga.maintenance.v1.CalendarUpkeepService.ListCalendarUpkeep:output_type -> alga.maintenance.v1.ListCalendarUpkeepResponse
-	28, // 76: alga.maintenance.v1.CalendarUpkeepService.MaintainCalendarProvider:output_type -> alga.maintenance.v1.MaintainCalendarProviderResponse
-	30, // 77: alga.maintenance.v1.TokenUpkeepService.ListTokenUpkeep:output_type -> alga.maintenance.v1.ListTokenUpkeepResponse
-	33, // 78: alga.maintenance.v1.TokenUpkeepService.RefreshConnection:output_type -> alga.maintenance.v1.RefreshConnectionResponse
-	35, // 79: alga.maintenance.v1.TenantDirectoryService.ListConfiguredTenants:output_type -> alga.maintenance.v1.ListConfiguredTenantsResponse
-	71, // [71:80] is the sub-list for method output_type
-	62, // [62:71] is the sub-list for method input_type
+	18, // 64: alga.maintenance.v1.MaintenanceScheduleService.SyncGoogleMaintenanceSchedule:input_type -> alga.maintenance.v1.SyncGoogleMaintenanceScheduleRequest
+	20, // 65: alga.maintenance.v1.GmailUpkeepService.ListGmailUpkeep:input_type -> alga.maintenance.v1.ListGmailUpkeepRequest
+	23, // 66: alga.maintenance.v1.GmailUpkeepService.MaintainGmailProvider:input_type -> alga.maintenance.v1.MaintainGmailProviderRequest
+	25, // 67: alga.maintenance.v1.CalendarUpkeepService.ListCalendarUpkeep:input_type -> alga.maintenance.v1.ListCalendarUpkeepRequest
+	29, // 68: alga.maintenance.v1.CalendarUpkeepService.MaintainCalendarProvider:input_type -> alga.maintenance.v1.MaintainCalendarProviderRequest
+	31, // 69: alga.maintenance.v1.TokenUpkeepService.ListTokenUpkeep:input_type -> alga.maintenance.v1.ListTokenUpkeepRequest
+	34, // 70: alga.maintenance.v1.TokenUpkeepService.RefreshConnection:input_type -> alga.maintenance.v1.RefreshConnectionRequest
+	36, // 71: alga.maintenance.v1.TenantDirectoryService.ListConfiguredTenants:input_type -> alga.maintenance.v1.ListConfiguredTenantsRequest
+	12, // 72: alga.maintenance.v1.MaintenanceService.RunGoogleMaintenance:output_type -> alga.maintenance.v1.RunGoogleMaintenanceResponse
+	14, // 73: alga.maintenance.v1.MaintenanceService.GetGoogleMaintenance:output_type -> alga.maintenance.v1.GetGoogleMaintenanceResponse
+	19, // 74: alga.maintenance.v1.MaintenanceScheduleService.SyncGoogleMaintenanceSchedule:output_type -> alga.maintenance.v1.SyncGoogleMaintenanceScheduleResponse
+	21, // 75: alga.maintenance.v1.GmailUpkeepService.ListGmailUpkeep:output_type -> alga.maintenance.v1.ListGmailUpkeepResponse
+	24, // 76: alga.maintenance.v1.GmailUpkeepService.MaintainGmailProvider:output_type -> alga.maintenance.v1.MaintainGmailProviderResponse
+	26, // 77: alga.maintenance.v1.CalendarUpkeepService.ListCalendarUpkeep:output_type -> alga.maintenance.v1.ListCalendarUpkeepResponse
+	30, // 78: alga.maintenance.v1.CalendarUpkeepService.MaintainCalendarProvider:output_type -> alga.maintenance.v1.MaintainCalendarProviderResponse
+	32, // 79: alga.maintenance.v1.TokenUpkeepService.ListTokenUpkeep:output_type -> alga.maintenance.v1.ListTokenUpkeepResponse
+	35, // 80: alga.maintenance.v1.TokenUpkeepService.RefreshConnection:output_type -> alga.maintenance.v1.RefreshConnectionResponse
+	37, // 81: alga.maintenance.v1.TenantDirectoryService.ListConfiguredTenants:output_type -> alga.maintenance.v1.ListConfiguredTenantsResponse
+	72, // [72:82] is the sub-list for method output_type
+	62, // [62:72] is the sub-list for method input_type
 	62, // [62:62] is the sub-list for extension type_name
 	62, // [62:62] is the sub-list for extension extendee
 	0,  // [0:62] is the sub-list for field type_name
@@ -2912,9 +3024,9 @@ func file_alga_maintenance_v1_maintenance_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_alga_maintenance_v1_maintenance_proto_rawDesc), len(file_alga_maintenance_v1_maintenance_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
-			NumServices:   5,
+			NumServices:   6,
 		},
 		GoTypes:           file_alga_maintenance_v1_maintenance_proto_goTypes,
 		DependencyIndexes: file_alga_maintenance_v1_maintenance_proto_depIdxs,

@@ -173,6 +173,123 @@ var MaintenanceService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	MaintenanceScheduleService_SyncGoogleMaintenanceSchedule_FullMethodName = "/alga.maintenance.v1.MaintenanceScheduleService/SyncGoogleMaintenanceSchedule"
+)
+
+// MaintenanceScheduleServiceClient is the client API for MaintenanceScheduleService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// MaintenanceScheduleService is served by the worker target for the oauth target. Internal (service
+// identities only).
+type MaintenanceScheduleServiceClient interface {
+	// SyncGoogleMaintenanceSchedule is called after the tenant's Google setup was saved, reset or
+	// removed: under the Temporal runner it creates (configured) or deletes (not configured) the tenant's
+	// Schedule at once instead of at the next periodic reconcile. Under River it changes nothing (every
+	// periodic run lists the configured tenants afresh). The tenant is the one the token acts for.
+	SyncGoogleMaintenanceSchedule(ctx context.Context, in *SyncGoogleMaintenanceScheduleRequest, opts ...grpc.CallOption) (*SyncGoogleMaintenanceScheduleResponse, error)
+}
+
+type maintenanceScheduleServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewMaintenanceScheduleServiceClient(cc grpc.ClientConnInterface) MaintenanceScheduleServiceClient {
+	return &maintenanceScheduleServiceClient{cc}
+}
+
+func (c *maintenanceScheduleServiceClient) SyncGoogleMaintenanceSchedule(ctx context.Context, in *SyncGoogleMaintenanceScheduleRequest, opts ...grpc.CallOption) (*SyncGoogleMaintenanceScheduleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SyncGoogleMaintenanceScheduleResponse)
+	err := c.cc.Invoke(ctx, MaintenanceScheduleService_SyncGoogleMaintenanceSchedule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// MaintenanceScheduleServiceServer is the server API for MaintenanceScheduleService service.
+// All implementations must embed UnimplementedMaintenanceScheduleServiceServer
+// for forward compatibility.
+//
+// MaintenanceScheduleService is served by the worker target for the oauth target. Internal (service
+// identities only).
+type MaintenanceScheduleServiceServer interface {
+	// SyncGoogleMaintenanceSchedule is called after the tenant's Google setup was saved, reset or
+	// removed: under the Temporal runner it creates (configured) or deletes (not configured) the tenant's
+	// Schedule at once instead of at the next periodic reconcile. Under River it changes nothing (every
+	// periodic run lists the configured tenants afresh). The tenant is the one the token acts for.
+	SyncGoogleMaintenanceSchedule(context.Context, *SyncGoogleMaintenanceScheduleRequest) (*SyncGoogleMaintenanceScheduleResponse, error)
+	mustEmbedUnimplementedMaintenanceScheduleServiceServer()
+}
+
+// UnimplementedMaintenanceScheduleServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedMaintenanceScheduleServiceServer struct{}
+
+func (UnimplementedMaintenanceScheduleServiceServer) SyncGoogleMaintenanceSchedule(context.Context, *SyncGoogleMaintenanceScheduleRequest) (*SyncGoogleMaintenanceScheduleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SyncGoogleMaintenanceSchedule not implemented")
+}
+func (UnimplementedMaintenanceScheduleServiceServer) mustEmbedUnimplementedMaintenanceScheduleServiceServer() {
+}
+func (UnimplementedMaintenanceScheduleServiceServer) testEmbeddedByValue() {}
+
+// UnsafeMaintenanceScheduleServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to MaintenanceScheduleServiceServer will
+// result in compilation errors.
+type UnsafeMaintenanceScheduleServiceServer interface {
+	mustEmbedUnimplementedMaintenanceScheduleServiceServer()
+}
+
+func RegisterMaintenanceScheduleServiceServer(s grpc.ServiceRegistrar, srv MaintenanceScheduleServiceServer) {
+	// If the following call panics, it indicates UnimplementedMaintenanceScheduleServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&MaintenanceScheduleService_ServiceDesc, srv)
+}
+
+func _MaintenanceScheduleService_SyncGoogleMaintenanceSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SyncGoogleMaintenanceScheduleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MaintenanceScheduleServiceServer).SyncGoogleMaintenanceSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MaintenanceScheduleService_SyncGoogleMaintenanceSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MaintenanceScheduleServiceServer).SyncGoogleMaintenanceSchedule(ctx, req.(*SyncGoogleMaintenanceScheduleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// MaintenanceScheduleService_ServiceDesc is the grpc.ServiceDesc for MaintenanceScheduleService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var MaintenanceScheduleService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "alga.maintenance.v1.MaintenanceScheduleService",
+	HandlerType: (*MaintenanceScheduleServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "SyncGoogleMaintenanceSchedule",
+			Handler:    _MaintenanceScheduleService_SyncGoogleMaintenanceSchedule_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "alga/maintenance/v1/maintenance.proto",
+}
+
+const (
 	GmailUpkeepService_ListGmailUpkeep_FullMethodName       = "/alga.maintenance.v1.GmailUpkeepService/ListGmailUpkeep"
 	GmailUpkeepService_MaintainGmailProvider_FullMethodName = "/alga.maintenance.v1.GmailUpkeepService/MaintainGmailProvider"
 )

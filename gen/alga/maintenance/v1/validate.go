@@ -87,6 +87,8 @@ func (r *GetGoogleMaintenanceRequest) Validate() error {
 	return nil
 }
 
+func (r *SyncGoogleMaintenanceScheduleRequest) Validate() error { return nil }
+
 func (r *ListGmailUpkeepRequest) Validate() error { return nil }
 
 // Validate requires a provider and at least one step; a token failure to record excludes the others.

@@ -58,10 +58,13 @@ ORDER BY run_id, position, seq
 -- name: LastScheduledRunStart
 SELECT max(start_time) FROM maintenance.runs WHERE tenant = @tenant AND trigger = 'schedule'
 
--- name: LockTenant
--- Serializes one tenant's runs under the River runner (the periodic job and a run-now), across
--- replicas: a session-level advisory lock held on one connection for the run.
-SELECT pg_advisory_lock(hashtextextended('alga-google-maintenance:' || @tenant::text, 0))
+-- name: TakeLease
+-- Takes the tenant's run lease when it is free or expired; returns the holder when taken.
+INSERT INTO maintenance.tenant_leases (tenant, holder, expire_time)
+VALUES (@tenant, @holder, now() + @ttl::interval)
+ON CONFLICT (tenant) DO UPDATE SET holder = EXCLUDED.holder, expire_time = EXCLUDED.expire_time
+WHERE maintenance.tenant_leases.expire_time < now()
+RETURNING holder
 
--- name: UnlockTenant
-SELECT pg_advisory_unlock(hashtextextended('alga-google-maintenance:' || @tenant::text, 0))
+-- name: ReleaseLease
+DELETE FROM maintenance.tenant_leases WHERE tenant = @tenant AND holder = @holder

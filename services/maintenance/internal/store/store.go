@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -241,26 +242,30 @@ func (s *Store) LastScheduledRunStart(ctx context.Context, tenant string) (time.
 	return *t, true, nil
 }
 
-// WithTenantLock runs fn while holding the tenant's run lock (a session-level advisory lock on one
-// connection), so two runs of one tenant never overlap, whichever replica runs them. It waits for the
-// lock until ctx ends.
-func (s *Store) WithTenantLock(ctx context.Context, tenant string, fn func(context.Context) error) error {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	if _, err := conn.Exec(ctx, q("LockTenant"), pg.Args{"tenant": tenant}); err != nil {
-		conn.Release()
-		return fmt.Errorf("waiting for the tenant's run lock: %w", err)
+// WithTenantLock runs fn while holding the tenant's run lease, so two runs of one tenant never
+// overlap, whichever replica runs them. It waits for the lease (polling) until ctx ends; ttl bounds how
+// long a crashed holder keeps it.
+func (s *Store) WithTenantLock(ctx context.Context, tenant string, ttl time.Duration, fn func(context.Context) error) error {
+	holder := uuid.NewString()
+	for {
+		var got string
+		err := s.pool.QueryRow(ctx, q("TakeLease"), pg.Args{"tenant": tenant, "holder": holder, "ttl": ttl.String()}).Scan(&got)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("taking the tenant's run lease: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the tenant's run lease: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	defer func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if _, err := conn.Exec(uctx, q("UnlockTenant"), pg.Args{"tenant": tenant}); err != nil {
-			// A connection that may still hold the lock must not go back to the pool.
-			_ = conn.Conn().Close(uctx)
-		}
-		conn.Release()
+		_, _ = s.pool.Exec(uctx, q("ReleaseLease"), pg.Args{"tenant": tenant, "holder": holder})
 	}()
 	return fn(ctx)
 }

@@ -135,7 +135,7 @@ func TestTenantLockSerializesRuns(t *testing.T) {
 	run := func(tenant string) <-chan error {
 		done := make(chan error, 1)
 		go func() {
-			done <- b.store.WithTenantLock(b.ctx, tenant, func(context.Context) error {
+			done <- b.store.WithTenantLock(b.ctx, tenant, time.Minute, func(context.Context) error {
 				n := inside.Add(1)
 				for {
 					m := maxInside.Load()
@@ -166,12 +166,19 @@ func TestTenantLockSerializesRuns(t *testing.T) {
 	hold := make(chan struct{})
 	held := make(chan struct{})
 	go func() {
-		_ = b.store.WithTenantLock(b.ctx, "t3", func(context.Context) error { close(held); <-hold; return nil })
+		_ = b.store.WithTenantLock(b.ctx, "t3", time.Minute, func(context.Context) error { close(held); <-hold; return nil })
 	}()
 	<-held
 	ctx, cancel := context.WithTimeout(b.ctx, 200*time.Millisecond)
 	defer cancel()
-	err := b.store.WithTenantLock(ctx, "t3", func(context.Context) error { t.Error("ran without the lock"); return nil })
+	err := b.store.WithTenantLock(ctx, "t3", time.Minute, func(context.Context) error { t.Error("ran without the lock"); return nil })
 	require.Error(t, err)
 	close(hold)
+
+	// An expired lease (its holder crashed) is taken over.
+	_, err = b.pool.Exec(b.ctx, "INSERT INTO maintenance.tenant_leases VALUES ('t4', gen_random_uuid(), now() - interval '1 second')")
+	require.NoError(t, err)
+	ran := false
+	require.NoError(t, b.store.WithTenantLock(b.ctx, "t4", time.Minute, func(context.Context) error { ran = true; return nil }))
+	require.True(t, ran)
 }

@@ -50,3 +50,12 @@ CREATE TABLE run_steps (
     PRIMARY KEY (run_id, position, seq),
     FOREIGN KEY (run_id, position) REFERENCES run_providers (run_id, position) ON DELETE CASCADE
 );
+
+-- One run of a tenant at a time under the River runner (the periodic job and a run-now, on any
+-- replica): a lease, taken for the run and released after it; an expired lease (a crashed replica)
+-- may be taken over. A lease holds no database connection while the run talks to the other services.
+CREATE TABLE tenant_leases (
+    tenant       text PRIMARY KEY,
+    holder       uuid NOT NULL,
+    expire_time  timestamptz NOT NULL
+);
