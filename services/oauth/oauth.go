@@ -31,11 +31,12 @@ func (t *oauthTarget) Bind(b *config.Binder) { t.cfg.Bind(b) }
 // Migrations implements target.Target: the `oauth` schema and its queries.
 func (*oauthTarget) Migrations() *pg.Migrations { return store.Migrations() }
 
-// Register implements target.Target: GoogleSetupService (users), OAuthFlowService and TokenService
-// (service identities only).
+// Register implements target.Target: GoogleSetupService (users); OAuthFlowService, TokenService and
+// maintenance's TokenUpkeepService and TenantDirectoryService (service identities only).
 func (t *oauthTarget) Register(srv *grpcserver.Server) {
 	t.svc.Register(srv.GRPC)
-	srv.RequireService("/alga.oauth.v1.OAuthFlowService/", "/alga.oauth.v1.TokenService/")
+	srv.RequireService("/alga.oauth.v1.OAuthFlowService/", "/alga.oauth.v1.TokenService/",
+		"/alga.maintenance.v1.TokenUpkeepService/", "/alga.maintenance.v1.TenantDirectoryService/")
 }
 
 // Start implements target.Target: connects the peers (secrets, gmail, calendar) and hands them to the

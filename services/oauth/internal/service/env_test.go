@@ -17,6 +17,7 @@ import (
 
 	calendarv1 "github.com/algapsa/alga-google/gen/alga/calendar/v1"
 	gmailv1 "github.com/algapsa/alga-google/gen/alga/gmail/v1"
+	maintenancev1 "github.com/algapsa/alga-google/gen/alga/maintenance/v1"
 	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
 	"github.com/algapsa/alga-google/services/oauth"
@@ -45,9 +46,11 @@ const (
 
 // instance is one oauth target on its own gRPC server and pool.
 type instance struct {
-	setup  oauthv1.GoogleSetupServiceClient
-	flow   oauthv1.OAuthFlowServiceClient
-	tokens oauthv1.TokenServiceClient
+	setup     oauthv1.GoogleSetupServiceClient
+	flow      oauthv1.OAuthFlowServiceClient
+	tokens    oauthv1.TokenServiceClient
+	upkeep    maintenancev1.TokenUpkeepServiceClient
+	directory maintenancev1.TenantDirectoryServiceClient
 }
 
 type testBundle struct {
@@ -105,6 +108,7 @@ func setup(t *testing.T, n int, pubsubHost string) *testBundle {
 		t.Cleanup(func() { _ = conn.Close() })
 		b.instances = append(b.instances, instance{
 			setup: oauthv1.NewGoogleSetupServiceClient(conn), flow: oauthv1.NewOAuthFlowServiceClient(conn), tokens: oauthv1.NewTokenServiceClient(conn),
+			upkeep: maintenancev1.NewTokenUpkeepServiceClient(conn), directory: maintenancev1.NewTenantDirectoryServiceClient(conn),
 		})
 	}
 	return b

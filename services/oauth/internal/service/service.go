@@ -1,7 +1,9 @@
-// Package service implements the oauth target's three gRPC services: GoogleSetupService (the tenant's
-// Google setup), OAuthFlowService (authorization-code flows with the tenant's own OAuth client) and
-// TokenService (custody and refresh of the tokens). Credentials and tokens live in the secrets service;
-// the oauth schema keeps the use-same-app flag, pending states, connections and their timelines.
+// Package service implements the oauth target's gRPC services: GoogleSetupService (the tenant's Google
+// setup), OAuthFlowService (authorization-code flows with the tenant's own OAuth client), TokenService
+// (custody and refresh of the tokens), and the two maintenance contracts the oauth target owns:
+// TokenUpkeepService (the connections' scheduled refresh) and TenantDirectoryService (which tenants
+// have a setup). Credentials and tokens live in the secrets service; the oauth schema keeps the
+// use-same-app flag, each tenant's setup state, pending states, connections and their timelines.
 package service
 
 import (
@@ -17,6 +19,7 @@ import (
 
 	calendarv1 "github.com/algapsa/alga-google/gen/alga/calendar/v1"
 	gmailv1 "github.com/algapsa/alga-google/gen/alga/gmail/v1"
+	maintenancev1 "github.com/algapsa/alga-google/gen/alga/maintenance/v1"
 	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
 	"github.com/algapsa/alga-google/services/platform/auth"
@@ -42,7 +45,7 @@ const (
 	maxConcurrentLocked = 4
 )
 
-// Deps are what the three gRPC services need; the target's Start builds them and hands them over once,
+// Deps are what the gRPC services need; the target's Start builds them and hands them over once,
 // before the server's start-up gate opens.
 type Deps struct {
 	Pool     *pgxpool.Pool
@@ -62,13 +65,15 @@ type Deps struct {
 	RetryBackoff time.Duration
 }
 
-// Service is the oauth target's three gRPC implementations, built by New over one shared core (the
+// Service is the oauth target's gRPC implementations, built by New over one shared core (the
 // dependencies and the in-process refresh locks). Register registers these very values.
 type Service struct {
-	Setup  *Setup
-	Flow   *Flow
-	Tokens *Tokens
-	core   *core
+	Setup     *Setup
+	Flow      *Flow
+	Tokens    *Tokens
+	Upkeep    *Upkeep
+	Directory *Directory
+	core      *core
 }
 
 // Setup implements GoogleSetupService (setup.go, probe.go).
@@ -89,7 +94,19 @@ type Tokens struct {
 	*core
 }
 
-// core is what the three services share.
+// Upkeep implements maintenance's TokenUpkeepService (upkeep.go), over the refresh of tokens.go.
+type Upkeep struct {
+	maintenancev1.UnimplementedTokenUpkeepServiceServer
+	*core
+}
+
+// Directory implements maintenance's TenantDirectoryService (directory.go).
+type Directory struct {
+	maintenancev1.UnimplementedTenantDirectoryServiceServer
+	*core
+}
+
+// core is what the services share.
 type core struct {
 	pool      *pgxpool.Pool
 	secrets   secretsv1.SecretsServiceClient
@@ -107,21 +124,24 @@ type core struct {
 	lockSlots chan struct{}
 }
 
-// New returns the three services, without dependencies (SetDeps).
+// New returns the services, without dependencies (SetDeps).
 func New() *Service {
 	c := &core{lockSlots: make(chan struct{}, maxConcurrentLocked)}
 	for i := range c.stripes {
 		c.stripes[i] = make(chan struct{}, 1)
 	}
-	return &Service{Setup: &Setup{core: c}, Flow: &Flow{core: c}, Tokens: &Tokens{core: c}, core: c}
+	return &Service{Setup: &Setup{core: c}, Flow: &Flow{core: c}, Tokens: &Tokens{core: c},
+		Upkeep: &Upkeep{core: c}, Directory: &Directory{core: c}, core: c}
 }
 
-// Register registers the three services on srv. Until SetDeps, the server's start-up gate keeps every
-// call away from them.
+// Register registers the services on srv. Until SetDeps, the server's start-up gate keeps every call
+// away from them.
 func (s *Service) Register(srv *grpc.Server) {
 	oauthv1.RegisterGoogleSetupServiceServer(srv, s.Setup)
 	oauthv1.RegisterOAuthFlowServiceServer(srv, s.Flow)
 	oauthv1.RegisterTokenServiceServer(srv, s.Tokens)
+	maintenancev1.RegisterTokenUpkeepServiceServer(srv, s.Upkeep)
+	maintenancev1.RegisterTenantDirectoryServiceServer(srv, s.Directory)
 }
 
 // SetDeps hands the services their dependencies. Called once, by the target's Start, before any call

@@ -39,11 +39,17 @@ type setupView struct {
 }
 
 func (s *Setup) loadSetup(ctx context.Context, tenant string) (setupView, error) {
-	v := setupView{present: map[string]bool{}, hints: map[string]string{}}
-	var err error
-	if v.settings, _, err = store.GetSettings(ctx, s.pool, tenant); err != nil {
-		return v, err
+	settings, _, err := store.GetSettings(ctx, s.pool, tenant)
+	if err != nil {
+		return setupView{}, err
 	}
+	return s.readSetup(ctx, settings)
+}
+
+// readSetup reads the secrets part of the setup (presence, hints, the non-secret values) beside the
+// given settings.
+func (s *Setup) readSetup(ctx context.Context, settings store.Settings) (setupView, error) {
+	v := setupView{settings: settings, present: map[string]bool{}, hints: map[string]string{}}
 	desc, err := s.secrets.DescribeSecrets(ctx, &secretsv1.DescribeSecretsRequest{Names: setupSecretNames})
 	if err != nil {
 		return v, err
@@ -145,7 +151,14 @@ func (s *Setup) GetGoogleConfig(ctx context.Context, _ *oauthv1.GetGoogleConfigR
 	if err != nil {
 		return nil, err
 	}
-	return &oauthv1.GetGoogleConfigResponse{Config: s.configOf(v)}, nil
+	cfg := s.configOf(v)
+	// The setup's values can change behind this service's back (deleted through the secrets API): what
+	// is read here is recorded for the tenant directory when it differs. Best effort — reading the
+	// setup does not fail because of it.
+	if err := store.ReconcileTenantSetup(ctx, s.pool, id.Tenant, setupStateName(cfg.State), s.now()); err != nil {
+		s.log.WarnContext(ctx, "recording the google setup state failed", "err", err)
+	}
+	return &oauthv1.GetGoogleConfigResponse{Config: cfg}, nil
 }
 
 // UpdateGoogleConfig implements GoogleSetupService: partial update, one atomic write to the secrets service.
@@ -246,26 +259,32 @@ func (s *Setup) UpdateGoogleConfig(ctx context.Context, req *oauthv1.UpdateGoogl
 			}
 		}
 	}
+	// The saved setup's state (read back from the secrets service with the settings being saved) is
+	// recorded with the settings, for the tenant directory.
 	now := s.now()
+	v, err := s.readSetup(ctx, store.Settings{Tenant: id.Tenant, UseSameApp: useSame, UpdatedBy: actor(id), UpdatedAt: now})
+	if err != nil {
+		return nil, err
+	}
+	cfg := s.configOf(v)
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck
-	if _, err := store.UpsertSettings(ctx, tx, store.Settings{Tenant: id.Tenant, UseSameApp: useSame, UpdatedBy: actor(id), UpdatedAt: now}); err != nil {
+	if v.settings, err = store.UpsertSettings(ctx, tx, v.settings); err != nil {
 		return nil, err
 	}
 	if err := store.InsertAudit(ctx, tx, id.Tenant, store.AuditEntry{Actor: actor(id), Action: "update", Fields: changed, CreatedAt: now}); err != nil {
 		return nil, err
 	}
+	if err := store.UpsertTenantSetup(ctx, tx, id.Tenant, setupStateName(cfg.State), now); err != nil {
+		return nil, err
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, err
 	}
-	s.log.InfoContext(ctx, "google setup updated", "fields", changed)
-	v, err := s.loadSetup(ctx, id.Tenant)
-	if err != nil {
-		return nil, err
-	}
+	s.log.InfoContext(ctx, "google setup updated", "fields", changed, "state", setupStateName(cfg.State))
 	return &oauthv1.UpdateGoogleConfigResponse{Config: s.configOf(v)}, nil
 }
 
@@ -310,7 +329,29 @@ func (s *Setup) ResetGoogleProviders(ctx context.Context, _ *oauthv1.ResetGoogle
 			resp.Warnings = append(resp.Warnings, fmt.Sprintf("stored tokens could not be deleted (%s); they are unreachable without their connection rows", status.Code(err)))
 		}
 	}
-	if err := store.InsertAudit(ctx, s.pool, id.Tenant, store.AuditEntry{Actor: actor(id), Action: "reset_providers", CreatedAt: s.now()}); err != nil {
+	// The reset keeps the setup (credentials stay saved): its state is read again and recorded with the
+	// audit entry, so the tenant directory holds the state as of the reset.
+	now := s.now()
+	state := ""
+	if v, err := s.loadSetup(ctx, id.Tenant); err != nil {
+		resp.Warnings = append(resp.Warnings, fmt.Sprintf("the Google setup's state could not be read back (%s); it is recorded at the next save", status.Code(err)))
+	} else {
+		state = setupStateName(s.configOf(v).State)
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	if state != "" {
+		if err := store.UpsertTenantSetup(ctx, tx, id.Tenant, state, now); err != nil {
+			return nil, err
+		}
+	}
+	if err := store.InsertAudit(ctx, tx, id.Tenant, store.AuditEntry{Actor: actor(id), Action: "reset_providers", CreatedAt: now}); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "google providers reset", "gmail", resp.GmailProvidersReset, "calendar", resp.CalendarProvidersReset,

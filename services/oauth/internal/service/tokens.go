@@ -34,6 +34,30 @@ type failure struct {
 	message   string
 	remedy    string
 	transient bool
+	// notConfigured is set when the tenant's OAuth client is gone from the setup: the error
+	// GetAccessToken answers (GOOGLE_NOT_CONFIGURED).
+	notConfigured *errs.Error
+}
+
+// reasonNotConfigured is the ErrorInfo reason of errs.GoogleNotConfigured.
+const reasonNotConfigured = "GOOGLE_NOT_CONFIGURED"
+
+// recordedFailure is the failure a connection's row records (a permanent one, answered without asking
+// Google again).
+func recordedFailure(conn store.Connection) failure {
+	return failure{status: conn.Status, reason: conn.Status, message: conn.StatusMessage, remedy: conn.Remedy}
+}
+
+// answer is the error GetAccessToken returns for a failure (see GetAccessToken for the reasons).
+func (f failure) answer(conn store.Connection) error {
+	switch {
+	case f.notConfigured != nil:
+		return f.notConfigured
+	case f.transient:
+		return errs.Unavailable("GOOGLE_UNAVAILABLE", "Google's token endpoint is unavailable; retry later").
+			With("status", statusEnum(f.status).String()).With("failure_class", failureClass(f).String())
+	}
+	return reauthError(conn).With("failure_class", failureClass(f).String())
 }
 
 func permanentStatus(st string) bool {
@@ -107,7 +131,7 @@ func statusEnum(st string) oauthv1.ConnectionStatus {
 	return oauthv1.ConnectionStatus_CONNECTION_STATUS_UNSPECIFIED
 }
 
-func reauthError(conn store.Connection) error {
+func reauthError(conn store.Connection) *errs.Error {
 	return errs.FailedPrecondition(ReasonReauthorizationRequired, "%s %s", conn.StatusMessage, conn.Remedy).
 		With("status", statusEnum(conn.Status).String()).With("provider_id", conn.ProviderID)
 }
@@ -121,7 +145,18 @@ func tokenResponse(t storedToken, conn store.Connection) *oauthv1.GetAccessToken
 }
 
 // GetAccessToken implements TokenService: a fresh access token, refreshed at most once at a time per
-// connection across every replica (row lock, then re-check).
+// connection across every replica (row lock, then re-check). With force_refresh it asks Google even when
+// the cached token is still valid (a caller that got a 401 with it: the grant may have been revoked
+// before the token expired) and even when the connection failed permanently before; a caller that
+// waited on the lock while another refreshed gets that refresh's token. Failures, recorded on the
+// connection before answering, carry an ErrorInfo reason callers branch on (errs.ReasonOf):
+//
+//   - REAUTHORIZATION_REQUIRED (FailedPrecondition): the grant is unusable until the user reconnects;
+//     metadata "status" is the ConnectionStatus, "failure_class" the maintenance FailureClass.
+//   - GOOGLE_UNAVAILABLE (Unavailable): Google's token endpoint failed transiently (retried 3 times);
+//     status CONNECTION_STATUS_TRANSIENT_ERROR, failure_class FAILURE_CLASS_TRANSIENT.
+//   - GOOGLE_NOT_CONFIGURED (FailedPrecondition): the tenant's OAuth client is gone from the setup.
+//   - NOT_FOUND: the provider has no connection.
 func (s *Tokens) GetAccessToken(ctx context.Context, req *oauthv1.GetAccessTokenRequest) (*oauthv1.GetAccessTokenResponse, error) {
 	id, err := caller(ctx)
 	if err != nil {
@@ -132,6 +167,7 @@ func (s *Tokens) GetAccessToken(ctx context.Context, req *oauthv1.GetAccessToken
 	if req.GetMinValiditySeconds() > 0 {
 		minValidity = time.Duration(req.GetMinValiditySeconds()) * time.Second
 	}
+	force := req.GetForceRefresh()
 	started := s.now()
 	conn, err := store.GetConnection(ctx, s.pool, id.Tenant, kind, req.GetProviderId())
 	if errors.Is(err, store.ErrNotFound) {
@@ -140,90 +176,161 @@ func (s *Tokens) GetAccessToken(ctx context.Context, req *oauthv1.GetAccessToken
 	if err != nil {
 		return nil, err
 	}
-	if !req.GetForceRefresh() && !permanentStatus(conn.Status) && conn.AccessTokenExpiresAt != nil && conn.AccessTokenExpiresAt.After(started.Add(minValidity)) {
+	if !force && !permanentStatus(conn.Status) && conn.AccessTokenExpiresAt != nil && conn.AccessTokenExpiresAt.After(started.Add(minValidity)) {
 		if t, err := s.readToken(ctx, conn.ID); err == nil && fresh(t, s.now(), minValidity) {
 			return tokenResponse(t, conn), nil
 		}
 	}
-	return s.refresh(ctx, id.Tenant, kind, req.GetProviderId(), minValidity, req.GetForceRefresh(), started)
-}
-
-func (s *Tokens) refresh(ctx context.Context, tenant, kind, providerID string, minValidity time.Duration, force bool, started time.Time) (*oauthv1.GetAccessTokenResponse, error) {
-	unlock, err := s.lockStripe(ctx, tenant+"/"+kind+"/"+providerID)
+	res, err := s.refresh(ctx, refreshRequest{
+		tenant: id.Tenant, kind: kind, providerID: req.GetProviderId(), force: force, attempts: refreshAttempts,
+		// Whoever held the lock before us may have refreshed already: a fresh token will do, and for a
+		// forced refresh only one obtained since this call began.
+		done: func(conn store.Connection, tok storedToken, now time.Time) bool {
+			refreshedMeanwhile := conn.LastRefreshAt != nil && !conn.LastRefreshAt.Before(started)
+			return fresh(tok, now, minValidity) && conn.Status == store.StatusConnected && (!force || refreshedMeanwhile)
+		},
+	})
+	if errors.Is(err, errConnectionGone) {
+		return nil, errs.NotFound(kindLabel(kind) + " connection of provider " + req.GetProviderId())
+	}
 	if err != nil {
 		return nil, err
+	}
+	if res.fail != nil {
+		return nil, res.fail.answer(res.conn)
+	}
+	return tokenResponse(res.token, res.conn), nil
+}
+
+// errConnectionGone: the connection a refresh was asked for does not exist (any more).
+var errConnectionGone = errors.New("connection not found")
+
+// refreshRequest is what one caller needs of a connection's refresh: GetAccessToken (a usable token)
+// and RefreshConnection (maintenance: a refresh at Google unless one happened since its decision).
+type refreshRequest struct {
+	tenant, kind, providerID string
+	// connectionID, when set, is the connection the caller decided on: another row under the same
+	// provider counts as gone.
+	connectionID string
+	// force asks Google even when the connection failed permanently before.
+	force bool
+	// done reports, under the row lock, that what the caller needs is already there: nothing is asked
+	// of Google and nothing is recorded.
+	done func(conn store.Connection, tok storedToken, now time.Time) bool
+	// attempts bounds the token-endpoint requests when Google fails transiently.
+	attempts int
+	// runID names the maintenance run in the timeline ("" outside maintenance).
+	runID string
+}
+
+// refreshResult is what a refresh found or did.
+type refreshResult struct {
+	conn  store.Connection // the connection as the call left it
+	token storedToken      // the usable token (unset on failure)
+	calls int              // requests made to Google's token endpoint
+	// fail is the classified failure, recorded on the connection before the call returned (nil on
+	// success). For a connection that had failed permanently and was not forced, it is that recorded
+	// failure: nothing was asked or recorded anew.
+	fail *failure
+}
+
+// refresh is the one refresh of a connection's access token: in-process stripe lock, then the row lock
+// (FOR UPDATE, bounded wait) so one refresh runs at a time per connection across replicas; re-check
+// (done); a permanently failed connection fails fast unless forced; the tenant's current OAuth client;
+// Google's token endpoint; and every outcome recorded on the connection (status, message, remedy,
+// timeline event) in the same transaction. A success clears an earlier failure.
+func (s *core) refresh(ctx context.Context, r refreshRequest) (refreshResult, error) {
+	unlock, err := s.lockStripe(ctx, r.tenant+"/"+r.kind+"/"+r.providerID)
+	if err != nil {
+		return refreshResult{}, err
 	}
 	defer unlock()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return nil, err
+		return refreshResult{}, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
 	if err := store.SetLockTimeout(ctx, tx, refreshLockTimeout); err != nil {
-		return nil, err
+		return refreshResult{}, err
 	}
-	conn, err := store.GetConnectionForUpdate(ctx, tx, tenant, kind, providerID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errs.NotFound(kindLabel(kind) + " connection of provider " + providerID)
+	conn, err := store.GetConnectionForUpdate(ctx, tx, r.tenant, r.kind, r.providerID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && r.connectionID != "" && conn.ID != r.connectionID) {
+		return refreshResult{}, errConnectionGone
 	}
 	if err != nil {
-		return nil, err
+		return refreshResult{}, err
 	}
 	tok, err := s.readToken(ctx, conn.ID)
 	if err != nil && !errors.Is(err, errNoToken) {
-		return nil, err
+		return refreshResult{}, err
 	}
 	now := s.now()
-	// Re-check under the lock: whoever held it before us may have refreshed already.
-	refreshedMeanwhile := conn.LastRefreshAt != nil && !conn.LastRefreshAt.Before(started)
-	if fresh(tok, now, minValidity) && conn.Status == store.StatusConnected && (!force || refreshedMeanwhile) {
-		return tokenResponse(tok, conn), tx.Commit(ctx)
+	if r.done != nil && r.done(conn, tok, now) {
+		return refreshResult{conn: conn, token: tok}, tx.Commit(ctx)
 	}
-	if permanentStatus(conn.Status) && !force {
-		return nil, reauthError(conn)
+	if permanentStatus(conn.Status) && !r.force {
+		f := recordedFailure(conn)
+		return refreshResult{conn: conn, fail: &f}, tx.Commit(ctx)
 	}
-	fail := func(f failure) error {
-		updated, err := store.MarkFailed(ctx, tx, tenant, conn.ID, f.status, f.message, f.remedy, now)
+	res := refreshResult{conn: conn}
+	fail := func(f failure) (refreshResult, error) {
+		updated, err := store.MarkFailed(ctx, tx, r.tenant, conn.ID, f.status, f.message, f.remedy, now)
 		if err != nil {
-			return err
+			return refreshResult{}, err
 		}
-		if err := store.InsertEvent(ctx, tx, tenant, conn.ID, store.Event{Type: "refresh_failed", Message: f.reason + ": " + f.message, CreatedAt: now}); err != nil {
-			return err
+		what := f.message
+		if f.notConfigured != nil {
+			what = f.notConfigured.Message
 		}
-		if !f.transient && !permanentStatus(conn.Status) {
-			if err := store.InsertEvent(ctx, tx, tenant, conn.ID, store.Event{Type: "reauthorization_required", Message: f.remedy, CreatedAt: now}); err != nil {
-				return err
+		if err := store.InsertEvent(ctx, tx, r.tenant, conn.ID, store.Event{Type: "refresh_failed", Message: inRun(f.reason+": "+what, r.runID), CreatedAt: now}); err != nil {
+			return refreshResult{}, err
+		}
+		if permanentStatus(f.status) && !permanentStatus(conn.Status) {
+			if err := store.InsertEvent(ctx, tx, r.tenant, conn.ID, store.Event{Type: "reauthorization_required", Message: f.remedy, CreatedAt: now}); err != nil {
+				return refreshResult{}, err
 			}
 		}
 		if err := tx.Commit(ctx); err != nil {
-			return err
+			return refreshResult{}, err
 		}
-		s.log.WarnContext(ctx, "token refresh failed", "kind", kind, "provider", providerID, "status", f.status, "reason", f.reason)
-		if f.transient {
-			return errs.Unavailable("GOOGLE_UNAVAILABLE", "Google's token endpoint is unavailable; retry later").With("status", statusEnum(f.status).String())
-		}
-		return reauthError(updated)
+		s.log.WarnContext(ctx, "token refresh failed", "kind", r.kind, "provider", r.providerID, "status", f.status, "reason", f.reason, "google_calls", res.calls)
+		res.conn, res.fail = updated, &f
+		return res, nil
 	}
-	c, err := s.loadClient(ctx, kind)
+	c, err := s.loadClient(ctx, r.kind)
+	var notConfigured *errs.Error
+	if errors.As(err, &notConfigured) && notConfigured.Reason == reasonNotConfigured {
+		// Recorded as a transient error: nothing is known to be wrong with the grant, and once the setup
+		// has the client again the next refresh works (and clears this). A grant already known to be
+		// unusable (a forced refresh) keeps its status: the missing client is no news about it.
+		f := failure{status: store.StatusTransientError, reason: "google_not_configured", notConfigured: notConfigured,
+			message: notConfigured.Message,
+			remedy:  fmt.Sprintf("Complete the %s OAuth client in Settings → Integrations → Communication → Google; the connection works again at its next refresh.", kindLabel(r.kind))}
+		if permanentStatus(conn.Status) {
+			f.status, f.message, f.remedy = conn.Status, conn.StatusMessage, conn.Remedy
+		}
+		return fail(f)
+	}
 	if err != nil {
-		return nil, err
+		return refreshResult{}, err
 	}
 	if c.ID != conn.ClientID {
-		return nil, fail(failure{status: store.StatusClientInvalid, reason: "client_changed",
-			message: fmt.Sprintf("The %s OAuth client in the Google setup changed since this account connected; its grant belongs to the previous client.", kindLabel(kind)),
-			remedy:  fmt.Sprintf("Reconnect the %s provider (Connect) so the account consents to the current OAuth client.", kindLabel(kind))})
+		return fail(failure{status: store.StatusClientInvalid, reason: "client_changed",
+			message: fmt.Sprintf("The %s OAuth client in the Google setup changed since this account connected; its grant belongs to the previous client.", kindLabel(r.kind)),
+			remedy:  fmt.Sprintf("Reconnect the %s provider (Connect) so the account consents to the current OAuth client.", kindLabel(r.kind))})
 	}
 	if tok.RefreshToken == "" {
-		return nil, fail(failure{status: store.StatusReauthRequired, reason: "no_refresh_token",
+		return fail(failure{status: store.StatusReauthRequired, reason: "no_refresh_token",
 			message: "No refresh token is stored for this connection.",
-			remedy:  fmt.Sprintf("Reconnect the %s provider (Connect).", kindLabel(kind))})
+			remedy:  fmt.Sprintf("Reconnect the %s provider (Connect).", kindLabel(r.kind))})
 	}
-	newTok, err := s.refreshWithRetry(ctx, c, kind, tok.RefreshToken)
+	newTok, calls, err := s.refreshWithRetry(ctx, c, r.kind, tok.RefreshToken, r.attempts)
+	res.calls = calls
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return refreshResult{}, ctx.Err()
 		}
-		return nil, fail(classifyRefresh(classifyTokenError(err), conn, now))
+		return fail(classifyRefresh(classifyTokenError(err), conn, now))
 	}
 	merged := tokenFrom(newTok, c.ID)
 	if merged.RefreshToken == "" { // never erase a stored refresh token
@@ -233,49 +340,61 @@ func (s *Tokens) refresh(ctx context.Context, tenant, kind, providerID string, m
 		merged.Scope = tok.Scope
 	}
 	if err := s.writeToken(ctx, conn.ID, merged); err != nil {
-		return nil, err
+		return refreshResult{}, err
 	}
 	now = s.now()
-	updated, err := store.MarkRefreshed(ctx, tx, tenant, conn.ID, merged.Expiry, now)
+	updated, err := store.MarkRefreshed(ctx, tx, r.tenant, conn.ID, merged.Expiry, now)
 	if err != nil {
-		return nil, err
+		return refreshResult{}, err
 	}
-	ev := store.Event{Type: "refreshed", Message: "Access token refreshed.", CreatedAt: now}
+	ev := store.Event{Type: "refreshed", Message: inRun("Access token refreshed.", r.runID), CreatedAt: now}
 	if conn.Status != store.StatusConnected {
-		ev = store.Event{Type: "recovered", Message: "Token refresh works again (was " + conn.Status + ").", CreatedAt: now}
+		ev = store.Event{Type: "recovered", Message: inRun("Token refresh works again (was "+conn.Status+").", r.runID), CreatedAt: now}
 	}
-	if err := store.InsertEvent(ctx, tx, tenant, conn.ID, ev); err != nil {
-		return nil, err
+	if err := store.InsertEvent(ctx, tx, r.tenant, conn.ID, ev); err != nil {
+		return refreshResult{}, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, err
+		return refreshResult{}, err
 	}
-	return tokenResponse(merged, updated), nil
+	res.conn, res.token = updated, merged
+	return res, nil
 }
 
-// refreshWithRetry calls Google's token endpoint, retrying transient failures a bounded number of times.
-func (s *Tokens) refreshWithRetry(ctx context.Context, c client, kind, refreshToken string) (*oauth2.Token, error) {
+// inRun names the maintenance run an event belongs to.
+func inRun(msg, runID string) string {
+	if runID == "" {
+		return msg
+	}
+	return msg + " (maintenance run " + runID + ")"
+}
+
+// refreshWithRetry calls Google's token endpoint, retrying transient failures up to attempts requests
+// in all; it reports how many requests it made.
+func (s *core) refreshWithRetry(ctx context.Context, c client, kind, refreshToken string, attempts int) (*oauth2.Token, int, error) {
 	cfg := s.oauthConfig(c, kind)
 	hctx := s.httpContext(ctx)
 	var lastErr error
 	pause := s.backoff
-	for attempt := 1; attempt <= refreshAttempts; attempt++ {
+	calls := 0
+	for attempt := 1; attempt <= max(attempts, 1); attempt++ {
+		calls++
 		tok, err := cfg.TokenSource(hctx, &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)}).Token()
 		if err == nil {
-			return tok, nil
+			return tok, calls, nil
 		}
 		lastErr = err
-		if !classifyTokenError(err).transient || attempt == refreshAttempts {
+		if !classifyTokenError(err).transient || attempt >= attempts {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, calls, ctx.Err()
 		case <-time.After(pause):
 		}
 		pause *= 2
 	}
-	return nil, lastErr
+	return nil, calls, lastErr
 }
 
 func (s *Tokens) connectionProto(ctx context.Context, conn store.Connection, withEvents bool) (*oauthv1.Connection, error) {

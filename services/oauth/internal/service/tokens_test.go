@@ -12,7 +12,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
+	"github.com/algapsa/alga-google/services/platform/errs"
 )
+
+// ReasonReauthorizationRequired is the reason callers branch on (service.ReasonReauthorizationRequired).
+const ReasonReauthorizationRequired = "REAUTHORIZATION_REQUIRED"
 
 // expireAccessToken makes the stored access tokens of a tenant expired (row and secret).
 func (b *testBundle) expireAccessToken(t *testing.T, tenant string) {
@@ -210,4 +214,57 @@ func TestTenantIsolationAndDeleteAndReset(t *testing.T) {
 	require.False(t, ok)
 	list, _ = tokens.ListConnections(b.service(t, "worker", "tenant-a", ""), &oauthv1.ListConnectionsRequest{})
 	require.Empty(t, list.Connections)
+}
+
+// TestForceRefreshWithValidCachedToken: a caller that got a 401 with a cached token that has not expired
+// (a grant revoked early) forces a refresh: Google is asked even though the token is valid, and the
+// failure comes back with a reason and a class the caller branches on.
+func TestForceRefreshWithValidCachedToken(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1, "")
+	b.configure(t, "tenant-a")
+	b.gmail.AddProvider("tenant-a", p1, "support@acme.test")
+	require.Equal(t, "connected", b.connect(t, "tenant-a", "u1", gmailKind, p1, "support@acme.test"))
+	svc := b.service(t, "gmail", "tenant-a", "")
+	tokens := b.instances[0].tokens
+	get := &oauthv1.GetAccessTokenRequest{Kind: gmailKind, ProviderId: p1}
+	force := &oauthv1.GetAccessTokenRequest{Kind: gmailKind, ProviderId: p1, ForceRefresh: true}
+
+	cached, err := tokens.GetAccessToken(svc, get)
+	require.NoError(t, err)
+	require.Zero(t, b.google.RefreshCalls.Load())
+	forced, err := tokens.GetAccessToken(svc, force)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, b.google.RefreshCalls.Load(), "forced although the cached token is valid")
+	require.NotEqual(t, cached.AccessToken, forced.AccessToken)
+	require.True(t, b.google.ValidAccessToken(forced.AccessToken))
+	again, err := tokens.GetAccessToken(svc, get)
+	require.NoError(t, err)
+	require.Equal(t, forced.AccessToken, again.AccessToken, "the forced token is the cached one now")
+
+	// Transient: GOOGLE_UNAVAILABLE, class TRANSIENT; the cached token still serves unforced callers.
+	b.google.SetFault("503", 0)
+	_, err = tokens.GetAccessToken(svc, force)
+	require.Equal(t, codes.Unavailable, status.Code(err))
+	require.Equal(t, "GOOGLE_UNAVAILABLE", errs.ReasonOf(err))
+	_, meta := reasonOf(err)
+	require.Equal(t, "FAILURE_CLASS_TRANSIENT", meta["failure_class"])
+	require.Equal(t, "CONNECTION_STATUS_TRANSIENT_ERROR", meta["status"])
+
+	// Revoked before the token expired: REAUTHORIZATION_REQUIRED, class REVOKED, recorded.
+	b.google.SetFault("invalid_grant", 0)
+	_, err = tokens.GetAccessToken(svc, force)
+	require.Equal(t, codes.FailedPrecondition, status.Code(err))
+	require.Equal(t, ReasonReauthorizationRequired, errs.ReasonOf(err))
+	_, meta = reasonOf(err)
+	require.Equal(t, "FAILURE_CLASS_REVOKED", meta["failure_class"])
+	require.Equal(t, "CONNECTION_STATUS_REVOKED", meta["status"])
+	require.Equal(t, oauthv1.ConnectionStatus_CONNECTION_STATUS_REVOKED, b.connection(t, "tenant-a", gmailKind, p1).Status)
+	// From now on every caller is told at once, without Google, with the same reason and class.
+	calls := b.google.RefreshCalls.Load()
+	_, err = tokens.GetAccessToken(svc, get)
+	require.Equal(t, ReasonReauthorizationRequired, errs.ReasonOf(err))
+	_, meta = reasonOf(err)
+	require.Equal(t, "FAILURE_CLASS_REVOKED", meta["failure_class"])
+	require.Equal(t, calls, b.google.RefreshCalls.Load())
 }

@@ -1,7 +1,8 @@
 -- Named queries of the oauth schema. Each starts with "-- name: Name"; store.go calls them by name with
--- named parameters. Every table is schema-qualified and every query is scoped by tenant (except consuming
--- a state, whose hash is the only thing the callback knows; the tenant then comes from the consumed row,
--- and the test helpers at the end).
+-- named parameters. Every table is schema-qualified and every query is scoped by tenant, except: consuming
+-- a state (its hash is the only thing the callback knows; the tenant then comes from the consumed row),
+-- ListConfiguredTenants (the tenant directory: the one cross-tenant read, for service identities acting
+-- for no tenant — see directory.go), and the test helpers at the end.
 
 -- name: GetSettings
 SELECT tenant, use_same_app, updated_by, updated_at FROM oauth.settings WHERE tenant = @tenant;
@@ -44,6 +45,9 @@ SELECT set_config('lock_timeout', @timeout, true);
 -- name: GetConnectionForUpdate
 SELECT * FROM oauth.connections WHERE tenant = @tenant AND kind = @kind AND provider_id = @provider_id FOR UPDATE;
 
+-- name: GetConnectionByID
+SELECT * FROM oauth.connections WHERE tenant = @tenant AND id = @id;
+
 -- name: ListConnections
 SELECT * FROM oauth.connections WHERE tenant = @tenant AND (@kind = '' OR kind = @kind) ORDER BY kind, provider_id;
 
@@ -83,6 +87,23 @@ VALUES (@connection_id, @tenant, @type, @message, @created_at);
 -- name: ListEvents
 SELECT type, message, created_at FROM oauth.connection_events
 WHERE tenant = @tenant AND connection_id = @connection_id ORDER BY id DESC LIMIT @limit;
+
+-- name: UpsertTenantSetup
+INSERT INTO oauth.tenant_setups (tenant, state, updated_at) VALUES (@tenant, @state, @updated_at)
+ON CONFLICT (tenant) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at;
+
+-- name: ReconcileTenantSetup
+-- Records a state read back from the setup only when it differs from the recorded one (a tenant without
+-- a row gets one only when something of a setup is there).
+INSERT INTO oauth.tenant_setups (tenant, state, updated_at)
+SELECT @tenant::text, @state::text, @updated_at::timestamptz
+WHERE @state::text <> 'missing' OR EXISTS (SELECT 1 FROM oauth.tenant_setups WHERE tenant = @tenant::text)
+ON CONFLICT (tenant) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
+WHERE oauth.tenant_setups.state <> EXCLUDED.state;
+
+-- name: ListConfiguredTenants
+-- Not scoped by tenant: the tenant directory lists every tenant whose setup is saved.
+SELECT tenant, updated_at FROM oauth.tenant_setups WHERE state <> 'missing' ORDER BY tenant;
 
 -- Test helpers (package oauthtesting): other modules' tests arrange oauth's state through these instead
 -- of writing its tables. They address a row by what the test knows, so they are not scoped by tenant.

@@ -1,6 +1,7 @@
 // Package store is the oauth schema's query layer: typed functions over the named statements of
 // queries.sql (named parameters, passed as pg.Args) and the numbered migrations in migrations/. Every
-// query is scoped by tenant, except consuming a state and the test helpers (see queries.sql).
+// query is scoped by tenant, except consuming a state, the tenant directory and the test helpers (see
+// queries.sql).
 package store
 
 import (
@@ -97,6 +98,40 @@ func ListAudit(ctx context.Context, db DB, tenant string, limit int) ([]AuditEnt
 	return pgx.CollectRows(rows, pgx.RowToStructByName[AuditEntry])
 }
 
+// Setup states recorded in tenant_setups (the GoogleConfigState enum in lower case).
+const (
+	SetupConfigured = "configured"
+	SetupPartial    = "partial"
+	SetupMissing    = "missing"
+)
+
+// UpsertTenantSetup records the state of a tenant's Google setup (written where the setup is saved).
+func UpsertTenantSetup(ctx context.Context, db DB, tenant, state string, now time.Time) error {
+	_, err := db.Exec(ctx, q("UpsertTenantSetup"), pg.Args{"tenant": tenant, "state": state, "updated_at": now})
+	return err
+}
+
+// ReconcileTenantSetup records a state read back from the setup when it differs from the recorded one
+// (the setup's secrets changed behind the oauth service's back); a missing setup of a tenant never
+// recorded stays unrecorded.
+func ReconcileTenantSetup(ctx context.Context, db DB, tenant, state string, now time.Time) error {
+	_, err := db.Exec(ctx, q("ReconcileTenantSetup"), pg.Args{"tenant": tenant, "state": state, "updated_at": now})
+	return err
+}
+
+// TenantSetup is one tenant whose Google setup is saved (configured or partial).
+type TenantSetup struct {
+	Tenant    string    `db:"tenant"`
+	UpdatedAt time.Time `db:"updated_at"`
+}
+
+// ListConfiguredTenants lists every tenant whose setup is configured or partial, across tenants (the
+// tenant directory; see queries.sql).
+func ListConfiguredTenants(ctx context.Context, db DB) ([]TenantSetup, error) {
+	rows, _ := db.Query(ctx, q("ListConfiguredTenants"), pg.Args{})
+	return pgx.CollectRows(rows, pgx.RowToStructByName[TenantSetup])
+}
+
 // State is a pending authorization (one row per begun flow, consumed once).
 type State struct {
 	StateHash      []byte    `db:"state_hash"`
@@ -170,6 +205,12 @@ func oneConnection(rows pgx.Rows) (Connection, error) {
 // GetConnection returns the connection of a provider.
 func GetConnection(ctx context.Context, db DB, tenant, kind, providerID string) (Connection, error) {
 	rows, _ := db.Query(ctx, q("GetConnection"), pg.Args{"tenant": tenant, "kind": kind, "provider_id": providerID})
+	return oneConnection(rows)
+}
+
+// GetConnectionByID returns a connection by its id.
+func GetConnectionByID(ctx context.Context, db DB, tenant, id string) (Connection, error) {
+	rows, _ := db.Query(ctx, q("GetConnectionByID"), pg.Args{"tenant": tenant, "id": id})
 	return oneConnection(rows)
 }
 
