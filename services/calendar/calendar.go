@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	calendarv1 "github.com/algapsa/alga-google/gen/alga/calendar/v1"
+	maintenancev1 "github.com/algapsa/alga-google/gen/alga/maintenance/v1"
 	"github.com/algapsa/alga-google/services/calendar/internal/channel"
 	"github.com/algapsa/alga-google/services/calendar/internal/service"
 	"github.com/algapsa/alga-google/services/calendar/internal/store"
@@ -35,6 +36,7 @@ var internalMethods = []string{
 	calendarv1.CalendarProviderService_RenewCalendarChannel_FullMethodName,
 	calendarv1.CalendarProviderService_VerifyCalendarChannel_FullMethodName,
 	"/" + calendarv1.CalendarChangeService_ServiceDesc.ServiceName + "/",
+	"/" + maintenancev1.CalendarUpkeepService_ServiceDesc.ServiceName + "/",
 }
 
 // NewTarget returns the calendar target.
@@ -56,10 +58,12 @@ func (t *calendarTarget) Bind(b *config.Binder) { t.cfg.Bind(b) }
 // Migrations implements target.Target: the `calendar` schema and its queries.
 func (t *calendarTarget) Migrations() *pg.Migrations { return store.Migrations() }
 
-// Register registers both gRPC services; their dependencies arrive in Start.
+// Register registers the gRPC services (providers, the change feed, scheduled upkeep); their
+// dependencies arrive in Start.
 func (t *calendarTarget) Register(srv *grpcserver.Server) {
 	calendarv1.RegisterCalendarProviderServiceServer(srv.GRPC, t.svc)
 	calendarv1.RegisterCalendarChangeServiceServer(srv.GRPC, t.svc.ChangeServer())
+	maintenancev1.RegisterCalendarUpkeepServiceServer(srv.GRPC, t.svc.UpkeepServer())
 	srv.RequireService(internalMethods...)
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	calendarv1 "github.com/algapsa/alga-google/gen/alga/calendar/v1"
+	maintenancev1 "github.com/algapsa/alga-google/gen/alga/maintenance/v1"
 	"github.com/algapsa/alga-google/services/calendar"
 	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/googleapi"
@@ -38,6 +39,7 @@ func TestLifecycle(t *testing.T) {
 	info := srv.GRPC.GetServiceInfo()
 	require.Contains(t, info, calendarv1.CalendarProviderService_ServiceDesc.ServiceName)
 	require.Contains(t, info, calendarv1.CalendarChangeService_ServiceDesc.ServiceName)
+	require.Contains(t, info, maintenancev1.CalendarUpkeepService_ServiceDesc.ServiceName)
 
 	pool, _ := pgtest.NewPool(t)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1141,8 +1141,13 @@ type CalendarDiagnostics struct {
 	LastError          *ProviderError         `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	ConnectionStatus   string                 `protobuf:"bytes,7,opt,name=connection_status,json=connectionStatus,proto3" json:"connection_status,omitempty"`
 	AvailableCalendars []string               `protobuf:"bytes,8,rep,name=available_calendars,json=availableCalendars,proto3" json:"available_calendars,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The last outcome of each scheduled-maintenance step: "channel" (renewed or recreated),
+	// "delta_sync", "token" (a refresh failure maintenance recorded).
+	Steps []*UpkeepStep `protobuf:"bytes,9,rep,name=steps,proto3" json:"steps,omitempty"`
+	// The provider's timeline, newest first (at most 50 entries).
+	Events        []*ProviderEvent `protobuf:"bytes,10,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CalendarDiagnostics) Reset() {
@@ -1231,6 +1236,196 @@ func (x *CalendarDiagnostics) GetAvailableCalendars() []string {
 	return nil
 }
 
+func (x *CalendarDiagnostics) GetSteps() []*UpkeepStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *CalendarDiagnostics) GetEvents() []*ProviderEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// UpkeepStep is the last recorded outcome of one scheduled-maintenance step.
+type UpkeepStep struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Ok        bool                   `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	ErrorCode string                 `protobuf:"bytes,3,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// What was done, or what went wrong.
+	Detail string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The maintenance run it belonged to; empty otherwise.
+	RunId         string                 `protobuf:"bytes,5,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	CheckTime     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=check_time,json=checkTime,proto3" json:"check_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpkeepStep) Reset() {
+	*x = UpkeepStep{}
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpkeepStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpkeepStep) ProtoMessage() {}
+
+func (x *UpkeepStep) ProtoReflect() protoreflect.Message {
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpkeepStep.ProtoReflect.Descriptor instead.
+func (*UpkeepStep) Descriptor() ([]byte, []int) {
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *UpkeepStep) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpkeepStep) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *UpkeepStep) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *UpkeepStep) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *UpkeepStep) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *UpkeepStep) GetCheckTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CheckTime
+	}
+	return nil
+}
+
+// ProviderEvent is one entry of a provider's timeline: an activation's or a maintenance step's outcome.
+type ProviderEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "activated", "channel_renew_ok", "channel_recreate_ok", "delta_sync_ok", "<step>_failed",
+	// "<step>_skipped", "token_failure" or "recovered" (an error cleared by a later success).
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// The diagnostics step a failure was recorded for, or the maintenance step that succeeded.
+	Step      string `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	ErrorCode string `protobuf:"bytes,3,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	Message   string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// The maintenance run the event came from; empty otherwise.
+	RunId         string                 `protobuf:"bytes,5,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProviderEvent) Reset() {
+	*x = ProviderEvent{}
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProviderEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProviderEvent) ProtoMessage() {}
+
+func (x *ProviderEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProviderEvent.ProtoReflect.Descriptor instead.
+func (*ProviderEvent) Descriptor() ([]byte, []int) {
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ProviderEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ProviderEvent) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *ProviderEvent) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *ProviderEvent) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ProviderEvent) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ProviderEvent) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
 type GetCalendarProviderDiagnosticsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1240,7 +1435,7 @@ type GetCalendarProviderDiagnosticsRequest struct {
 
 func (x *GetCalendarProviderDiagnosticsRequest) Reset() {
 	*x = GetCalendarProviderDiagnosticsRequest{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[18]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1447,7 @@ func (x *GetCalendarProviderDiagnosticsRequest) String() string {
 func (*GetCalendarProviderDiagnosticsRequest) ProtoMessage() {}
 
 func (x *GetCalendarProviderDiagnosticsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[18]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1460,7 @@ func (x *GetCalendarProviderDiagnosticsRequest) ProtoReflect() protoreflect.Mess
 
 // Deprecated: Use GetCalendarProviderDiagnosticsRequest.ProtoReflect.Descriptor instead.
 func (*GetCalendarProviderDiagnosticsRequest) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{18}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetCalendarProviderDiagnosticsRequest) GetId() string {
@@ -1285,7 +1480,7 @@ type GetCalendarProviderDiagnosticsResponse struct {
 
 func (x *GetCalendarProviderDiagnosticsResponse) Reset() {
 	*x = GetCalendarProviderDiagnosticsResponse{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[19]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1492,7 @@ func (x *GetCalendarProviderDiagnosticsResponse) String() string {
 func (*GetCalendarProviderDiagnosticsResponse) ProtoMessage() {}
 
 func (x *GetCalendarProviderDiagnosticsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[19]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1505,7 @@ func (x *GetCalendarProviderDiagnosticsResponse) ProtoReflect() protoreflect.Mes
 
 // Deprecated: Use GetCalendarProviderDiagnosticsResponse.ProtoReflect.Descriptor instead.
 func (*GetCalendarProviderDiagnosticsResponse) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{19}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetCalendarProviderDiagnosticsResponse) GetProvider() *CalendarProvider {
@@ -1337,7 +1532,7 @@ type ActivateCalendarProviderRequest struct {
 
 func (x *ActivateCalendarProviderRequest) Reset() {
 	*x = ActivateCalendarProviderRequest{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[20]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1544,7 @@ func (x *ActivateCalendarProviderRequest) String() string {
 func (*ActivateCalendarProviderRequest) ProtoMessage() {}
 
 func (x *ActivateCalendarProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[20]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1557,7 @@ func (x *ActivateCalendarProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateCalendarProviderRequest.ProtoReflect.Descriptor instead.
 func (*ActivateCalendarProviderRequest) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{20}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ActivateCalendarProviderRequest) GetId() string {
@@ -1388,7 +1583,7 @@ type ActivateCalendarProviderResponse struct {
 
 func (x *ActivateCalendarProviderResponse) Reset() {
 	*x = ActivateCalendarProviderResponse{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[21]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1400,7 +1595,7 @@ func (x *ActivateCalendarProviderResponse) String() string {
 func (*ActivateCalendarProviderResponse) ProtoMessage() {}
 
 func (x *ActivateCalendarProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[21]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1413,7 +1608,7 @@ func (x *ActivateCalendarProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateCalendarProviderResponse.ProtoReflect.Descriptor instead.
 func (*ActivateCalendarProviderResponse) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{21}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ActivateCalendarProviderResponse) GetProvider() *CalendarProvider {
@@ -1431,7 +1626,7 @@ type ResetCalendarProvidersRequest struct {
 
 func (x *ResetCalendarProvidersRequest) Reset() {
 	*x = ResetCalendarProvidersRequest{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[22]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1638,7 @@ func (x *ResetCalendarProvidersRequest) String() string {
 func (*ResetCalendarProvidersRequest) ProtoMessage() {}
 
 func (x *ResetCalendarProvidersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[22]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1651,7 @@ func (x *ResetCalendarProvidersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetCalendarProvidersRequest.ProtoReflect.Descriptor instead.
 func (*ResetCalendarProvidersRequest) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{22}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{24}
 }
 
 type ResetCalendarProvidersResponse struct {
@@ -1469,7 +1664,7 @@ type ResetCalendarProvidersResponse struct {
 
 func (x *ResetCalendarProvidersResponse) Reset() {
 	*x = ResetCalendarProvidersResponse{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[23]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1676,7 @@ func (x *ResetCalendarProvidersResponse) String() string {
 func (*ResetCalendarProvidersResponse) ProtoMessage() {}
 
 func (x *ResetCalendarProvidersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[23]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1689,7 @@ func (x *ResetCalendarProvidersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetCalendarProvidersResponse.ProtoReflect.Descriptor instead.
 func (*ResetCalendarProvidersResponse) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{23}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ResetCalendarProvidersResponse) GetProvidersReset() int32 {
@@ -1527,7 +1722,7 @@ type HandleCalendarNotificationRequest struct {
 
 func (x *HandleCalendarNotificationRequest) Reset() {
 	*x = HandleCalendarNotificationRequest{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[24]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +1734,7 @@ func (x *HandleCalendarNotificationRequest) String() string {
 func (*HandleCalendarNotificationRequest) ProtoMessage() {}
 
 func (x *HandleCalendarNotificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[24]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,7 +1747,7 @@ func (x *HandleCalendarNotificationRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use HandleCalendarNotificationRequest.ProtoReflect.Descriptor instead.
 func (*HandleCalendarNotificationRequest) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{24}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *HandleCalendarNotificationRequest) GetChannelId() string {
@@ -1614,7 +1809,7 @@ type HandleCalendarNotificationResponse struct {
 
 func (x *HandleCalendarNotificationResponse) Reset() {
 	*x = HandleCalendarNotificationResponse{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[25]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1626,7 +1821,7 @@ func (x *HandleCalendarNotificationResponse) String() string {
 func (*HandleCalendarNotificationResponse) ProtoMessage() {}
 
 func (x *HandleCalendarNotificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[25]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1639,7 +1834,7 @@ func (x *HandleCalendarNotificationResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use HandleCalendarNotificationResponse.ProtoReflect.Descriptor instead.
 func (*HandleCalendarNotificationResponse) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{25}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HandleCalendarNotificationResponse) GetHttpStatus() int32 {
@@ -1658,7 +1853,7 @@ type RenewCalendarChannelRequest struct {
 
 func (x *RenewCalendarChannelRequest) Reset() {
 	*x = RenewCalendarChannelRequest{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[26]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1865,7 @@ func (x *RenewCalendarChannelRequest) String() string {
 func (*RenewCalendarChannelRequest) ProtoMessage() {}
 
 func (x *RenewCalendarChannelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[26]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +1878,7 @@ func (x *RenewCalendarChannelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCalendarChannelRequest.ProtoReflect.Descriptor instead.
 func (*RenewCalendarChannelRequest) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{26}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RenewCalendarChannelRequest) GetProviderId() string {
@@ -1702,7 +1897,7 @@ type RenewCalendarChannelResponse struct {
 
 func (x *RenewCalendarChannelResponse) Reset() {
 	*x = RenewCalendarChannelResponse{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[27]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +1909,7 @@ func (x *RenewCalendarChannelResponse) String() string {
 func (*RenewCalendarChannelResponse) ProtoMessage() {}
 
 func (x *RenewCalendarChannelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[27]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +1922,7 @@ func (x *RenewCalendarChannelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCalendarChannelResponse.ProtoReflect.Descriptor instead.
 func (*RenewCalendarChannelResponse) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{27}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RenewCalendarChannelResponse) GetChannel() *CalendarChannel {
@@ -1746,7 +1941,7 @@ type VerifyCalendarChannelRequest struct {
 
 func (x *VerifyCalendarChannelRequest) Reset() {
 	*x = VerifyCalendarChannelRequest{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[28]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +1953,7 @@ func (x *VerifyCalendarChannelRequest) String() string {
 func (*VerifyCalendarChannelRequest) ProtoMessage() {}
 
 func (x *VerifyCalendarChannelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[28]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +1966,7 @@ func (x *VerifyCalendarChannelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCalendarChannelRequest.ProtoReflect.Descriptor instead.
 func (*VerifyCalendarChannelRequest) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{28}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *VerifyCalendarChannelRequest) GetProviderId() string {
@@ -1792,7 +1987,7 @@ type VerifyCalendarChannelResponse struct {
 
 func (x *VerifyCalendarChannelResponse) Reset() {
 	*x = VerifyCalendarChannelResponse{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[29]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +1999,7 @@ func (x *VerifyCalendarChannelResponse) String() string {
 func (*VerifyCalendarChannelResponse) ProtoMessage() {}
 
 func (x *VerifyCalendarChannelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[29]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +2012,7 @@ func (x *VerifyCalendarChannelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCalendarChannelResponse.ProtoReflect.Descriptor instead.
 func (*VerifyCalendarChannelResponse) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{29}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *VerifyCalendarChannelResponse) GetHealthy() bool {
@@ -1864,7 +2059,7 @@ type CalendarChange struct {
 
 func (x *CalendarChange) Reset() {
 	*x = CalendarChange{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[30]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +2071,7 @@ func (x *CalendarChange) String() string {
 func (*CalendarChange) ProtoMessage() {}
 
 func (x *CalendarChange) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[30]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +2084,7 @@ func (x *CalendarChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CalendarChange.ProtoReflect.Descriptor instead.
 func (*CalendarChange) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{30}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CalendarChange) GetCursor() string {
@@ -2051,7 +2246,7 @@ type ListCalendarChangesRequest struct {
 
 func (x *ListCalendarChangesRequest) Reset() {
 	*x = ListCalendarChangesRequest{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[31]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2063,7 +2258,7 @@ func (x *ListCalendarChangesRequest) String() string {
 func (*ListCalendarChangesRequest) ProtoMessage() {}
 
 func (x *ListCalendarChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[31]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2076,7 +2271,7 @@ func (x *ListCalendarChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCalendarChangesRequest.ProtoReflect.Descriptor instead.
 func (*ListCalendarChangesRequest) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{31}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListCalendarChangesRequest) GetProviderId() string {
@@ -2117,7 +2312,7 @@ type ListCalendarChangesResponse struct {
 
 func (x *ListCalendarChangesResponse) Reset() {
 	*x = ListCalendarChangesResponse{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[32]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2129,7 +2324,7 @@ func (x *ListCalendarChangesResponse) String() string {
 func (*ListCalendarChangesResponse) ProtoMessage() {}
 
 func (x *ListCalendarChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[32]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2142,7 +2337,7 @@ func (x *ListCalendarChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCalendarChangesResponse.ProtoReflect.Descriptor instead.
 func (*ListCalendarChangesResponse) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{32}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListCalendarChangesResponse) GetChanges() []*CalendarChange {
@@ -2169,7 +2364,7 @@ type StreamCalendarChangesRequest struct {
 
 func (x *StreamCalendarChangesRequest) Reset() {
 	*x = StreamCalendarChangesRequest{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[33]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2181,7 +2376,7 @@ func (x *StreamCalendarChangesRequest) String() string {
 func (*StreamCalendarChangesRequest) ProtoMessage() {}
 
 func (x *StreamCalendarChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[33]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2194,7 +2389,7 @@ func (x *StreamCalendarChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamCalendarChangesRequest.ProtoReflect.Descriptor instead.
 func (*StreamCalendarChangesRequest) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{33}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StreamCalendarChangesRequest) GetProviderId() string {
@@ -2220,7 +2415,7 @@ type StreamCalendarChangesResponse struct {
 
 func (x *StreamCalendarChangesResponse) Reset() {
 	*x = StreamCalendarChangesResponse{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[34]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2232,7 +2427,7 @@ func (x *StreamCalendarChangesResponse) String() string {
 func (*StreamCalendarChangesResponse) ProtoMessage() {}
 
 func (x *StreamCalendarChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[34]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2245,7 +2440,7 @@ func (x *StreamCalendarChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamCalendarChangesResponse.ProtoReflect.Descriptor instead.
 func (*StreamCalendarChangesResponse) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{34}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StreamCalendarChangesResponse) GetChange() *CalendarChange {
@@ -2264,7 +2459,7 @@ type AcknowledgeCalendarChangesRequest struct {
 
 func (x *AcknowledgeCalendarChangesRequest) Reset() {
 	*x = AcknowledgeCalendarChangesRequest{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[35]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2276,7 +2471,7 @@ func (x *AcknowledgeCalendarChangesRequest) String() string {
 func (*AcknowledgeCalendarChangesRequest) ProtoMessage() {}
 
 func (x *AcknowledgeCalendarChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[35]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2289,7 +2484,7 @@ func (x *AcknowledgeCalendarChangesRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use AcknowledgeCalendarChangesRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeCalendarChangesRequest) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{35}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AcknowledgeCalendarChangesRequest) GetChangeIds() []string {
@@ -2308,7 +2503,7 @@ type AcknowledgeCalendarChangesResponse struct {
 
 func (x *AcknowledgeCalendarChangesResponse) Reset() {
 	*x = AcknowledgeCalendarChangesResponse{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[36]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2320,7 +2515,7 @@ func (x *AcknowledgeCalendarChangesResponse) String() string {
 func (*AcknowledgeCalendarChangesResponse) ProtoMessage() {}
 
 func (x *AcknowledgeCalendarChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[36]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2333,7 +2528,7 @@ func (x *AcknowledgeCalendarChangesResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use AcknowledgeCalendarChangesResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeCalendarChangesResponse) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{36}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AcknowledgeCalendarChangesResponse) GetAcknowledged() int32 {
@@ -2415,7 +2610,7 @@ const file_alga_calendar_v1_calendar_proto_rawDesc = "" +
 	"expireTime\x12\x14\n" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12.\n" +
 	"\x13last_message_number\x18\x05 \x01(\x03R\x11lastMessageNumber\x12P\n" +
-	"\x16last_notification_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x14lastNotificationTime\"\x9e\x03\n" +
+	"\x16last_notification_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x14lastNotificationTime\"\x8b\x04\n" +
 	"\x13CalendarDiagnostics\x12\x19\n" +
 	"\bbase_url\x18\x01 \x01(\tR\abaseUrl\x12'\n" +
 	"\x0fwebhook_address\x18\x02 \x01(\tR\x0ewebhookAddress\x12=\n" +
@@ -2425,7 +2620,29 @@ const file_alga_calendar_v1_calendar_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\x06 \x01(\v2\x1f.alga.calendar.v1.ProviderErrorR\tlastError\x12+\n" +
 	"\x11connection_status\x18\a \x01(\tR\x10connectionStatus\x12/\n" +
-	"\x13available_calendars\x18\b \x03(\tR\x12availableCalendars\"7\n" +
+	"\x13available_calendars\x18\b \x03(\tR\x12availableCalendars\x122\n" +
+	"\x05steps\x18\t \x03(\v2\x1c.alga.calendar.v1.UpkeepStepR\x05steps\x127\n" +
+	"\x06events\x18\n" +
+	" \x03(\v2\x1f.alga.calendar.v1.ProviderEventR\x06events\"\xb9\x01\n" +
+	"\n" +
+	"UpkeepStep\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x03 \x01(\tR\terrorCode\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\x12\x15\n" +
+	"\x06run_id\x18\x05 \x01(\tR\x05runId\x129\n" +
+	"\n" +
+	"check_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcheckTime\"\xc4\x01\n" +
+	"\rProviderEvent\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\tR\x04step\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x03 \x01(\tR\terrorCode\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12\x15\n" +
+	"\x06run_id\x18\x05 \x01(\tR\x05runId\x12;\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"7\n" +
 	"%GetCalendarProviderDiagnosticsRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\xb1\x01\n" +
 	"&GetCalendarProviderDiagnosticsResponse\x12>\n" +
@@ -2564,7 +2781,7 @@ func file_alga_calendar_v1_calendar_proto_rawDescGZIP() []byte {
 }
 
 var file_alga_calendar_v1_calendar_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_alga_calendar_v1_calendar_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_alga_calendar_v1_calendar_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_alga_calendar_v1_calendar_proto_goTypes = []any{
 	(ProviderStatus)(0),                            // 0: alga.calendar.v1.ProviderStatus
 	(SyncDirection)(0),                             // 1: alga.calendar.v1.SyncDirection
@@ -2587,35 +2804,37 @@ var file_alga_calendar_v1_calendar_proto_goTypes = []any{
 	(*DisconnectCalendarProviderResponse)(nil),     // 18: alga.calendar.v1.DisconnectCalendarProviderResponse
 	(*CalendarChannel)(nil),                        // 19: alga.calendar.v1.CalendarChannel
 	(*CalendarDiagnostics)(nil),                    // 20: alga.calendar.v1.CalendarDiagnostics
-	(*GetCalendarProviderDiagnosticsRequest)(nil),  // 21: alga.calendar.v1.GetCalendarProviderDiagnosticsRequest
-	(*GetCalendarProviderDiagnosticsResponse)(nil), // 22: alga.calendar.v1.GetCalendarProviderDiagnosticsResponse
-	(*ActivateCalendarProviderRequest)(nil),        // 23: alga.calendar.v1.ActivateCalendarProviderRequest
-	(*ActivateCalendarProviderResponse)(nil),       // 24: alga.calendar.v1.ActivateCalendarProviderResponse
-	(*ResetCalendarProvidersRequest)(nil),          // 25: alga.calendar.v1.ResetCalendarProvidersRequest
-	(*ResetCalendarProvidersResponse)(nil),         // 26: alga.calendar.v1.ResetCalendarProvidersResponse
-	(*HandleCalendarNotificationRequest)(nil),      // 27: alga.calendar.v1.HandleCalendarNotificationRequest
-	(*HandleCalendarNotificationResponse)(nil),     // 28: alga.calendar.v1.HandleCalendarNotificationResponse
-	(*RenewCalendarChannelRequest)(nil),            // 29: alga.calendar.v1.RenewCalendarChannelRequest
-	(*RenewCalendarChannelResponse)(nil),           // 30: alga.calendar.v1.RenewCalendarChannelResponse
-	(*VerifyCalendarChannelRequest)(nil),           // 31: alga.calendar.v1.VerifyCalendarChannelRequest
-	(*VerifyCalendarChannelResponse)(nil),          // 32: alga.calendar.v1.VerifyCalendarChannelResponse
-	(*CalendarChange)(nil),                         // 33: alga.calendar.v1.CalendarChange
-	(*ListCalendarChangesRequest)(nil),             // 34: alga.calendar.v1.ListCalendarChangesRequest
-	(*ListCalendarChangesResponse)(nil),            // 35: alga.calendar.v1.ListCalendarChangesResponse
-	(*StreamCalendarChangesRequest)(nil),           // 36: alga.calendar.v1.StreamCalendarChangesRequest
-	(*StreamCalendarChangesResponse)(nil),          // 37: alga.calendar.v1.StreamCalendarChangesResponse
-	(*AcknowledgeCalendarChangesRequest)(nil),      // 38: alga.calendar.v1.AcknowledgeCalendarChangesRequest
-	(*AcknowledgeCalendarChangesResponse)(nil),     // 39: alga.calendar.v1.AcknowledgeCalendarChangesResponse
-	(*timestamppb.Timestamp)(nil),                  // 40: google.protobuf.Timestamp
+	(*UpkeepStep)(nil),                             // 21: alga.calendar.v1.UpkeepStep
+	(*ProviderEvent)(nil),                          // 22: alga.calendar.v1.ProviderEvent
+	(*GetCalendarProviderDiagnosticsRequest)(nil),  // 23: alga.calendar.v1.GetCalendarProviderDiagnosticsRequest
+	(*GetCalendarProviderDiagnosticsResponse)(nil), // 24: alga.calendar.v1.GetCalendarProviderDiagnosticsResponse
+	(*ActivateCalendarProviderRequest)(nil),        // 25: alga.calendar.v1.ActivateCalendarProviderRequest
+	(*ActivateCalendarProviderResponse)(nil),       // 26: alga.calendar.v1.ActivateCalendarProviderResponse
+	(*ResetCalendarProvidersRequest)(nil),          // 27: alga.calendar.v1.ResetCalendarProvidersRequest
+	(*ResetCalendarProvidersResponse)(nil),         // 28: alga.calendar.v1.ResetCalendarProvidersResponse
+	(*HandleCalendarNotificationRequest)(nil),      // 29: alga.calendar.v1.HandleCalendarNotificationRequest
+	(*HandleCalendarNotificationResponse)(nil),     // 30: alga.calendar.v1.HandleCalendarNotificationResponse
+	(*RenewCalendarChannelRequest)(nil),            // 31: alga.calendar.v1.RenewCalendarChannelRequest
+	(*RenewCalendarChannelResponse)(nil),           // 32: alga.calendar.v1.RenewCalendarChannelResponse
+	(*VerifyCalendarChannelRequest)(nil),           // 33: alga.calendar.v1.VerifyCalendarChannelRequest
+	(*VerifyCalendarChannelResponse)(nil),          // 34: alga.calendar.v1.VerifyCalendarChannelResponse
+	(*CalendarChange)(nil),                         // 35: alga.calendar.v1.CalendarChange
+	(*ListCalendarChangesRequest)(nil),             // 36: alga.calendar.v1.ListCalendarChangesRequest
+	(*ListCalendarChangesResponse)(nil),            // 37: alga.calendar.v1.ListCalendarChangesResponse
+	(*StreamCalendarChangesRequest)(nil),           // 38: alga.calendar.v1.StreamCalendarChangesRequest
+	(*StreamCalendarChangesResponse)(nil),          // 39: alga.calendar.v1.StreamCalendarChangesResponse
+	(*AcknowledgeCalendarChangesRequest)(nil),      // 40: alga.calendar.v1.AcknowledgeCalendarChangesRequest
+	(*AcknowledgeCalendarChangesResponse)(nil),     // 41: alga.calendar.v1.AcknowledgeCalendarChangesResponse
+	(*timestamppb.Timestamp)(nil),                  // 42: google.protobuf.Timestamp
 }
 var file_alga_calendar_v1_calendar_proto_depIdxs = []int32{
 	1,  // 0: alga.calendar.v1.CalendarProvider.sync_direction:type_name -> alga.calendar.v1.SyncDirection
 	0,  // 1: alga.calendar.v1.CalendarProvider.status:type_name -> alga.calendar.v1.ProviderStatus
 	3,  // 2: alga.calendar.v1.CalendarProvider.error:type_name -> alga.calendar.v1.ProviderError
-	40, // 3: alga.calendar.v1.CalendarProvider.channel_expire_time:type_name -> google.protobuf.Timestamp
-	40, // 4: alga.calendar.v1.CalendarProvider.last_sync_time:type_name -> google.protobuf.Timestamp
-	40, // 5: alga.calendar.v1.CalendarProvider.create_time:type_name -> google.protobuf.Timestamp
-	40, // 6: alga.calendar.v1.CalendarProvider.update_time:type_name -> google.protobuf.Timestamp
+	42, // 3: alga.calendar.v1.CalendarProvider.channel_expire_time:type_name -> google.protobuf.Timestamp
+	42, // 4: alga.calendar.v1.CalendarProvider.last_sync_time:type_name -> google.protobuf.Timestamp
+	42, // 5: alga.calendar.v1.CalendarProvider.create_time:type_name -> google.protobuf.Timestamp
+	42, // 6: alga.calendar.v1.CalendarProvider.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 7: alga.calendar.v1.CreateCalendarProviderRequest.sync_direction:type_name -> alga.calendar.v1.SyncDirection
 	4,  // 8: alga.calendar.v1.CreateCalendarProviderResponse.provider:type_name -> alga.calendar.v1.CalendarProvider
 	4,  // 9: alga.calendar.v1.GetCalendarProviderResponse.provider:type_name -> alga.calendar.v1.CalendarProvider
@@ -2623,59 +2842,63 @@ var file_alga_calendar_v1_calendar_proto_depIdxs = []int32{
 	1,  // 11: alga.calendar.v1.UpdateCalendarProviderRequest.sync_direction:type_name -> alga.calendar.v1.SyncDirection
 	4,  // 12: alga.calendar.v1.UpdateCalendarProviderResponse.provider:type_name -> alga.calendar.v1.CalendarProvider
 	4,  // 13: alga.calendar.v1.DisconnectCalendarProviderResponse.provider:type_name -> alga.calendar.v1.CalendarProvider
-	40, // 14: alga.calendar.v1.CalendarChannel.expire_time:type_name -> google.protobuf.Timestamp
-	40, // 15: alga.calendar.v1.CalendarChannel.last_notification_time:type_name -> google.protobuf.Timestamp
+	42, // 14: alga.calendar.v1.CalendarChannel.expire_time:type_name -> google.protobuf.Timestamp
+	42, // 15: alga.calendar.v1.CalendarChannel.last_notification_time:type_name -> google.protobuf.Timestamp
 	19, // 16: alga.calendar.v1.CalendarDiagnostics.channels:type_name -> alga.calendar.v1.CalendarChannel
-	40, // 17: alga.calendar.v1.CalendarDiagnostics.last_sync_time:type_name -> google.protobuf.Timestamp
+	42, // 17: alga.calendar.v1.CalendarDiagnostics.last_sync_time:type_name -> google.protobuf.Timestamp
 	3,  // 18: alga.calendar.v1.CalendarDiagnostics.last_error:type_name -> alga.calendar.v1.ProviderError
-	4,  // 19: alga.calendar.v1.GetCalendarProviderDiagnosticsResponse.provider:type_name -> alga.calendar.v1.CalendarProvider
-	20, // 20: alga.calendar.v1.GetCalendarProviderDiagnosticsResponse.diagnostics:type_name -> alga.calendar.v1.CalendarDiagnostics
-	4,  // 21: alga.calendar.v1.ActivateCalendarProviderResponse.provider:type_name -> alga.calendar.v1.CalendarProvider
-	19, // 22: alga.calendar.v1.RenewCalendarChannelResponse.channel:type_name -> alga.calendar.v1.CalendarChannel
-	2,  // 23: alga.calendar.v1.CalendarChange.type:type_name -> alga.calendar.v1.ChangeType
-	40, // 24: alga.calendar.v1.CalendarChange.start_time:type_name -> google.protobuf.Timestamp
-	40, // 25: alga.calendar.v1.CalendarChange.end_time:type_name -> google.protobuf.Timestamp
-	40, // 26: alga.calendar.v1.CalendarChange.event_update_time:type_name -> google.protobuf.Timestamp
-	40, // 27: alga.calendar.v1.CalendarChange.record_time:type_name -> google.protobuf.Timestamp
-	33, // 28: alga.calendar.v1.ListCalendarChangesResponse.changes:type_name -> alga.calendar.v1.CalendarChange
-	33, // 29: alga.calendar.v1.StreamCalendarChangesResponse.change:type_name -> alga.calendar.v1.CalendarChange
-	5,  // 30: alga.calendar.v1.CalendarProviderService.CreateCalendarProvider:input_type -> alga.calendar.v1.CreateCalendarProviderRequest
-	7,  // 31: alga.calendar.v1.CalendarProviderService.GetCalendarProvider:input_type -> alga.calendar.v1.GetCalendarProviderRequest
-	9,  // 32: alga.calendar.v1.CalendarProviderService.ListCalendarProviders:input_type -> alga.calendar.v1.ListCalendarProvidersRequest
-	11, // 33: alga.calendar.v1.CalendarProviderService.UpdateCalendarProvider:input_type -> alga.calendar.v1.UpdateCalendarProviderRequest
-	13, // 34: alga.calendar.v1.CalendarProviderService.DeleteCalendarProvider:input_type -> alga.calendar.v1.DeleteCalendarProviderRequest
-	15, // 35: alga.calendar.v1.CalendarProviderService.ConnectCalendarProvider:input_type -> alga.calendar.v1.ConnectCalendarProviderRequest
-	17, // 36: alga.calendar.v1.CalendarProviderService.DisconnectCalendarProvider:input_type -> alga.calendar.v1.DisconnectCalendarProviderRequest
-	21, // 37: alga.calendar.v1.CalendarProviderService.GetCalendarProviderDiagnostics:input_type -> alga.calendar.v1.GetCalendarProviderDiagnosticsRequest
-	23, // 38: alga.calendar.v1.CalendarProviderService.ActivateCalendarProvider:input_type -> alga.calendar.v1.ActivateCalendarProviderRequest
-	25, // 39: alga.calendar.v1.CalendarProviderService.ResetCalendarProviders:input_type -> alga.calendar.v1.ResetCalendarProvidersRequest
-	27, // 40: alga.calendar.v1.CalendarProviderService.HandleCalendarNotification:input_type -> alga.calendar.v1.HandleCalendarNotificationRequest
-	29, // 41: alga.calendar.v1.CalendarProviderService.RenewCalendarChannel:input_type -> alga.calendar.v1.RenewCalendarChannelRequest
-	31, // 42: alga.calendar.v1.CalendarProviderService.VerifyCalendarChannel:input_type -> alga.calendar.v1.VerifyCalendarChannelRequest
-	34, // 43: alga.calendar.v1.CalendarChangeService.ListCalendarChanges:input_type -> alga.calendar.v1.ListCalendarChangesRequest
-	36, // 44: alga.calendar.v1.CalendarChangeService.StreamCalendarChanges:input_type -> alga.calendar.v1.StreamCalendarChangesRequest
-	38, // 45: alga.calendar.v1.CalendarChangeService.AcknowledgeCalendarChanges:input_type -> alga.calendar.v1.AcknowledgeCalendarChangesRequest
-	6,  // 46: alga.calendar.v1.CalendarProviderService.CreateCalendarProvider:output_type -> alga.calendar.v1.CreateCalendarProviderResponse
-	8,  // 47: alga.calendar.v1.CalendarProviderService.GetCalendarProvider:output_type -> alga.calendar.v1.GetCalendarProviderResponse
-	10, // 48: alga.calendar.v1.CalendarProviderService.ListCalendarProviders:output_type -> alga.calendar.v1.ListCalendarProvidersResponse
-	12, // 49: alga.calendar.v1.CalendarProviderService.UpdateCalendarProvider:output_type -> alga.calendar.v1.UpdateCalendarProviderResponse
-	14, // 50: alga.calendar.v1.CalendarProviderService.DeleteCalendarProvider:output_type -> alga.calendar.v1.DeleteCalendarProviderResponse
-	16, // 51: alga.calendar.v1.CalendarProviderService.ConnectCalendarProvider:output_type -> alga.calendar.v1.ConnectCalendarProviderResponse
-	18, // 52: alga.calendar.v1.CalendarProviderService.DisconnectCalendarProvider:output_type -> alga.calendar.v1.DisconnectCalendarProviderResponse
-	22, // 53: alga.calendar.v1.CalendarProviderService.GetCalendarProviderDiagnostics:output_type -> alga.calendar.v1.GetCalendarProviderDiagnosticsResponse
-	24, // 54: alga.calendar.v1.CalendarProviderService.ActivateCalendarProvider:output_type -> alga.calendar.v1.ActivateCalendarProviderResponse
-	26, // 55: alga.calendar.v1.CalendarProviderService.ResetCalendarProviders:output_type -> alga.calendar.v1.ResetCalendarProvidersResponse
-	28, // 56: alga.calendar.v1.CalendarProviderService.HandleCalendarNotification:output_type -> alga.calendar.v1.HandleCalendarNotificationResponse
-	30, // 57: alga.calendar.v1.CalendarProviderService.RenewCalendarChannel:output_type -> alga.calendar.v1.RenewCalendarChannelResponse
-	32, // 58: alga.calendar.v1.CalendarProviderService.VerifyCalendarChannel:output_type -> alga.calendar.v1.VerifyCalendarChannelResponse
-	35, // 59: alga.calendar.v1.CalendarChangeService.ListCalendarChanges:output_type -> alga.calendar.v1.ListCalendarChangesResponse
-	37, // 60: alga.calendar.v1.CalendarChangeService.StreamCalendarChanges:output_type -> alga.calendar.v1.StreamCalendarChangesResponse
-	39, // 61: alga.calendar.v1.CalendarChangeService.AcknowledgeCalendarChanges:output_type -> alga.calendar.v1.AcknowledgeCalendarChangesResponse
-	46, // [46:62] is the sub-list for method output_type
-	30, // [30:46] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	21, // 19: alga.calendar.v1.CalendarDiagnostics.steps:type_name -> alga.calendar.v1.UpkeepStep
+	22, // 20: alga.calendar.v1.CalendarDiagnostics.events:type_name -> alga.calendar.v1.ProviderEvent
+	42, // 21: alga.calendar.v1.UpkeepStep.check_time:type_name -> google.protobuf.Timestamp
+	42, // 22: alga.calendar.v1.ProviderEvent.create_time:type_name -> google.protobuf.Timestamp
+	4,  // 23: alga.calendar.v1.GetCalendarProviderDiagnosticsResponse.provider:type_name -> alga.calendar.v1.CalendarProvider
+	20, // 24: alga.calendar.v1.GetCalendarProviderDiagnosticsResponse.diagnostics:type_name -> alga.calendar.v1.CalendarDiagnostics
+	4,  // 25: alga.calendar.v1.ActivateCalendarProviderResponse.provider:type_name -> alga.calendar.v1.CalendarProvider
+	19, // 26: alga.calendar.v1.RenewCalendarChannelResponse.channel:type_name -> alga.calendar.v1.CalendarChannel
+	2,  // 27: alga.calendar.v1.CalendarChange.type:type_name -> alga.calendar.v1.ChangeType
+	42, // 28: alga.calendar.v1.CalendarChange.start_time:type_name -> google.protobuf.Timestamp
+	42, // 29: alga.calendar.v1.CalendarChange.end_time:type_name -> google.protobuf.Timestamp
+	42, // 30: alga.calendar.v1.CalendarChange.event_update_time:type_name -> google.protobuf.Timestamp
+	42, // 31: alga.calendar.v1.CalendarChange.record_time:type_name -> google.protobuf.Timestamp
+	35, // 32: alga.calendar.v1.ListCalendarChangesResponse.changes:type_name -> alga.calendar.v1.CalendarChange
+	35, // 33: alga.calendar.v1.StreamCalendarChangesResponse.change:type_name -> alga.calendar.v1.CalendarChange
+	5,  // 34: alga.calendar.v1.CalendarProviderService.CreateCalendarProvider:input_type -> alga.calendar.v1.CreateCalendarProviderRequest
+	7,  // 35: alga.calendar.v1.CalendarProviderService.GetCalendarProvider:input_type -> alga.calendar.v1.GetCalendarProviderRequest
+	9,  // 36: alga.calendar.v1.CalendarProviderService.ListCalendarProviders:input_type -> alga.calendar.v1.ListCalendarProvidersRequest
+	11, // 37: alga.calendar.v1.CalendarProviderService.UpdateCalendarProvider:input_type -> alga.calendar.v1.UpdateCalendarProviderRequest
+	13, // 38: alga.calendar.v1.CalendarProviderService.DeleteCalendarProvider:input_type -> alga.calendar.v1.DeleteCalendarProviderRequest
+	15, // 39: alga.calendar.v1.CalendarProviderService.ConnectCalendarProvider:input_type -> alga.calendar.v1.ConnectCalendarProviderRequest
+	17, // 40: alga.calendar.v1.CalendarProviderService.DisconnectCalendarProvider:input_type -> alga.calendar.v1.DisconnectCalendarProviderRequest
+	23, // 41: alga.calendar.v1.CalendarProviderService.GetCalendarProviderDiagnostics:input_type -> alga.calendar.v1.GetCalendarProviderDiagnosticsRequest
+	25, // 42: alga.calendar.v1.CalendarProviderService.ActivateCalendarProvider:input_type -> alga.calendar.v1.ActivateCalendarProviderRequest
+	27, // 43: alga.calendar.v1.CalendarProviderService.ResetCalendarProviders:input_type -> alga.calendar.v1.ResetCalendarProvidersRequest
+	29, // 44: alga.calendar.v1.CalendarProviderService.HandleCalendarNotification:input_type -> alga.calendar.v1.HandleCalendarNotificationRequest
+	31, // 45: alga.calendar.v1.CalendarProviderService.RenewCalendarChannel:input_type -> alga.calendar.v1.RenewCalendarChannelRequest
+	33, // 46: alga.calendar.v1.CalendarProviderService.VerifyCalendarChannel:input_type -> alga.calendar.v1.VerifyCalendarChannelRequest
+	36, // 47: alga.calendar.v1.CalendarChangeService.ListCalendarChanges:input_type -> alga.calendar.v1.ListCalendarChangesRequest
+	38, // 48: alga.calendar.v1.CalendarChangeService.StreamCalendarChanges:input_type -> alga.calendar.v1.StreamCalendarChangesRequest
+	40, // 49: alga.calendar.v1.CalendarChangeService.AcknowledgeCalendarChanges:input_type -> alga.calendar.v1.AcknowledgeCalendarChangesRequest
+	6,  // 50: alga.calendar.v1.CalendarProviderService.CreateCalendarProvider:output_type -> alga.calendar.v1.CreateCalendarProviderResponse
+	8,  // 51: alga.calendar.v1.CalendarProviderService.GetCalendarProvider:output_type -> alga.calendar.v1.GetCalendarProviderResponse
+	10, // 52: alga.calendar.v1.CalendarProviderService.ListCalendarProviders:output_type -> alga.calendar.v1.ListCalendarProvidersResponse
+	12, // 53: alga.calendar.v1.CalendarProviderService.UpdateCalendarProvider:output_type -> alga.calendar.v1.UpdateCalendarProviderResponse
+	14, // 54: alga.calendar.v1.CalendarProviderService.DeleteCalendarProvider:output_type -> alga.calendar.v1.DeleteCalendarProviderResponse
+	16, // 55: alga.calendar.v1.CalendarProviderService.ConnectCalendarProvider:output_type -> alga.calendar.v1.ConnectCalendarProviderResponse
+	18, // 56: alga.calendar.v1.CalendarProviderService.DisconnectCalendarProvider:output_type -> alga.calendar.v1.DisconnectCalendarProviderResponse
+	24, // 57: alga.calendar.v1.CalendarProviderService.GetCalendarProviderDiagnostics:output_type -> alga.calendar.v1.GetCalendarProviderDiagnosticsResponse
+	26, // 58: alga.calendar.v1.CalendarProviderService.ActivateCalendarProvider:output_type -> alga.calendar.v1.ActivateCalendarProviderResponse
+	28, // 59: alga.calendar.v1.CalendarProviderService.ResetCalendarProviders:output_type -> alga.calendar.v1.ResetCalendarProvidersResponse
+	30, // 60: alga.calendar.v1.CalendarProviderService.HandleCalendarNotification:output_type -> alga.calendar.v1.HandleCalendarNotificationResponse
+	32, // 61: alga.calendar.v1.CalendarProviderService.RenewCalendarChannel:output_type -> alga.calendar.v1.RenewCalendarChannelResponse
+	34, // 62: alga.calendar.v1.CalendarProviderService.VerifyCalendarChannel:output_type -> alga.calendar.v1.VerifyCalendarChannelResponse
+	37, // 63: alga.calendar.v1.CalendarChangeService.ListCalendarChanges:output_type -> alga.calendar.v1.ListCalendarChangesResponse
+	39, // 64: alga.calendar.v1.CalendarChangeService.StreamCalendarChanges:output_type -> alga.calendar.v1.StreamCalendarChangesResponse
+	41, // 65: alga.calendar.v1.CalendarChangeService.AcknowledgeCalendarChanges:output_type -> alga.calendar.v1.AcknowledgeCalendarChangesResponse
+	50, // [50:66] is the sub-list for method output_type
+	34, // [34:50] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_alga_calendar_v1_calendar_proto_init() }
@@ -2690,7 +2913,7 @@ func file_alga_calendar_v1_calendar_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_alga_calendar_v1_calendar_proto_rawDesc), len(file_alga_calendar_v1_calendar_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   37,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -89,9 +90,39 @@ func classify(err error) error {
 	return err
 }
 
+// IsTransient reports whether a classified failure is worth retrying later (429, 5xx, network).
+func IsTransient(err error) bool { return transient(err) }
+
+// Counter counts the Calendar API requests made under a context (CountCalls), whatever their result.
+type Counter struct{ n atomic.Int32 }
+
+// Calls returns how many requests were sent so far.
+func (c *Counter) Calls() int32 {
+	if c == nil {
+		return 0
+	}
+	return c.n.Load()
+}
+
+type counterKey struct{}
+
+// CountCalls returns a context under which every request of every Client (each attempt of a retried
+// call included) is counted in the returned Counter.
+func CountCalls(ctx context.Context) (context.Context, *Counter) {
+	c := &Counter{}
+	return context.WithValue(ctx, counterKey{}, c), c
+}
+
+func count(ctx context.Context) {
+	if c, ok := ctx.Value(counterKey{}).(*Counter); ok {
+		c.n.Add(1)
+	}
+}
+
 func (c *Client) do(ctx context.Context, call func() error) error {
 	var err error
 	for i := 0; i < c.retry.Attempts; i++ {
+		count(ctx)
 		if err = call(); err == nil || !transient(err) {
 			break
 		}

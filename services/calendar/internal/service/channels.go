@@ -21,65 +21,6 @@ const maxStopAttempts = 3
 // expiringWithin is when a channel counts as expiring (renew it).
 const expiringWithin = 24 * time.Hour
 
-// providerError is a status shown to the user with what to do about it.
-type providerError struct {
-	code, message, remedy string
-}
-
-var (
-	errReauth = providerError{"reauthorization_required",
-		"Google no longer accepts this calendar's authorization.",
-		"Reconnect the calendar (Connect) to authorize again."}
-	errNotConfigured = providerError{"google_not_configured",
-		"Google is not configured for this tenant.",
-		"Ask an administrator to complete Settings → Integrations → Communication → Google, then reconnect."}
-	errCalendarMissing = providerError{"calendar_not_found",
-		"The selected calendar does not exist in the connected Google account.",
-		"Pick one of the available calendars, or reconnect with the right account."}
-	errChannelFailed = providerError{"channel_failed",
-		"Google did not accept the push channel, so calendar changes are not received.",
-		"Check that the suite's public URL is reachable from Google over HTTPS, then reconnect."}
-)
-
-func (s *Service) setError(ctx context.Context, p *store.Provider, e providerError) {
-	if _, err := store.SetState(context.WithoutCancel(ctx), s.deps.Pool, p.Tenant, p.ID, store.StateError, e.code, e.message, e.remedy); err != nil {
-		s.log.ErrorContext(ctx, "recording provider error", "provider", p.ID, "err", err)
-	}
-}
-
-// tokenError turns an access-token failure into a provider error (true) or a transient error (false).
-func (s *Service) tokenError(ctx context.Context, p *store.Provider, err error) error {
-	switch errs.ReasonOf(err) {
-	case "REAUTHORIZATION_REQUIRED", "NOT_FOUND":
-		s.setError(ctx, p, errReauth)
-		return errs.FailedPrecondition("REAUTHORIZATION_REQUIRED", "%s %s", errReauth.message, errReauth.remedy).Wrap(err)
-	case "GOOGLE_NOT_CONFIGURED":
-		s.setError(ctx, p, errNotConfigured)
-		return errs.GoogleNotConfigured("the Calendar OAuth client").Wrap(err)
-	}
-	return errs.Unavailable("TOKEN_UNAVAILABLE", "the calendar's access token could not be obtained; retry shortly").Wrap(err)
-}
-
-func (s *Service) client(ctx context.Context, tok Token) (*gcal.Client, error) {
-	return gcal.New(ctx, s.deps.Google, tok.AccessToken, s.deps.Retry)
-}
-
-// googleError maps a Calendar API failure to a caller-facing error, recording permanent ones on the provider.
-func (s *Service) googleError(ctx context.Context, p *store.Provider, step string, err error) error {
-	switch {
-	case errors.Is(err, gcal.ErrUnauthorized):
-		s.setError(ctx, p, errReauth)
-		return errs.FailedPrecondition("REAUTHORIZATION_REQUIRED", "%s %s", errReauth.message, errReauth.remedy).Wrap(err)
-	case errors.Is(err, gcal.ErrNotFound) && step != "watch":
-		s.setError(ctx, p, errCalendarMissing)
-		return errs.FailedPrecondition("CALENDAR_NOT_FOUND", "%s %s", errCalendarMissing.message, errCalendarMissing.remedy).Wrap(err)
-	case step == "watch":
-		s.setError(ctx, p, errChannelFailed)
-		return errs.Unavailable("CHANNEL_FAILED", "%s %s", errChannelFailed.message, errChannelFailed.remedy).Wrap(err)
-	}
-	return errs.Unavailable("GOOGLE_UNAVAILABLE", "Google Calendar did not answer (%s); retry shortly", step).Wrap(err)
-}
-
 // ActivateCalendarProvider runs after a successful OAuth callback: calendar list, initial full sync, then a
 // push channel. CONNECTED only when all of it succeeded.
 func (s *Service) ActivateCalendarProvider(ctx context.Context, req *calendarv1.ActivateCalendarProviderRequest) (*calendarv1.ActivateCalendarProviderResponse, error) {
@@ -137,9 +78,19 @@ func (s *Service) activate(ctx context.Context, p *store.Provider, accountEmail 
 		s.setError(ctx, p, errCalendarMissing)
 		return nil, errs.FailedPrecondition("CALENDAR_NOT_FOUND", "%s %s", errCalendarMissing.message, errCalendarMissing.remedy)
 	}
+	// The channel change holds the provider's channel lease, so an upkeep renewal cannot interleave
+	// (best effort: a lease that stays busy does not block a reconnect).
+	release, err := s.leaseChannels(ctx, p)
+	if errors.Is(err, errChannelBusy) {
+		s.log.WarnContext(ctx, "activation: another channel change is still in progress; going ahead", "provider", p.ID)
+		release = func() {}
+	} else if err != nil {
+		return nil, err
+	}
 	// Channels of an earlier connection go first (a reconnect must not leave them running at Google).
 	old, err := store.ListChannels(ctx, s.deps.Pool, p.Tenant, p.ID)
 	if err != nil {
+		release()
 		return nil, err
 	}
 	for _, w := range s.stopChannels(ctx, p, old, &tok, "") {
@@ -148,8 +99,9 @@ func (s *Service) activate(ctx context.Context, p *store.Provider, accountEmail 
 	// The channel first, then the initial sync: a change made while the sync runs is notified and picked
 	// up by the delta sync that notification enqueues, so nothing falls between the two.
 	ch, err := s.createChannel(ctx, p, tok, cl)
+	release()
 	if err != nil {
-		return nil, err
+		return nil, s.googleError(ctx, p, "watch", err)
 	}
 	// A full sync; it reconciles with what an earlier connection recorded.
 	if err := s.syncWith(ctx, p.Tenant, p.ID, cl); err != nil {
@@ -161,6 +113,11 @@ func (s *Service) activate(ctx context.Context, p *store.Provider, accountEmail 
 	if err != nil {
 		return nil, err
 	}
+	if err := store.MendStep(ctx, s.deps.Pool, p.Tenant, p.ID, stepToken, tokenWorks); err != nil {
+		s.log.ErrorContext(ctx, "mending the token step", "provider", p.ID, "err", err)
+	}
+	s.timeline(ctx, p, store.TimelineEvent{Type: "activated",
+		Message: fmt.Sprintf("Connected to %s: push channel %s (expiration as Google returned it: %s), initial sync done.", accountEmail, ch.ChannelID, expiry(ch))})
 	return p, nil
 }
 
@@ -173,7 +130,8 @@ func (s *Service) reactivate(ctx context.Context, p *store.Provider) (*store.Pro
 }
 
 // createChannel opens a push channel. Its row is written before events.watch so a notification racing
-// the watch answer is already recognized; the row is removed again when Google refuses.
+// the watch answer is already recognized; the row is removed again when Google refuses (the Calendar
+// API's error is returned as it is: map it with googleError).
 func (s *Service) createChannel(ctx context.Context, p *store.Provider, tok Token, cl *gcal.Client) (*store.Channel, error) {
 	chID := uuid.NewString()
 	if _, err := store.InsertChannel(ctx, s.deps.Pool, store.Channel{
@@ -186,7 +144,7 @@ func (s *Service) createChannel(ctx context.Context, p *store.Provider, tok Toke
 		if derr := store.DeleteChannel(context.WithoutCancel(ctx), s.deps.Pool, p.Tenant, chID); derr != nil {
 			s.log.ErrorContext(ctx, "removing refused channel", "err", derr)
 		}
-		return nil, s.googleError(ctx, p, "watch", err)
+		return nil, err
 	}
 	var exp *time.Time
 	if !w.Expire.IsZero() {
@@ -276,34 +234,143 @@ func (s *Service) RenewCalendarChannel(ctx context.Context, req *calendarv1.Rene
 	if err != nil {
 		return nil, err
 	}
-	if p.State != store.StateConnected && p.State != store.StateError {
-		return nil, errs.FailedPrecondition("NOT_CONNECTED", "the calendar provider is not connected")
-	}
-	tok, err := s.deps.OAuth.AccessToken(ctx, p.Tenant, p.ID)
-	if err != nil {
-		return nil, s.tokenError(ctx, p, err)
-	}
-	cl, err := s.client(ctx, tok)
-	if err != nil {
+	r, err := s.replaceChannel(ctx, p, func(p *store.Provider, chans []*store.Channel) channelPlan {
+		if p.State != store.StateConnected && p.State != store.StateError {
+			return channelPlan{skip: "the calendar provider is not connected"}
+		}
+		// Every earlier channel still running, including stops that failed before (retried here).
+		return channelPlan{stop: chans}
+	})
+	switch {
+	case errors.Is(err, errChannelBusy):
+		return nil, errs.Conflict("CHANNEL_CHANGE_IN_PROGRESS", "another change of this provider's push channel is in progress; retry shortly")
+	case errors.Is(err, store.ErrNotFound):
+		return nil, errProviderNotFound
+	case err != nil:
 		return nil, err
+	case r.skip != "":
+		return nil, errs.FailedPrecondition("NOT_CONNECTED", "%s", r.skip)
 	}
-	old, err := store.ListChannels(ctx, s.deps.Pool, p.Tenant, p.ID)
-	if err != nil {
-		return nil, err
-	}
-	ch, err := s.createChannel(ctx, p, tok, cl)
-	if err != nil {
-		return nil, err
-	}
-	for _, w := range s.stopChannels(ctx, p, old, &tok, ch.ChannelID) {
+	for _, w := range r.warnings {
 		s.log.WarnContext(ctx, "channel renewal", "provider", p.ID, "warning", w)
 	}
-	if p.State == store.StateError && p.ErrorCode == errChannelFailed.code {
+	if r.provider.State == store.StateError && r.provider.ErrorCode == errChannelFailed.code {
 		if _, err := store.SetState(ctx, s.deps.Pool, p.Tenant, p.ID, store.StateConnected, "", "", ""); err != nil {
 			return nil, err
 		}
 	}
-	return &calendarv1.RenewCalendarChannelResponse{Channel: toChannel(ch)}, nil
+	return &calendarv1.RenewCalendarChannelResponse{Channel: toChannel(r.channel)}, nil
+}
+
+// channelPlan is what a channel change does besides creating the new channel.
+type channelPlan struct {
+	// stop: channels stopped at Google once the new one is confirmed (the new one excepted).
+	stop []*store.Channel
+	// retire: expired channels, marked stopped without a call.
+	retire []*store.Channel
+	// skip, when set, says why nothing is done (the provider's state changed since the decision).
+	skip string
+}
+
+// channelChange is what replaceChannel did.
+type channelChange struct {
+	// provider as read under the lease.
+	provider *store.Provider
+	channel  *store.Channel
+	warnings []string
+	skip     string
+}
+
+// replaceChannel is the one implementation of a channel renewal (RenewCalendarChannel and upkeep's
+// RENEW and RECREATE): under the provider's channel lease it reads the provider and its channels,
+// lets decide say what to stop or retire (or skip: then nothing is called), creates the new channel
+// first (a 401 forces one token refresh and one retry, see withGoogle), and only then retires and
+// stops the old ones — overlap, no gap. A failed creation is mapped with googleError (recorded on the
+// provider); failing stops are warnings (retried by later renewals, see stopChannels).
+func (s *Service) replaceChannel(ctx context.Context, p *store.Provider, decide func(*store.Provider, []*store.Channel) channelPlan) (channelChange, error) {
+	var out channelChange
+	release, err := s.leaseChannels(ctx, p)
+	if err != nil {
+		return out, err
+	}
+	defer release()
+	if p, err = store.GetProvider(ctx, s.deps.Pool, p.Tenant, p.ID); err != nil {
+		return out, err
+	}
+	out.provider = p
+	chans, err := store.ListChannels(ctx, s.deps.Pool, p.Tenant, p.ID)
+	if err != nil {
+		return out, err
+	}
+	plan := decide(p, chans)
+	if plan.skip != "" {
+		out.skip = plan.skip
+		return out, nil
+	}
+	var tok Token
+	err = s.withGoogle(ctx, p, func(t Token, cl *gcal.Client) error {
+		ch, err := s.createChannel(ctx, p, t, cl)
+		out.channel, tok = ch, t
+		return err
+	})
+	if err != nil {
+		return out, s.googleError(ctx, p, "watch", err)
+	}
+	for _, c := range plan.retire {
+		if c.ChannelID != out.channel.ChannelID {
+			s.setChannel(ctx, c, store.ChannelStopped, "expired: retired without a stop call", false)
+		}
+	}
+	out.warnings = s.stopChannels(ctx, p, plan.stop, &tok, out.channel.ChannelID)
+	return out, nil
+}
+
+// Channel lease: how long one change may hold it (a crashed holder's lease runs out), how long a
+// change waits for another one to finish, and how often it looks.
+const (
+	channelLeaseTTL  = 2 * time.Minute
+	channelLeaseWait = 15 * time.Second
+	channelLeasePoll = 50 * time.Millisecond
+)
+
+// errChannelBusy means another change of the provider's channel did not finish within channelLeaseWait.
+var errChannelBusy = errors.New("another change of the provider's push channel is in progress")
+
+// leaseChannels takes the provider's channel lease (waiting at most channelLeaseWait for another
+// holder) and returns its release. The lease is a row value, not a lock: no database connection is
+// held while Google answers.
+func (s *Service) leaseChannels(ctx context.Context, p *store.Provider) (func(), error) {
+	lease := uuid.NewString()
+	deadline := time.Now().Add(channelLeaseWait)
+	for {
+		ok, err := store.AcquireChannelLease(ctx, s.deps.Pool, p.Tenant, p.ID, lease, channelLeaseTTL)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return func() {
+				if err := store.ReleaseChannelLease(context.WithoutCancel(ctx), s.deps.Pool, p.Tenant, p.ID, lease); err != nil {
+					s.log.ErrorContext(ctx, "releasing the channel lease", "provider", p.ID, "err", err)
+				}
+			}, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, errChannelBusy
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(channelLeasePoll):
+		}
+	}
+}
+
+// expiry formats a channel's expiration as Google returned it.
+func expiry(c *store.Channel) string {
+	if c == nil || c.ExpireTime == nil {
+		return "none"
+	}
+	return c.ExpireTime.UTC().Format(time.RFC3339)
 }
 
 // VerifyCalendarChannel reports whether the provider has a live, recent channel.

@@ -91,6 +91,16 @@ func toChannel(c *store.Channel) *calendarv1.CalendarChannel {
 	}
 }
 
+func toUpkeepStep(st store.Step) *calendarv1.UpkeepStep {
+	return &calendarv1.UpkeepStep{Name: st.Name, Ok: st.OK, ErrorCode: st.ErrorCode, Detail: st.Detail, RunId: st.RunID,
+		CheckTime: timestamppb.New(st.CheckTime)}
+}
+
+func toProviderEvent(e store.TimelineEvent) *calendarv1.ProviderEvent {
+	return &calendarv1.ProviderEvent{Type: e.Type, Step: e.Step, ErrorCode: e.ErrorCode, Message: e.Message, RunId: e.RunID,
+		CreateTime: timestamppb.New(e.CreateTime)}
+}
+
 func toChange(c *store.Change) *calendarv1.CalendarChange {
 	return &calendarv1.CalendarChange{
 		Cursor:          feed.Cursor(c.Seq),

@@ -11,12 +11,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
 	calendarv1 "github.com/algapsa/alga-google/gen/alga/calendar/v1"
+	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
 	"github.com/algapsa/alga-google/services/platform/errs"
 )
 
@@ -35,9 +37,14 @@ type fakeCalendar struct {
 	expired   map[string]bool // sync tokens answered with 410
 	expireAll bool
 	listCalls int
-	fail      map[string]int // path kind → remaining 503 answers
-	pageSize  int
-	lifetime  time.Duration
+	requests  map[string]int  // request kind ("watch", "stop", "list", "calendarList", "unauthorized") → count
+	order     []string        // request kinds in arrival order
+	refused   map[string]bool // OAuth clients whose every token Google refuses (401)
+	// watchDelay (a time.Duration) delays every events.watch answer.
+	watchDelay atomic.Int64
+	fail       map[string]int // path kind → remaining 503 answers
+	pageSize   int
+	lifetime   time.Duration
 }
 
 type fakeEvent struct {
@@ -58,7 +65,7 @@ type fakeChannel struct {
 func newFakeCalendar(t *testing.T) *fakeCalendar {
 	f := &fakeCalendar{t: t, events: map[string]map[string]*fakeEvent{"primary": {}, "team@group.calendar.google.com": {}},
 		tokens: map[string]string{}, channels: map[string]*fakeChannel{}, expired: map[string]bool{},
-		fail: map[string]int{}, pageSize: 2, lifetime: 7 * 24 * time.Hour}
+		fail: map[string]int{}, requests: map[string]int{}, refused: map[string]bool{}, pageSize: 2, lifetime: 7 * 24 * time.Hour}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -79,10 +86,15 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 func (f *fakeCalendar) serve(w http.ResponseWriter, r *http.Request) {
+	if d := time.Duration(f.watchDelay.Load()); d > 0 && strings.HasSuffix(r.URL.Path, "/events/watch") {
+		time.Sleep(d)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	client, ok := f.tokens[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]
-	if !ok {
+	if !ok || f.refused[client] {
+		f.order = append(f.order, "unauthorized")
+		f.requests["unauthorized"]++
 		apiErr(w, 401, "authError", "Invalid Credentials")
 		return
 	}
@@ -101,6 +113,8 @@ func (f *fakeCalendar) serve(w http.ResponseWriter, r *http.Request) {
 		apiErr(w, 404, "notFound", "no route "+r.Method+" "+p)
 		return
 	}
+	f.requests[kind]++
+	f.order = append(f.order, kind)
 	if f.fail[kind] > 0 {
 		f.fail[kind]--
 		apiErr(w, 503, "backendError", "try again")
@@ -224,6 +238,42 @@ func (f *fakeCalendar) grant(token, client string) {
 	f.tokens[token] = client
 }
 
+// revoke makes Google refuse an access token (401) from now on.
+func (f *fakeCalendar) revoke(token string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.tokens, token)
+}
+
+// sequence returns the request kinds received since the n-th request.
+func (f *fakeCalendar) sequence(from int) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string{}, f.order[from:]...)
+}
+
+// total returns how many requests Google received (every kind, refused ones included).
+func (f *fakeCalendar) total() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.requests {
+		n += c
+	}
+	return n
+}
+
+// counts returns the requests Google received by kind.
+func (f *fakeCalendar) counts() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int{}
+	for k, c := range f.requests {
+		out[k] = c
+	}
+	return out
+}
+
 func (f *fakeCalendar) calls() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -249,25 +299,46 @@ func (f *fakeCalendar) notification(id, state string) *calendarv1.HandleCalendar
 	}
 }
 
-// fakeOAuth stands in for the oauth service.
+// fakeOAuth stands in for the oauth service. Like it, it caches each connection's access token until a
+// forced refresh replaces it (so a token revoked at Google stays cached until then).
 type fakeOAuth struct {
-	google  *fakeCalendar
-	mu      sync.Mutex
-	client  map[string]string // provider → OAuth client id of its grant
-	failed  map[string]error
-	cfg     GoogleConfig
-	began   []string
-	deleted []string
+	google   *fakeCalendar
+	mu       sync.Mutex
+	client   map[string]string // provider → OAuth client id of its grant
+	failed   map[string]error  // provider → error of every GetAccessToken
+	refusal  map[string]error  // provider → error of a forced refresh
+	cached   map[string]string // provider + client → cached access token
+	forced   map[string]int    // provider → forced refreshes
+	issued   int
+	cfg      GoogleConfig
+	began    []string
+	deleted  []string
+	tokenAsk int
 }
 
 func newFakeOAuth(g *fakeCalendar) *fakeOAuth {
-	return &fakeOAuth{google: g, client: map[string]string{}, failed: map[string]error{},
-		cfg: GoogleConfig{CalendarReady: true, UseSameApp: true}}
+	return &fakeOAuth{google: g, client: map[string]string{}, failed: map[string]error{}, refusal: map[string]error{},
+		cached: map[string]string{}, forced: map[string]int{}, cfg: GoogleConfig{CalendarReady: true, UseSameApp: true}}
 }
 
 func (o *fakeOAuth) AccessToken(_ context.Context, _, providerID string) (Token, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	return o.token(providerID, false)
+}
+
+func (o *fakeOAuth) RefreshAccessToken(_ context.Context, _, providerID string) (Token, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.forced[providerID]++
+	if err := o.refusal[providerID]; err != nil {
+		return Token{}, err
+	}
+	return o.token(providerID, true)
+}
+
+func (o *fakeOAuth) token(providerID string, refresh bool) (Token, error) {
+	o.tokenAsk++
 	if err := o.failed[providerID]; err != nil {
 		return Token{}, err
 	}
@@ -275,9 +346,32 @@ func (o *fakeOAuth) AccessToken(_ context.Context, _, providerID string) (Token,
 	if client == "" {
 		client = "client-1.apps.googleusercontent.com"
 	}
-	tok := "at-" + providerID + "-" + client
-	o.google.grant(tok, client)
+	key := providerID + "/" + client
+	tok := o.cached[key]
+	if tok == "" || refresh {
+		o.issued++
+		tok = fmt.Sprintf("at-%s-%s-%d", providerID, client, o.issued)
+		o.cached[key] = tok
+		o.google.grant(tok, client)
+	}
 	return Token{AccessToken: tok, ClientID: client, AccountEmail: "tech@example.com"}, nil
+}
+
+// current returns the provider's cached access token.
+func (o *fakeOAuth) current(providerID string) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	client := o.client[providerID]
+	if client == "" {
+		client = "client-1.apps.googleusercontent.com"
+	}
+	return o.cached[providerID+"/"+client]
+}
+
+func (o *fakeOAuth) asks() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.tokenAsk
 }
 
 func (o *fakeOAuth) ConnectionStatus(context.Context, string, string) (string, error) {
@@ -305,3 +399,20 @@ func (o *fakeOAuth) GoogleConfig(context.Context) (GoogleConfig, error) {
 }
 
 var errReauthRequired = errs.Rewrite(context.Background(), slog.New(slog.DiscardHandler), errs.FailedPrecondition("REAUTHORIZATION_REQUIRED", "reconnect"))
+
+// oauthRefusal is the error the oauth service answers when a connection needs a new consent: the
+// reason REAUTHORIZATION_REQUIRED with the connection's status (as oauth's reauthError builds it).
+func oauthRefusal(st oauthv1.ConnectionStatus) error {
+	return errs.Rewrite(context.Background(), slog.New(slog.DiscardHandler),
+		errs.FailedPrecondition("REAUTHORIZATION_REQUIRED", "The grant was revoked. Reconnect.").With("status", st.String()))
+}
+
+// oauthRefusalClass is oauthRefusal with the maintenance failure class the oauth service reports.
+func oauthRefusalClass(st oauthv1.ConnectionStatus, class string) error {
+	return errs.Rewrite(context.Background(), slog.New(slog.DiscardHandler),
+		errs.FailedPrecondition("REAUTHORIZATION_REQUIRED", "The grant was revoked. Reconnect.").With("status", st.String()).With("failure_class", class))
+}
+
+// oauthUnavailable is oauth's answer when Google's token endpoint does not answer.
+var oauthUnavailable = errs.Rewrite(context.Background(), slog.New(slog.DiscardHandler),
+	errs.Unavailable("GOOGLE_UNAVAILABLE", "Google's token endpoint is unavailable; retry later").With("status", oauthv1.ConnectionStatus_CONNECTION_STATUS_TRANSIENT_ERROR.String()))

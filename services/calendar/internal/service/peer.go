@@ -24,12 +24,20 @@ func actFor(ctx context.Context, tenant string) context.Context {
 }
 
 func (o PeerOAuth) AccessToken(ctx context.Context, tenant, providerID string) (Token, error) {
+	return o.accessToken(ctx, tenant, providerID, false)
+}
+
+func (o PeerOAuth) RefreshAccessToken(ctx context.Context, tenant, providerID string) (Token, error) {
+	return o.accessToken(ctx, tenant, providerID, true)
+}
+
+func (o PeerOAuth) accessToken(ctx context.Context, tenant, providerID string, force bool) (Token, error) {
 	conn, err := o.Conn()
 	if err != nil {
 		return Token{}, err
 	}
 	res, err := oauthv1.NewTokenServiceClient(conn).GetAccessToken(actFor(ctx, tenant), &oauthv1.GetAccessTokenRequest{
-		Kind: calendarKind, ProviderId: providerID,
+		Kind: calendarKind, ProviderId: providerID, ForceRefresh: force,
 	})
 	if err != nil {
 		return Token{}, err

@@ -314,6 +314,20 @@ func (s *Service) GetCalendarProviderDiagnostics(ctx context.Context, req *calen
 	if p.ErrorCode != "" {
 		d.LastError = &calendarv1.ProviderError{Code: p.ErrorCode, Message: p.ErrorMessage, Remedy: p.ErrorRemedy}
 	}
+	steps, err := store.ListSteps(ctx, s.deps.Pool, p.Tenant, p.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range steps {
+		d.Steps = append(d.Steps, toUpkeepStep(st))
+	}
+	events, err := store.ListTimeline(ctx, s.deps.Pool, p.Tenant, p.ID, store.TimelineKeep)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range events {
+		d.Events = append(d.Events, toProviderEvent(e))
+	}
 	cctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	if st, err := s.deps.OAuth.ConnectionStatus(cctx, p.Tenant, p.ID); err == nil {
 		d.ConnectionStatus = st

@@ -38,6 +38,9 @@ type GoogleConfig struct {
 type OAuth interface {
 	// AccessToken returns a fresh access token of the provider's connection (acting for tenant).
 	AccessToken(ctx context.Context, tenant, providerID string) (Token, error)
+	// RefreshAccessToken refreshes the connection's access token at Google even if the cached one is
+	// still valid (Google refused it: a grant revoked before the token expired) and returns it.
+	RefreshAccessToken(ctx context.Context, tenant, providerID string) (Token, error)
 	// ConnectionStatus returns the connection's status name ("" when there is none).
 	ConnectionStatus(ctx context.Context, tenant, providerID string) (string, error)
 	// DeleteConnection forgets the provider's tokens, revoking them at Google first if asked.
@@ -85,12 +88,14 @@ type Service struct {
 	feed    *feed.Feed
 	metrics *Metrics
 	changes *ChangeServer
+	upkeep  *UpkeepServer
 }
 
 // New returns the service without its dependencies (see Connect).
 func New() *Service {
 	s := &Service{}
 	s.changes = &ChangeServer{s: s}
+	s.upkeep = &UpkeepServer{s: s}
 	return s
 }
 

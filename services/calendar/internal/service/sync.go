@@ -127,37 +127,39 @@ func isPermanent(err error) bool {
 }
 
 // SyncProvider runs sync passes for a provider until no notification arrived during the last one. One
-// pass at a time per provider: passes that overlap anyway (e.g. an activation and a job) are detected
-// when they write (the sync token must still be the one they started from) and the loser starts over.
+// pass at a time per provider: passes that overlap anyway (e.g. an activation and a job, or an upkeep
+// delta sync and a job) are detected when they write (the sync token must still be the one they
+// started from) and the loser starts over. A 401 forces one token refresh and one retry (withGoogle).
+// It is the one sync path: River's sync job and scheduled upkeep's delta sync both run it.
 func (s *Service) SyncProvider(ctx context.Context, tenant, providerID string) error {
+	p, err := store.GetProvider(ctx, s.deps.Pool, tenant, providerID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if p.State == store.StateDisconnected {
+		return nil
+	}
+	err = s.withGoogle(ctx, p, func(_ Token, cl *gcal.Client) error {
+		return s.syncPasses(ctx, tenant, providerID, cl)
+	})
+	if err == nil || errors.Is(err, errMoreWork) {
+		return err
+	}
+	return s.googleError(ctx, p, "events.list", err)
+}
+
+// syncPasses runs passes with cl until none is needed (errMoreWork after maxPasses).
+func (s *Service) syncPasses(ctx context.Context, tenant, providerID string, cl *gcal.Client) error {
 	for range maxPasses {
-		p, err := store.GetProvider(ctx, s.deps.Pool, tenant, providerID)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if p.State == store.StateDisconnected {
-			return nil
-		}
-		tok, err := s.deps.OAuth.AccessToken(ctx, tenant, providerID)
-		if err != nil {
-			return s.tokenError(ctx, p, err)
-		}
-		cl, err := s.client(ctx, tok)
-		if err != nil {
-			return err
-		}
 		more, err := s.syncOnce(ctx, tenant, providerID, cl)
 		if errors.Is(err, errRaced) {
 			continue
 		}
-		if err != nil {
-			return s.googleError(ctx, p, "events.list", err)
-		}
-		if !more {
-			return nil
+		if err != nil || !more {
+			return err
 		}
 	}
 	return errMoreWork

@@ -158,3 +158,68 @@ LIMIT @limit;
 -- name: NotificationQuiet
 -- How long ago the provider's newest notification arrived (NULL when it has none).
 SELECT now() - max(receive_time) FROM calendar.notifications WHERE tenant = @tenant AND provider_id = @provider_id;
+
+-- name: ListUpkeep
+-- Every provider of the tenant with its live channel: the newest active one Google confirmed.
+SELECT p.id::text AS id, p.user_id, p.display_name, p.account_email, p.state, p.error_code,
+    p.connect_time, p.last_sync_time,
+    c.channel_id, c.expire_time AS channel_expire_time, c.create_time AS channel_create_time,
+    c.last_notification_time AS channel_last_notification_time
+FROM calendar.providers p
+LEFT JOIN LATERAL (
+    SELECT channel_id, expire_time, create_time, last_notification_time FROM calendar.channels
+    WHERE tenant = p.tenant AND provider_id = p.id AND state = 'active' AND resource_id <> ''
+    ORDER BY create_time DESC, channel_id
+    LIMIT 1
+) c ON true
+WHERE p.tenant = @tenant
+ORDER BY p.create_time, p.id;
+
+-- name: AcquireChannelLease
+-- Takes the provider's channel lease unless another holder's lease is still running.
+UPDATE calendar.providers SET
+    channel_lease = @lease, channel_lease_until = now() + @ttl_seconds::float8 * interval '1 second'
+WHERE tenant = @tenant AND id = @id
+    AND (channel_lease_until IS NULL OR channel_lease_until < now() OR channel_lease = @lease)
+RETURNING id;
+
+-- name: ReleaseChannelLease
+UPDATE calendar.providers SET channel_lease = '', channel_lease_until = NULL
+WHERE tenant = @tenant AND id = @id AND channel_lease = @lease;
+
+-- name: UpsertStep
+INSERT INTO calendar.provider_steps (provider_id, tenant, name, ok, error_code, detail, run_id, check_time)
+VALUES (@provider_id, @tenant, @name, @ok, @error_code, @detail, @run_id, now())
+ON CONFLICT (provider_id, name) DO UPDATE SET
+    ok = EXCLUDED.ok, error_code = EXCLUDED.error_code, detail = EXCLUDED.detail, run_id = EXCLUDED.run_id,
+    check_time = EXCLUDED.check_time;
+
+-- name: MendStep
+-- Marks a failed step as working again (a later success showed it), keeping its run.
+UPDATE calendar.provider_steps SET ok = true, error_code = '', detail = @detail, check_time = now()
+WHERE tenant = @tenant AND provider_id = @provider_id AND name = @name AND NOT ok;
+
+-- name: ListSteps
+SELECT name, ok, error_code, detail, run_id, check_time FROM calendar.provider_steps
+WHERE tenant = @tenant AND provider_id = @provider_id
+ORDER BY name;
+
+-- name: InsertTimeline
+INSERT INTO calendar.provider_timeline (tenant, provider_id, event_type, step, error_code, message, run_id)
+VALUES (@tenant, @provider_id, @event_type, @step, @error_code, @message, @run_id);
+
+-- name: TrimTimeline
+-- Keeps the provider's newest @keep entries.
+DELETE FROM calendar.provider_timeline
+WHERE tenant = @tenant AND provider_id = @provider_id AND seq <= (
+    SELECT seq FROM calendar.provider_timeline
+    WHERE tenant = @tenant AND provider_id = @provider_id
+    ORDER BY seq DESC OFFSET @keep LIMIT 1
+);
+
+-- name: ListTimeline
+-- The provider's newest @limit entries, newest first.
+SELECT event_type, step, error_code, message, run_id, create_time FROM calendar.provider_timeline
+WHERE tenant = @tenant AND provider_id = @provider_id
+ORDER BY seq DESC
+LIMIT @limit;

@@ -74,6 +74,9 @@ type Provider struct {
 	ConnectTime        *time.Time `db:"connect_time"`
 	CreateTime         time.Time  `db:"create_time"`
 	UpdateTime         time.Time  `db:"update_time"`
+	// The channel lease (AcquireChannelLease); never shown.
+	ChannelLease      string     `db:"channel_lease"`
+	ChannelLeaseUntil *time.Time `db:"channel_lease_until"`
 }
 
 func mapErr(err error) error {
@@ -402,4 +405,116 @@ func NotificationQuiet(ctx context.Context, db DB, tenant, providerID string) (q
 		return 0, false, nil
 	}
 	return *age, true, nil
+}
+
+// Upkeep is a provider with its live channel (the newest active one Google confirmed), as scheduled
+// maintenance decides on it.
+type Upkeep struct {
+	ID                          string     `db:"id"`
+	UserID                      string     `db:"user_id"`
+	DisplayName                 string     `db:"display_name"`
+	AccountEmail                string     `db:"account_email"`
+	State                       string     `db:"state"`
+	ErrorCode                   string     `db:"error_code"`
+	ConnectTime                 *time.Time `db:"connect_time"`
+	LastSyncTime                *time.Time `db:"last_sync_time"`
+	ChannelID                   *string    `db:"channel_id"`
+	ChannelExpireTime           *time.Time `db:"channel_expire_time"`
+	ChannelCreateTime           *time.Time `db:"channel_create_time"`
+	ChannelLastNotificationTime *time.Time `db:"channel_last_notification_time"`
+}
+
+// ListUpkeep lists every provider of the tenant (all users) with its live channel, in one query.
+func ListUpkeep(ctx context.Context, db DB, tenant string) ([]*Upkeep, error) {
+	rows, err := db.Query(ctx, q("ListUpkeep"), pg.Args{"tenant": tenant})
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToAddrOfStructByName[Upkeep])
+}
+
+// AcquireChannelLease takes the provider's channel lease for ttl under the holder's id; false when
+// another holder's lease is still running. ErrNotFound when the provider is gone.
+func AcquireChannelLease(ctx context.Context, db DB, tenant, id, lease string, ttl time.Duration) (bool, error) {
+	var got string
+	err := db.QueryRow(ctx, q("AcquireChannelLease"), pg.Args{"tenant": tenant, "id": id, "lease": lease,
+		"ttl_seconds": ttl.Seconds()}).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, gerr := GetProvider(ctx, db, tenant, id); gerr != nil {
+			return false, gerr
+		}
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// ReleaseChannelLease gives the lease back (a no-op when it has expired and another holder took it).
+func ReleaseChannelLease(ctx context.Context, db DB, tenant, id, lease string) error {
+	_, err := db.Exec(ctx, q("ReleaseChannelLease"), pg.Args{"tenant": tenant, "id": id, "lease": lease})
+	return err
+}
+
+// Step is the last outcome of one upkeep step of a provider (diagnostics).
+type Step struct {
+	Name      string    `db:"name"`
+	OK        bool      `db:"ok"`
+	ErrorCode string    `db:"error_code"`
+	Detail    string    `db:"detail"`
+	RunID     string    `db:"run_id"`
+	CheckTime time.Time `db:"check_time"`
+}
+
+// UpsertStep records the outcome of a step, replacing the previous one of the same name.
+func UpsertStep(ctx context.Context, db DB, tenant, providerID string, st Step) error {
+	_, err := db.Exec(ctx, q("UpsertStep"), pg.Args{"provider_id": providerID, "tenant": tenant, "name": st.Name,
+		"ok": st.OK, "error_code": st.ErrorCode, "detail": st.Detail, "run_id": st.RunID})
+	return err
+}
+
+// MendStep marks the provider's failed step name as working again, with detail.
+func MendStep(ctx context.Context, db DB, tenant, providerID, name, detail string) error {
+	_, err := db.Exec(ctx, q("MendStep"), pg.Args{"tenant": tenant, "provider_id": providerID, "name": name, "detail": detail})
+	return err
+}
+
+// ListSteps returns the provider's recorded steps by name.
+func ListSteps(ctx context.Context, db DB, tenant, providerID string) ([]Step, error) {
+	rows, err := db.Query(ctx, q("ListSteps"), pg.Args{"tenant": tenant, "provider_id": providerID})
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByName[Step])
+}
+
+// TimelineKeep is how many timeline entries are kept per provider.
+const TimelineKeep = 50
+
+// TimelineEvent is one entry of a provider's timeline.
+type TimelineEvent struct {
+	Type string `db:"event_type"`
+	// Step is the diagnostics step of a failure, or the upkeep step that succeeded.
+	Step       string    `db:"step"`
+	ErrorCode  string    `db:"error_code"`
+	Message    string    `db:"message"`
+	RunID      string    `db:"run_id"`
+	CreateTime time.Time `db:"create_time"`
+}
+
+// AddTimeline appends an entry to the provider's timeline and drops the oldest beyond TimelineKeep.
+func AddTimeline(ctx context.Context, db DB, tenant, providerID string, e TimelineEvent) error {
+	if _, err := db.Exec(ctx, q("InsertTimeline"), pg.Args{"tenant": tenant, "provider_id": providerID,
+		"event_type": e.Type, "step": e.Step, "error_code": e.ErrorCode, "message": e.Message, "run_id": e.RunID}); err != nil {
+		return err
+	}
+	_, err := db.Exec(ctx, q("TrimTimeline"), pg.Args{"tenant": tenant, "provider_id": providerID, "keep": TimelineKeep})
+	return err
+}
+
+// ListTimeline returns the provider's newest limit entries, newest first.
+func ListTimeline(ctx context.Context, db DB, tenant, providerID string, limit int) ([]TimelineEvent, error) {
+	rows, err := db.Query(ctx, q("ListTimeline"), pg.Args{"tenant": tenant, "provider_id": providerID, "limit": limit})
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByName[TimelineEvent])
 }
