@@ -14,7 +14,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
-	sdkworkflow "go.temporal.io/sdk/workflow"
 
 	"github.com/algapsa/alga-google/services/maintenance/internal/activities"
 	"github.com/algapsa/alga-google/services/maintenance/internal/upkeep"
@@ -42,7 +41,7 @@ func (*Temporal) Name() string { return upkeep.RunnerTemporal }
 
 // Register registers the workflow and the activities on w.
 func Register(w worker.Registry, a *activities.Activities) {
-	w.RegisterWorkflowWithOptions(workflow.TenantMaintenance, sdkworkflow.RegisterOptions{Name: workflow.Name})
+	w.RegisterWorkflowWithOptions(workflow.TenantMaintenance, workflow.RegisterOptions())
 	w.RegisterActivityWithOptions(a, activity.RegisterOptions{SkipInvalidStructFunctions: true})
 }
 

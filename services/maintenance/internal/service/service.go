@@ -138,4 +138,3 @@ func (x *schedules) SyncGoogleMaintenanceSchedule(ctx context.Context, r *m.Sync
 	}
 	return resp, nil
 }
-

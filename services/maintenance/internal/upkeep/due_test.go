@@ -160,7 +160,10 @@ func TestDecideToken(t *testing.T) {
 		{name: "connected recently counts as a refresh", mut: func(c *m.TokenUpkeep) { c.LastRefreshTime = nil; c.ConnectTime = ago(time.Hour) }},
 		{name: "never refreshed", mut: func(c *m.TokenUpkeep) { c.LastRefreshTime, c.ConnectTime = nil, nil }, refresh: true},
 		{name: "transient error: retried", mut: func(c *m.TokenUpkeep) { c.State = m.ConnectionState_CONNECTION_STATE_TRANSIENT_ERROR }, refresh: true},
-		{name: "revoked: left alone", mut: func(c *m.TokenUpkeep) { c.State = m.ConnectionState_CONNECTION_STATE_REVOKED; c.LastRefreshTime = ago(48 * time.Hour) }, reauth: true},
+		{name: "revoked: left alone", mut: func(c *m.TokenUpkeep) {
+			c.State = m.ConnectionState_CONNECTION_STATE_REVOKED
+			c.LastRefreshTime = ago(48 * time.Hour)
+		}, reauth: true},
 		{name: "testing expiry", mut: func(c *m.TokenUpkeep) { c.State = m.ConnectionState_CONNECTION_STATE_TESTING_EXPIRY }, reauth: true},
 		{name: "invalid_rapt", mut: func(c *m.TokenUpkeep) { c.State = m.ConnectionState_CONNECTION_STATE_INVALID_RAPT }, reauth: true},
 		{name: "client replaced", mut: func(c *m.TokenUpkeep) { c.State = m.ConnectionState_CONNECTION_STATE_CLIENT_REPLACED }, reauth: true},
