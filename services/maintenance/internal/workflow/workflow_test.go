@@ -12,6 +12,9 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
+	"google.golang.org/grpc"
+
+	m "github.com/algapsa/alga-google/gen/alga/maintenance/v1"
 
 	"github.com/algapsa/alga-google/services/maintenance/internal/activities"
 	"github.com/algapsa/alga-google/services/maintenance/internal/upkeep"
@@ -263,4 +266,46 @@ func TestReplay(t *testing.T) {
 	r := worker.NewWorkflowReplayer()
 	r.RegisterWorkflowWithOptions(TenantMaintenance, workflowOptions())
 	require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/tenant_maintenance_history.json"))
+}
+
+// slowGmail answers MaintainGmailProvider after delay (a long reconcile at the owning service).
+type slowGmail struct {
+	m.GmailUpkeepServiceClient
+	delay time.Duration
+	calls atomic.Int32
+}
+
+func (s *slowGmail) MaintainGmailProvider(ctx context.Context, r *m.MaintainGmailProviderRequest, _ ...grpc.CallOption) (*m.MaintainGmailProviderResponse, error) {
+	s.calls.Add(1)
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(s.delay):
+	}
+	return &m.MaintainGmailProviderResponse{Reconcile: &m.Outcome{Status: m.OutcomeStatus_OUTCOME_STATUS_OK, GoogleCalls: 1}}, nil
+}
+
+// TestHeartbeatsKeepASlowStepAlive runs the real activity: a step slower than the heartbeat timeout
+// succeeds at the first attempt because the activity heartbeats while the owning service works.
+func TestHeartbeatsKeepASlowStepAlive(t *testing.T) {
+	t.Parallel()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(TenantMaintenance, workflowOptions())
+	gmail := &slowGmail{delay: time.Second}
+	env.RegisterActivityWithOptions(&activities.Activities{Gmail: gmail, Limiter: activities.NewLimiter(0, 1)},
+		activity.RegisterOptions{SkipInvalidStructFunctions: true})
+	opts := fast
+	opts.HeartbeatTimeout = 300 * time.Millisecond
+	it := gmailItem("p1", upkeep.StepReconcile)
+	it.Token = nil
+	env.OnActivity(a.Plan, mock.Anything, mock.Anything).Return(plan(opts, it), nil)
+	env.OnActivity(a.RecordRun, mock.Anything, mock.Anything).Return(nil)
+	env.SetTestTimeout(30 * time.Second)
+	env.ExecuteWorkflow(TenantMaintenance, upkeep.Input{Tenant: "t1"})
+	require.NoError(t, env.GetWorkflowError())
+	var run upkeep.Run
+	require.NoError(t, env.GetWorkflowResult(&run))
+	require.Equal(t, upkeep.StatusOK, run.Providers[0].Status(), "%+v", run.Providers[0].Steps)
+	require.EqualValues(t, 1, gmail.calls.Load())
 }
