@@ -1027,8 +1027,14 @@ type GmailDiagnostics struct {
 	LastSyncTime        *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=last_sync_time,json=lastSyncTime,proto3" json:"last_sync_time,omitempty"`
 	LastError           *ProviderError         `protobuf:"bytes,12,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	ConnectionStatus    string                 `protobuf:"bytes,13,opt,name=connection_status,json=connectionStatus,proto3" json:"connection_status,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// When users.watch last succeeded, and when the Pub/Sub provisioning (topic, publisher grant, push
+	// subscription) was last read back right — by activation, Refresh or scheduled maintenance.
+	LastWatchTime             *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=last_watch_time,json=lastWatchTime,proto3" json:"last_watch_time,omitempty"`
+	LastProvisioningCheckTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=last_provisioning_check_time,json=lastProvisioningCheckTime,proto3" json:"last_provisioning_check_time,omitempty"`
+	// The provider's timeline, newest first (at most 50 entries).
+	Events        []*ProviderEvent `protobuf:"bytes,16,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GmailDiagnostics) Reset() {
@@ -1152,6 +1158,116 @@ func (x *GmailDiagnostics) GetConnectionStatus() string {
 	return ""
 }
 
+func (x *GmailDiagnostics) GetLastWatchTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastWatchTime
+	}
+	return nil
+}
+
+func (x *GmailDiagnostics) GetLastProvisioningCheckTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastProvisioningCheckTime
+	}
+	return nil
+}
+
+func (x *GmailDiagnostics) GetEvents() []*ProviderEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// ProviderEvent is one entry of a provider's timeline: an activation's or a maintenance step's outcome.
+type ProviderEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "activated", "activation_failed", "provisioning_verify_ok", "watch_renew_ok", "reconcile_ok",
+	// "<step>_failed", "token_failure", "sync_failed" or "recovered" (an error cleared by a later success).
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// The diagnostics step a failure was recorded for, or the maintenance step that succeeded.
+	Step      string `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	ErrorCode string `protobuf:"bytes,3,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	Message   string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// The maintenance run the event came from; empty otherwise.
+	RunId         string                 `protobuf:"bytes,5,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProviderEvent) Reset() {
+	*x = ProviderEvent{}
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProviderEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProviderEvent) ProtoMessage() {}
+
+func (x *ProviderEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProviderEvent.ProtoReflect.Descriptor instead.
+func (*ProviderEvent) Descriptor() ([]byte, []int) {
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ProviderEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ProviderEvent) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *ProviderEvent) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *ProviderEvent) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ProviderEvent) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ProviderEvent) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
 type GetGmailProviderDiagnosticsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1161,7 +1277,7 @@ type GetGmailProviderDiagnosticsRequest struct {
 
 func (x *GetGmailProviderDiagnosticsRequest) Reset() {
 	*x = GetGmailProviderDiagnosticsRequest{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[17]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1173,7 +1289,7 @@ func (x *GetGmailProviderDiagnosticsRequest) String() string {
 func (*GetGmailProviderDiagnosticsRequest) ProtoMessage() {}
 
 func (x *GetGmailProviderDiagnosticsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[17]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1186,7 +1302,7 @@ func (x *GetGmailProviderDiagnosticsRequest) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use GetGmailProviderDiagnosticsRequest.ProtoReflect.Descriptor instead.
 func (*GetGmailProviderDiagnosticsRequest) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{17}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetGmailProviderDiagnosticsRequest) GetId() string {
@@ -1206,7 +1322,7 @@ type GetGmailProviderDiagnosticsResponse struct {
 
 func (x *GetGmailProviderDiagnosticsResponse) Reset() {
 	*x = GetGmailProviderDiagnosticsResponse{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[18]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1334,7 @@ func (x *GetGmailProviderDiagnosticsResponse) String() string {
 func (*GetGmailProviderDiagnosticsResponse) ProtoMessage() {}
 
 func (x *GetGmailProviderDiagnosticsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[18]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1347,7 @@ func (x *GetGmailProviderDiagnosticsResponse) ProtoReflect() protoreflect.Messag
 
 // Deprecated: Use GetGmailProviderDiagnosticsResponse.ProtoReflect.Descriptor instead.
 func (*GetGmailProviderDiagnosticsResponse) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{18}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetGmailProviderDiagnosticsResponse) GetProvider() *GmailProvider {
@@ -1257,7 +1373,7 @@ type RefreshGmailProviderRequest struct {
 
 func (x *RefreshGmailProviderRequest) Reset() {
 	*x = RefreshGmailProviderRequest{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[19]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1385,7 @@ func (x *RefreshGmailProviderRequest) String() string {
 func (*RefreshGmailProviderRequest) ProtoMessage() {}
 
 func (x *RefreshGmailProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[19]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1398,7 @@ func (x *RefreshGmailProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshGmailProviderRequest.ProtoReflect.Descriptor instead.
 func (*RefreshGmailProviderRequest) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{19}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RefreshGmailProviderRequest) GetId() string {
@@ -1301,7 +1417,7 @@ type RefreshGmailProviderResponse struct {
 
 func (x *RefreshGmailProviderResponse) Reset() {
 	*x = RefreshGmailProviderResponse{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[20]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1429,7 @@ func (x *RefreshGmailProviderResponse) String() string {
 func (*RefreshGmailProviderResponse) ProtoMessage() {}
 
 func (x *RefreshGmailProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[20]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1442,7 @@ func (x *RefreshGmailProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshGmailProviderResponse.ProtoReflect.Descriptor instead.
 func (*RefreshGmailProviderResponse) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{20}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RefreshGmailProviderResponse) GetProvider() *GmailProvider {
@@ -1347,7 +1463,7 @@ type ActivateGmailProviderRequest struct {
 
 func (x *ActivateGmailProviderRequest) Reset() {
 	*x = ActivateGmailProviderRequest{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[21]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1475,7 @@ func (x *ActivateGmailProviderRequest) String() string {
 func (*ActivateGmailProviderRequest) ProtoMessage() {}
 
 func (x *ActivateGmailProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[21]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1488,7 @@ func (x *ActivateGmailProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateGmailProviderRequest.ProtoReflect.Descriptor instead.
 func (*ActivateGmailProviderRequest) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{21}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ActivateGmailProviderRequest) GetId() string {
@@ -1398,7 +1514,7 @@ type ActivateGmailProviderResponse struct {
 
 func (x *ActivateGmailProviderResponse) Reset() {
 	*x = ActivateGmailProviderResponse{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[22]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1526,7 @@ func (x *ActivateGmailProviderResponse) String() string {
 func (*ActivateGmailProviderResponse) ProtoMessage() {}
 
 func (x *ActivateGmailProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[22]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1539,7 @@ func (x *ActivateGmailProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateGmailProviderResponse.ProtoReflect.Descriptor instead.
 func (*ActivateGmailProviderResponse) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{22}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ActivateGmailProviderResponse) GetProvider() *GmailProvider {
@@ -1441,7 +1557,7 @@ type ResetGmailProvidersRequest struct {
 
 func (x *ResetGmailProvidersRequest) Reset() {
 	*x = ResetGmailProvidersRequest{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[23]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1569,7 @@ func (x *ResetGmailProvidersRequest) String() string {
 func (*ResetGmailProvidersRequest) ProtoMessage() {}
 
 func (x *ResetGmailProvidersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[23]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1582,7 @@ func (x *ResetGmailProvidersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetGmailProvidersRequest.ProtoReflect.Descriptor instead.
 func (*ResetGmailProvidersRequest) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{23}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{24}
 }
 
 type ResetGmailProvidersResponse struct {
@@ -1479,7 +1595,7 @@ type ResetGmailProvidersResponse struct {
 
 func (x *ResetGmailProvidersResponse) Reset() {
 	*x = ResetGmailProvidersResponse{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[24]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1491,7 +1607,7 @@ func (x *ResetGmailProvidersResponse) String() string {
 func (*ResetGmailProvidersResponse) ProtoMessage() {}
 
 func (x *ResetGmailProvidersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[24]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1504,7 +1620,7 @@ func (x *ResetGmailProvidersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetGmailProvidersResponse.ProtoReflect.Descriptor instead.
 func (*ResetGmailProvidersResponse) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{24}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ResetGmailProvidersResponse) GetProvidersReset() int32 {
@@ -1533,7 +1649,7 @@ type HandleGmailPushRequest struct {
 
 func (x *HandleGmailPushRequest) Reset() {
 	*x = HandleGmailPushRequest{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[25]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1661,7 @@ func (x *HandleGmailPushRequest) String() string {
 func (*HandleGmailPushRequest) ProtoMessage() {}
 
 func (x *HandleGmailPushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[25]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1674,7 @@ func (x *HandleGmailPushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleGmailPushRequest.ProtoReflect.Descriptor instead.
 func (*HandleGmailPushRequest) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{25}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *HandleGmailPushRequest) GetAuthorization() string {
@@ -1585,7 +1701,7 @@ type HandleGmailPushResponse struct {
 
 func (x *HandleGmailPushResponse) Reset() {
 	*x = HandleGmailPushResponse{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[26]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1713,7 @@ func (x *HandleGmailPushResponse) String() string {
 func (*HandleGmailPushResponse) ProtoMessage() {}
 
 func (x *HandleGmailPushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[26]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1726,7 @@ func (x *HandleGmailPushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleGmailPushResponse.ProtoReflect.Descriptor instead.
 func (*HandleGmailPushResponse) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{26}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HandleGmailPushResponse) GetHttpStatus() int32 {
@@ -1633,7 +1749,7 @@ type Attachment struct {
 
 func (x *Attachment) Reset() {
 	*x = Attachment{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[27]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1761,7 @@ func (x *Attachment) String() string {
 func (*Attachment) ProtoMessage() {}
 
 func (x *Attachment) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[27]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1774,7 @@ func (x *Attachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attachment.ProtoReflect.Descriptor instead.
 func (*Attachment) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{27}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Attachment) GetFilename() string {
@@ -1718,7 +1834,7 @@ type InboundMessage struct {
 
 func (x *InboundMessage) Reset() {
 	*x = InboundMessage{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[28]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1730,7 +1846,7 @@ func (x *InboundMessage) String() string {
 func (*InboundMessage) ProtoMessage() {}
 
 func (x *InboundMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[28]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1743,7 +1859,7 @@ func (x *InboundMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundMessage.ProtoReflect.Descriptor instead.
 func (*InboundMessage) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{28}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *InboundMessage) GetCursor() string {
@@ -1894,7 +2010,7 @@ type ListInboundMessagesRequest struct {
 
 func (x *ListInboundMessagesRequest) Reset() {
 	*x = ListInboundMessagesRequest{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[29]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1906,7 +2022,7 @@ func (x *ListInboundMessagesRequest) String() string {
 func (*ListInboundMessagesRequest) ProtoMessage() {}
 
 func (x *ListInboundMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[29]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1919,7 +2035,7 @@ func (x *ListInboundMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInboundMessagesRequest.ProtoReflect.Descriptor instead.
 func (*ListInboundMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{29}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListInboundMessagesRequest) GetProviderId() string {
@@ -1960,7 +2076,7 @@ type ListInboundMessagesResponse struct {
 
 func (x *ListInboundMessagesResponse) Reset() {
 	*x = ListInboundMessagesResponse{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[30]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2088,7 @@ func (x *ListInboundMessagesResponse) String() string {
 func (*ListInboundMessagesResponse) ProtoMessage() {}
 
 func (x *ListInboundMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[30]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2101,7 @@ func (x *ListInboundMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInboundMessagesResponse.ProtoReflect.Descriptor instead.
 func (*ListInboundMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{30}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListInboundMessagesResponse) GetMessages() []*InboundMessage {
@@ -2012,7 +2128,7 @@ type StreamInboundMessagesRequest struct {
 
 func (x *StreamInboundMessagesRequest) Reset() {
 	*x = StreamInboundMessagesRequest{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[31]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2024,7 +2140,7 @@ func (x *StreamInboundMessagesRequest) String() string {
 func (*StreamInboundMessagesRequest) ProtoMessage() {}
 
 func (x *StreamInboundMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[31]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2037,7 +2153,7 @@ func (x *StreamInboundMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamInboundMessagesRequest.ProtoReflect.Descriptor instead.
 func (*StreamInboundMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{31}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StreamInboundMessagesRequest) GetProviderId() string {
@@ -2063,7 +2179,7 @@ type StreamInboundMessagesResponse struct {
 
 func (x *StreamInboundMessagesResponse) Reset() {
 	*x = StreamInboundMessagesResponse{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[32]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2191,7 @@ func (x *StreamInboundMessagesResponse) String() string {
 func (*StreamInboundMessagesResponse) ProtoMessage() {}
 
 func (x *StreamInboundMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[32]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2204,7 @@ func (x *StreamInboundMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamInboundMessagesResponse.ProtoReflect.Descriptor instead.
 func (*StreamInboundMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{32}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StreamInboundMessagesResponse) GetMessage() *InboundMessage {
@@ -2107,7 +2223,7 @@ type AcknowledgeInboundMessagesRequest struct {
 
 func (x *AcknowledgeInboundMessagesRequest) Reset() {
 	*x = AcknowledgeInboundMessagesRequest{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[33]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2119,7 +2235,7 @@ func (x *AcknowledgeInboundMessagesRequest) String() string {
 func (*AcknowledgeInboundMessagesRequest) ProtoMessage() {}
 
 func (x *AcknowledgeInboundMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[33]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2132,7 +2248,7 @@ func (x *AcknowledgeInboundMessagesRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use AcknowledgeInboundMessagesRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeInboundMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{33}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AcknowledgeInboundMessagesRequest) GetMessageIds() []string {
@@ -2151,7 +2267,7 @@ type AcknowledgeInboundMessagesResponse struct {
 
 func (x *AcknowledgeInboundMessagesResponse) Reset() {
 	*x = AcknowledgeInboundMessagesResponse{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[34]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2163,7 +2279,7 @@ func (x *AcknowledgeInboundMessagesResponse) String() string {
 func (*AcknowledgeInboundMessagesResponse) ProtoMessage() {}
 
 func (x *AcknowledgeInboundMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[34]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2176,7 +2292,7 @@ func (x *AcknowledgeInboundMessagesResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use AcknowledgeInboundMessagesResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeInboundMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{34}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AcknowledgeInboundMessagesResponse) GetAcknowledged() int32 {
@@ -2258,7 +2374,7 @@ const file_alga_gmail_v1_gmail_proto_rawDesc = "" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\x129\n" +
 	"\n" +
-	"check_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcheckTime\"\xf1\x04\n" +
+	"check_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcheckTime\"\xc8\x06\n" +
 	"\x10GmailDiagnostics\x12\x19\n" +
 	"\bbase_url\x18\x01 \x01(\tR\abaseUrl\x122\n" +
 	"\x15service_account_email\x18\x02 \x01(\tR\x13serviceAccountEmail\x12\x14\n" +
@@ -2275,7 +2391,19 @@ const file_alga_gmail_v1_gmail_proto_rawDesc = "" +
 	"\x0elast_sync_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\flastSyncTime\x12;\n" +
 	"\n" +
 	"last_error\x18\f \x01(\v2\x1c.alga.gmail.v1.ProviderErrorR\tlastError\x12+\n" +
-	"\x11connection_status\x18\r \x01(\tR\x10connectionStatus\"4\n" +
+	"\x11connection_status\x18\r \x01(\tR\x10connectionStatus\x12B\n" +
+	"\x0flast_watch_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\rlastWatchTime\x12[\n" +
+	"\x1clast_provisioning_check_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x19lastProvisioningCheckTime\x124\n" +
+	"\x06events\x18\x10 \x03(\v2\x1c.alga.gmail.v1.ProviderEventR\x06events\"\xc4\x01\n" +
+	"\rProviderEvent\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\tR\x04step\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x03 \x01(\tR\terrorCode\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12\x15\n" +
+	"\x06run_id\x18\x05 \x01(\tR\x05runId\x12;\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"4\n" +
 	"\"GetGmailProviderDiagnosticsRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\xa2\x01\n" +
 	"#GetGmailProviderDiagnosticsResponse\x128\n" +
@@ -2389,7 +2517,7 @@ func file_alga_gmail_v1_gmail_proto_rawDescGZIP() []byte {
 }
 
 var file_alga_gmail_v1_gmail_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_alga_gmail_v1_gmail_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_alga_gmail_v1_gmail_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_alga_gmail_v1_gmail_proto_goTypes = []any{
 	(ProviderStatus)(0),                         // 0: alga.gmail.v1.ProviderStatus
 	(*ProviderError)(nil),                       // 1: alga.gmail.v1.ProviderError
@@ -2409,87 +2537,92 @@ var file_alga_gmail_v1_gmail_proto_goTypes = []any{
 	(*ConnectGmailProviderResponse)(nil),        // 15: alga.gmail.v1.ConnectGmailProviderResponse
 	(*ProvisioningStep)(nil),                    // 16: alga.gmail.v1.ProvisioningStep
 	(*GmailDiagnostics)(nil),                    // 17: alga.gmail.v1.GmailDiagnostics
-	(*GetGmailProviderDiagnosticsRequest)(nil),  // 18: alga.gmail.v1.GetGmailProviderDiagnosticsRequest
-	(*GetGmailProviderDiagnosticsResponse)(nil), // 19: alga.gmail.v1.GetGmailProviderDiagnosticsResponse
-	(*RefreshGmailProviderRequest)(nil),         // 20: alga.gmail.v1.RefreshGmailProviderRequest
-	(*RefreshGmailProviderResponse)(nil),        // 21: alga.gmail.v1.RefreshGmailProviderResponse
-	(*ActivateGmailProviderRequest)(nil),        // 22: alga.gmail.v1.ActivateGmailProviderRequest
-	(*ActivateGmailProviderResponse)(nil),       // 23: alga.gmail.v1.ActivateGmailProviderResponse
-	(*ResetGmailProvidersRequest)(nil),          // 24: alga.gmail.v1.ResetGmailProvidersRequest
-	(*ResetGmailProvidersResponse)(nil),         // 25: alga.gmail.v1.ResetGmailProvidersResponse
-	(*HandleGmailPushRequest)(nil),              // 26: alga.gmail.v1.HandleGmailPushRequest
-	(*HandleGmailPushResponse)(nil),             // 27: alga.gmail.v1.HandleGmailPushResponse
-	(*Attachment)(nil),                          // 28: alga.gmail.v1.Attachment
-	(*InboundMessage)(nil),                      // 29: alga.gmail.v1.InboundMessage
-	(*ListInboundMessagesRequest)(nil),          // 30: alga.gmail.v1.ListInboundMessagesRequest
-	(*ListInboundMessagesResponse)(nil),         // 31: alga.gmail.v1.ListInboundMessagesResponse
-	(*StreamInboundMessagesRequest)(nil),        // 32: alga.gmail.v1.StreamInboundMessagesRequest
-	(*StreamInboundMessagesResponse)(nil),       // 33: alga.gmail.v1.StreamInboundMessagesResponse
-	(*AcknowledgeInboundMessagesRequest)(nil),   // 34: alga.gmail.v1.AcknowledgeInboundMessagesRequest
-	(*AcknowledgeInboundMessagesResponse)(nil),  // 35: alga.gmail.v1.AcknowledgeInboundMessagesResponse
-	(*timestamppb.Timestamp)(nil),               // 36: google.protobuf.Timestamp
+	(*ProviderEvent)(nil),                       // 18: alga.gmail.v1.ProviderEvent
+	(*GetGmailProviderDiagnosticsRequest)(nil),  // 19: alga.gmail.v1.GetGmailProviderDiagnosticsRequest
+	(*GetGmailProviderDiagnosticsResponse)(nil), // 20: alga.gmail.v1.GetGmailProviderDiagnosticsResponse
+	(*RefreshGmailProviderRequest)(nil),         // 21: alga.gmail.v1.RefreshGmailProviderRequest
+	(*RefreshGmailProviderResponse)(nil),        // 22: alga.gmail.v1.RefreshGmailProviderResponse
+	(*ActivateGmailProviderRequest)(nil),        // 23: alga.gmail.v1.ActivateGmailProviderRequest
+	(*ActivateGmailProviderResponse)(nil),       // 24: alga.gmail.v1.ActivateGmailProviderResponse
+	(*ResetGmailProvidersRequest)(nil),          // 25: alga.gmail.v1.ResetGmailProvidersRequest
+	(*ResetGmailProvidersResponse)(nil),         // 26: alga.gmail.v1.ResetGmailProvidersResponse
+	(*HandleGmailPushRequest)(nil),              // 27: alga.gmail.v1.HandleGmailPushRequest
+	(*HandleGmailPushResponse)(nil),             // 28: alga.gmail.v1.HandleGmailPushResponse
+	(*Attachment)(nil),                          // 29: alga.gmail.v1.Attachment
+	(*InboundMessage)(nil),                      // 30: alga.gmail.v1.InboundMessage
+	(*ListInboundMessagesRequest)(nil),          // 31: alga.gmail.v1.ListInboundMessagesRequest
+	(*ListInboundMessagesResponse)(nil),         // 32: alga.gmail.v1.ListInboundMessagesResponse
+	(*StreamInboundMessagesRequest)(nil),        // 33: alga.gmail.v1.StreamInboundMessagesRequest
+	(*StreamInboundMessagesResponse)(nil),       // 34: alga.gmail.v1.StreamInboundMessagesResponse
+	(*AcknowledgeInboundMessagesRequest)(nil),   // 35: alga.gmail.v1.AcknowledgeInboundMessagesRequest
+	(*AcknowledgeInboundMessagesResponse)(nil),  // 36: alga.gmail.v1.AcknowledgeInboundMessagesResponse
+	(*timestamppb.Timestamp)(nil),               // 37: google.protobuf.Timestamp
 }
 var file_alga_gmail_v1_gmail_proto_depIdxs = []int32{
 	2,  // 0: alga.gmail.v1.GmailProvider.inbound_defaults:type_name -> alga.gmail.v1.InboundDefaults
 	0,  // 1: alga.gmail.v1.GmailProvider.status:type_name -> alga.gmail.v1.ProviderStatus
 	1,  // 2: alga.gmail.v1.GmailProvider.error:type_name -> alga.gmail.v1.ProviderError
-	36, // 3: alga.gmail.v1.GmailProvider.watch_expire_time:type_name -> google.protobuf.Timestamp
-	36, // 4: alga.gmail.v1.GmailProvider.last_sync_time:type_name -> google.protobuf.Timestamp
-	36, // 5: alga.gmail.v1.GmailProvider.create_time:type_name -> google.protobuf.Timestamp
-	36, // 6: alga.gmail.v1.GmailProvider.update_time:type_name -> google.protobuf.Timestamp
+	37, // 3: alga.gmail.v1.GmailProvider.watch_expire_time:type_name -> google.protobuf.Timestamp
+	37, // 4: alga.gmail.v1.GmailProvider.last_sync_time:type_name -> google.protobuf.Timestamp
+	37, // 5: alga.gmail.v1.GmailProvider.create_time:type_name -> google.protobuf.Timestamp
+	37, // 6: alga.gmail.v1.GmailProvider.update_time:type_name -> google.protobuf.Timestamp
 	2,  // 7: alga.gmail.v1.CreateGmailProviderRequest.inbound_defaults:type_name -> alga.gmail.v1.InboundDefaults
 	3,  // 8: alga.gmail.v1.CreateGmailProviderResponse.provider:type_name -> alga.gmail.v1.GmailProvider
 	3,  // 9: alga.gmail.v1.GetGmailProviderResponse.provider:type_name -> alga.gmail.v1.GmailProvider
 	3,  // 10: alga.gmail.v1.ListGmailProvidersResponse.providers:type_name -> alga.gmail.v1.GmailProvider
 	2,  // 11: alga.gmail.v1.UpdateGmailProviderRequest.inbound_defaults:type_name -> alga.gmail.v1.InboundDefaults
 	3,  // 12: alga.gmail.v1.UpdateGmailProviderResponse.provider:type_name -> alga.gmail.v1.GmailProvider
-	36, // 13: alga.gmail.v1.ProvisioningStep.check_time:type_name -> google.protobuf.Timestamp
+	37, // 13: alga.gmail.v1.ProvisioningStep.check_time:type_name -> google.protobuf.Timestamp
 	16, // 14: alga.gmail.v1.GmailDiagnostics.steps:type_name -> alga.gmail.v1.ProvisioningStep
-	36, // 15: alga.gmail.v1.GmailDiagnostics.watch_expire_time:type_name -> google.protobuf.Timestamp
-	36, // 16: alga.gmail.v1.GmailDiagnostics.last_push_time:type_name -> google.protobuf.Timestamp
-	36, // 17: alga.gmail.v1.GmailDiagnostics.last_sync_time:type_name -> google.protobuf.Timestamp
+	37, // 15: alga.gmail.v1.GmailDiagnostics.watch_expire_time:type_name -> google.protobuf.Timestamp
+	37, // 16: alga.gmail.v1.GmailDiagnostics.last_push_time:type_name -> google.protobuf.Timestamp
+	37, // 17: alga.gmail.v1.GmailDiagnostics.last_sync_time:type_name -> google.protobuf.Timestamp
 	1,  // 18: alga.gmail.v1.GmailDiagnostics.last_error:type_name -> alga.gmail.v1.ProviderError
-	3,  // 19: alga.gmail.v1.GetGmailProviderDiagnosticsResponse.provider:type_name -> alga.gmail.v1.GmailProvider
-	17, // 20: alga.gmail.v1.GetGmailProviderDiagnosticsResponse.diagnostics:type_name -> alga.gmail.v1.GmailDiagnostics
-	3,  // 21: alga.gmail.v1.RefreshGmailProviderResponse.provider:type_name -> alga.gmail.v1.GmailProvider
-	3,  // 22: alga.gmail.v1.ActivateGmailProviderResponse.provider:type_name -> alga.gmail.v1.GmailProvider
-	28, // 23: alga.gmail.v1.InboundMessage.attachments:type_name -> alga.gmail.v1.Attachment
-	36, // 24: alga.gmail.v1.InboundMessage.receive_time:type_name -> google.protobuf.Timestamp
-	29, // 25: alga.gmail.v1.ListInboundMessagesResponse.messages:type_name -> alga.gmail.v1.InboundMessage
-	29, // 26: alga.gmail.v1.StreamInboundMessagesResponse.message:type_name -> alga.gmail.v1.InboundMessage
-	4,  // 27: alga.gmail.v1.GmailProviderService.CreateGmailProvider:input_type -> alga.gmail.v1.CreateGmailProviderRequest
-	6,  // 28: alga.gmail.v1.GmailProviderService.GetGmailProvider:input_type -> alga.gmail.v1.GetGmailProviderRequest
-	8,  // 29: alga.gmail.v1.GmailProviderService.ListGmailProviders:input_type -> alga.gmail.v1.ListGmailProvidersRequest
-	10, // 30: alga.gmail.v1.GmailProviderService.UpdateGmailProvider:input_type -> alga.gmail.v1.UpdateGmailProviderRequest
-	12, // 31: alga.gmail.v1.GmailProviderService.DeleteGmailProvider:input_type -> alga.gmail.v1.DeleteGmailProviderRequest
-	14, // 32: alga.gmail.v1.GmailProviderService.ConnectGmailProvider:input_type -> alga.gmail.v1.ConnectGmailProviderRequest
-	18, // 33: alga.gmail.v1.GmailProviderService.GetGmailProviderDiagnostics:input_type -> alga.gmail.v1.GetGmailProviderDiagnosticsRequest
-	20, // 34: alga.gmail.v1.GmailProviderService.RefreshGmailProvider:input_type -> alga.gmail.v1.RefreshGmailProviderRequest
-	22, // 35: alga.gmail.v1.GmailProviderService.ActivateGmailProvider:input_type -> alga.gmail.v1.ActivateGmailProviderRequest
-	24, // 36: alga.gmail.v1.GmailProviderService.ResetGmailProviders:input_type -> alga.gmail.v1.ResetGmailProvidersRequest
-	26, // 37: alga.gmail.v1.GmailProviderService.HandleGmailPush:input_type -> alga.gmail.v1.HandleGmailPushRequest
-	30, // 38: alga.gmail.v1.InboundMailService.ListInboundMessages:input_type -> alga.gmail.v1.ListInboundMessagesRequest
-	32, // 39: alga.gmail.v1.InboundMailService.StreamInboundMessages:input_type -> alga.gmail.v1.StreamInboundMessagesRequest
-	34, // 40: alga.gmail.v1.InboundMailService.AcknowledgeInboundMessages:input_type -> alga.gmail.v1.AcknowledgeInboundMessagesRequest
-	5,  // 41: alga.gmail.v1.GmailProviderService.CreateGmailProvider:output_type -> alga.gmail.v1.CreateGmailProviderResponse
-	7,  // 42: alga.gmail.v1.GmailProviderService.GetGmailProvider:output_type -> alga.gmail.v1.GetGmailProviderResponse
-	9,  // 43: alga.gmail.v1.GmailProviderService.ListGmailProviders:output_type -> alga.gmail.v1.ListGmailProvidersResponse
-	11, // 44: alga.gmail.v1.GmailProviderService.UpdateGmailProvider:output_type -> alga.gmail.v1.UpdateGmailProviderResponse
-	13, // 45: alga.gmail.v1.GmailProviderService.DeleteGmailProvider:output_type -> alga.gmail.v1.DeleteGmailProviderResponse
-	15, // 46: alga.gmail.v1.GmailProviderService.ConnectGmailProvider:output_type -> alga.gmail.v1.ConnectGmailProviderResponse
-	19, // 47: alga.gmail.v1.GmailProviderService.GetGmailProviderDiagnostics:output_type -> alga.gmail.v1.GetGmailProviderDiagnosticsResponse
-	21, // 48: alga.gmail.v1.GmailProviderService.RefreshGmailProvider:output_type -> alga.gmail.v1.RefreshGmailProviderResponse
-	23, // 49: alga.gmail.v1.GmailProviderService.ActivateGmailProvider:output_type -> alga.gmail.v1.ActivateGmailProviderResponse
-	25, // 50: alga.gmail.v1.GmailProviderService.ResetGmailProviders:output_type -> alga.gmail.v1.ResetGmailProvidersResponse
-	27, // 51: alga.gmail.v1.GmailProviderService.HandleGmailPush:output_type -> alga.gmail.v1.HandleGmailPushResponse
-	31, // 52: alga.gmail.v1.InboundMailService.ListInboundMessages:output_type -> alga.gmail.v1.ListInboundMessagesResponse
-	33, // 53: alga.gmail.v1.InboundMailService.StreamInboundMessages:output_type -> alga.gmail.v1.StreamInboundMessagesResponse
-	35, // 54: alga.gmail.v1.InboundMailService.AcknowledgeInboundMessages:output_type -> alga.gmail.v1.AcknowledgeInboundMessagesResponse
-	41, // [41:55] is the sub-list for method output_type
-	27, // [27:41] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	37, // 19: alga.gmail.v1.GmailDiagnostics.last_watch_time:type_name -> google.protobuf.Timestamp
+	37, // 20: alga.gmail.v1.GmailDiagnostics.last_provisioning_check_time:type_name -> google.protobuf.Timestamp
+	18, // 21: alga.gmail.v1.GmailDiagnostics.events:type_name -> alga.gmail.v1.ProviderEvent
+	37, // 22: alga.gmail.v1.ProviderEvent.create_time:type_name -> google.protobuf.Timestamp
+	3,  // 23: alga.gmail.v1.GetGmailProviderDiagnosticsResponse.provider:type_name -> alga.gmail.v1.GmailProvider
+	17, // 24: alga.gmail.v1.GetGmailProviderDiagnosticsResponse.diagnostics:type_name -> alga.gmail.v1.GmailDiagnostics
+	3,  // 25: alga.gmail.v1.RefreshGmailProviderResponse.provider:type_name -> alga.gmail.v1.GmailProvider
+	3,  // 26: alga.gmail.v1.ActivateGmailProviderResponse.provider:type_name -> alga.gmail.v1.GmailProvider
+	29, // 27: alga.gmail.v1.InboundMessage.attachments:type_name -> alga.gmail.v1.Attachment
+	37, // 28: alga.gmail.v1.InboundMessage.receive_time:type_name -> google.protobuf.Timestamp
+	30, // 29: alga.gmail.v1.ListInboundMessagesResponse.messages:type_name -> alga.gmail.v1.InboundMessage
+	30, // 30: alga.gmail.v1.StreamInboundMessagesResponse.message:type_name -> alga.gmail.v1.InboundMessage
+	4,  // 31: alga.gmail.v1.GmailProviderService.CreateGmailProvider:input_type -> alga.gmail.v1.CreateGmailProviderRequest
+	6,  // 32: alga.gmail.v1.GmailProviderService.GetGmailProvider:input_type -> alga.gmail.v1.GetGmailProviderRequest
+	8,  // 33: alga.gmail.v1.GmailProviderService.ListGmailProviders:input_type -> alga.gmail.v1.ListGmailProvidersRequest
+	10, // 34: alga.gmail.v1.GmailProviderService.UpdateGmailProvider:input_type -> alga.gmail.v1.UpdateGmailProviderRequest
+	12, // 35: alga.gmail.v1.GmailProviderService.DeleteGmailProvider:input_type -> alga.gmail.v1.DeleteGmailProviderRequest
+	14, // 36: alga.gmail.v1.GmailProviderService.ConnectGmailProvider:input_type -> alga.gmail.v1.ConnectGmailProviderRequest
+	19, // 37: alga.gmail.v1.GmailProviderService.GetGmailProviderDiagnostics:input_type -> alga.gmail.v1.GetGmailProviderDiagnosticsRequest
+	21, // 38: alga.gmail.v1.GmailProviderService.RefreshGmailProvider:input_type -> alga.gmail.v1.RefreshGmailProviderRequest
+	23, // 39: alga.gmail.v1.GmailProviderService.ActivateGmailProvider:input_type -> alga.gmail.v1.ActivateGmailProviderRequest
+	25, // 40: alga.gmail.v1.GmailProviderService.ResetGmailProviders:input_type -> alga.gmail.v1.ResetGmailProvidersRequest
+	27, // 41: alga.gmail.v1.GmailProviderService.HandleGmailPush:input_type -> alga.gmail.v1.HandleGmailPushRequest
+	31, // 42: alga.gmail.v1.InboundMailService.ListInboundMessages:input_type -> alga.gmail.v1.ListInboundMessagesRequest
+	33, // 43: alga.gmail.v1.InboundMailService.StreamInboundMessages:input_type -> alga.gmail.v1.StreamInboundMessagesRequest
+	35, // 44: alga.gmail.v1.InboundMailService.AcknowledgeInboundMessages:input_type -> alga.gmail.v1.AcknowledgeInboundMessagesRequest
+	5,  // 45: alga.gmail.v1.GmailProviderService.CreateGmailProvider:output_type -> alga.gmail.v1.CreateGmailProviderResponse
+	7,  // 46: alga.gmail.v1.GmailProviderService.GetGmailProvider:output_type -> alga.gmail.v1.GetGmailProviderResponse
+	9,  // 47: alga.gmail.v1.GmailProviderService.ListGmailProviders:output_type -> alga.gmail.v1.ListGmailProvidersResponse
+	11, // 48: alga.gmail.v1.GmailProviderService.UpdateGmailProvider:output_type -> alga.gmail.v1.UpdateGmailProviderResponse
+	13, // 49: alga.gmail.v1.GmailProviderService.DeleteGmailProvider:output_type -> alga.gmail.v1.DeleteGmailProviderResponse
+	15, // 50: alga.gmail.v1.GmailProviderService.ConnectGmailProvider:output_type -> alga.gmail.v1.ConnectGmailProviderResponse
+	20, // 51: alga.gmail.v1.GmailProviderService.GetGmailProviderDiagnostics:output_type -> alga.gmail.v1.GetGmailProviderDiagnosticsResponse
+	22, // 52: alga.gmail.v1.GmailProviderService.RefreshGmailProvider:output_type -> alga.gmail.v1.RefreshGmailProviderResponse
+	24, // 53: alga.gmail.v1.GmailProviderService.ActivateGmailProvider:output_type -> alga.gmail.v1.ActivateGmailProviderResponse
+	26, // 54: alga.gmail.v1.GmailProviderService.ResetGmailProviders:output_type -> alga.gmail.v1.ResetGmailProvidersResponse
+	28, // 55: alga.gmail.v1.GmailProviderService.HandleGmailPush:output_type -> alga.gmail.v1.HandleGmailPushResponse
+	32, // 56: alga.gmail.v1.InboundMailService.ListInboundMessages:output_type -> alga.gmail.v1.ListInboundMessagesResponse
+	34, // 57: alga.gmail.v1.InboundMailService.StreamInboundMessages:output_type -> alga.gmail.v1.StreamInboundMessagesResponse
+	36, // 58: alga.gmail.v1.InboundMailService.AcknowledgeInboundMessages:output_type -> alga.gmail.v1.AcknowledgeInboundMessagesResponse
+	45, // [45:59] is the sub-list for method output_type
+	31, // [31:45] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_alga_gmail_v1_gmail_proto_init() }
@@ -2505,7 +2638,7 @@ func file_alga_gmail_v1_gmail_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_alga_gmail_v1_gmail_proto_rawDesc), len(file_alga_gmail_v1_gmail_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

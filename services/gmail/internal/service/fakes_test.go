@@ -37,11 +37,44 @@ type fakeIAM struct {
 	deny     bool
 	// conflicts makes the next N SetIamPolicy calls fail with ABORTED (etag races).
 	conflicts int
+	// calls counts every IAM request.
+	calls int
+}
+
+// revoke removes member's role binding from resource's policy (drift made behind our back).
+func (f *fakeIAM) revoke(resource, role, member string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.policies[resource]
+	if !ok {
+		return
+	}
+	for _, b := range p.Bindings {
+		if b.Role == role {
+			b.Members = slices.DeleteFunc(b.Members, func(m string) bool { return m == member })
+		}
+	}
+	f.version++
+	p.Etag = []byte(strconv.Itoa(f.version))
+}
+
+// forget drops resource's policy, as Google does when the resource is deleted.
+func (f *fakeIAM) forget(resource string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.policies, resource)
+}
+
+func (f *fakeIAM) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
 }
 
 func (f *fakeIAM) GetIamPolicy(_ context.Context, r *iampb.GetIamPolicyRequest) (*iampb.Policy, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls++
 	p, ok := f.policies[r.GetResource()]
 	if !ok {
 		return &iampb.Policy{Etag: []byte("0")}, nil
@@ -60,6 +93,7 @@ func clone(b []*iampb.Binding) []*iampb.Binding {
 func (f *fakeIAM) SetIamPolicy(_ context.Context, r *iampb.SetIamPolicyRequest) (*iampb.Policy, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls++
 	if f.deny {
 		return nil, status.Error(codes.PermissionDenied, "User not authorized to perform this action.")
 	}
@@ -87,14 +121,51 @@ func (f *fakeIAM) SetIamPolicy(_ context.Context, r *iampb.SetIamPolicyRequest) 
 }
 
 func (f *fakeIAM) TestIamPermissions(context.Context, *iampb.TestIamPermissionsRequest) (*iampb.TestIamPermissionsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
 	return &iampb.TestIamPermissionsResponse{}, nil
 }
 
-func startPubSub(t *testing.T) (*pstest.Server, *fakeIAM) {
+// pubsubCalls counts the Pub/Sub admin requests pstest answers (a reactor that handles nothing).
+type pubsubCalls struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+type countReactor struct {
+	c    *pubsubCalls
+	name string
+}
+
+func (r countReactor) React(any) (bool, any, error) {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	r.c.n[r.name]++
+	return false, nil, nil
+}
+
+func (c *pubsubCalls) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, v := range c.n {
+		n += v
+	}
+	return n
+}
+
+func startPubSub(t *testing.T) (*pstest.Server, *fakeIAM, *pubsubCalls) {
 	iam := &fakeIAM{policies: map[string]*iampb.Policy{}}
-	srv := pstest.NewServerWithCallback(0, func(s *grpc.Server) { iampb.RegisterIAMPolicyServer(s, iam) })
+	calls := &pubsubCalls{n: map[string]int{}}
+	var opts []pstest.ServerReactorOption
+	for _, name := range []string{"CreateTopic", "GetTopic", "UpdateTopic", "DeleteTopic", "CreateSubscription", "GetSubscription",
+		"UpdateSubscription", "DeleteSubscription"} {
+		opts = append(opts, pstest.ServerReactorOption{FuncName: name, Reactor: countReactor{c: calls, name: name}})
+	}
+	srv := pstest.NewServerWithCallback(0, func(s *grpc.Server) { iampb.RegisterIAMPolicyServer(s, iam) }, opts...)
 	t.Cleanup(func() { _ = srv.Close() })
-	return srv, iam
+	return srv, iam, calls
 }
 
 // ---- Gmail ----
@@ -125,13 +196,21 @@ type fakeGmail struct {
 	srv       *httptest.Server
 	seq       int
 	failNext  int // answer the next N history calls with 503
+	failWatch int // answer the next N watch calls with 503
 	pageSize  int
 	listPage  int
 	labelList []map[string]string
+	// reject holds access tokens answered 401: revoked (or invalidated) before they expired.
+	reject map[string]bool
+	// watchExpiration is what users.watch answers (zero: 7 days ahead).
+	watchExpiration time.Time
+	// requests counts every request, tokens seen every access token presented.
+	requests int
+	tokens   map[string]int
 }
 
 func startGmail(t *testing.T) *fakeGmail {
-	g := &fakeGmail{boxes: map[string]*fakeMailbox{}, pageSize: 2, listPage: 3, labelList: []map[string]string{
+	g := &fakeGmail{boxes: map[string]*fakeMailbox{}, reject: map[string]bool{}, tokens: map[string]int{}, pageSize: 2, listPage: 3, labelList: []map[string]string{
 		{"id": "INBOX", "name": "INBOX", "type": "system"}, {"id": "SENT", "name": "SENT", "type": "system"},
 		{"id": "DRAFT", "name": "DRAFT", "type": "system"}, {"id": "Label_7", "name": "Tickets", "type": "user"},
 	}}
@@ -186,19 +265,30 @@ func gerr(w http.ResponseWriter, code int, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"code": code, "message": msg}})
 }
 
+// calls returns how many requests the fake has answered.
+func (g *fakeGmail) calls() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.requests
+}
+
 func (g *fakeGmail) serve(w http.ResponseWriter, r *http.Request) {
-	email, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer tok:")
-	if !ok {
-		gerr(w, 401, "no token")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.requests++
+	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	g.tokens[token]++
+	email, ok := strings.CutPrefix(token, "tok:")
+	if !ok || g.reject[token] {
+		gerr(w, 401, "Request had invalid authentication credentials.")
 		return
 	}
+	email, _, _ = strings.Cut(email, "#") // "tok:<mailbox>#<generation>"
 	path, ok := strings.CutPrefix(r.URL.Path, "/gmail/v1/users/me/")
 	if !ok {
 		gerr(w, 404, "no such path "+r.URL.Path)
 		return
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	b := g.boxLocked(email)
 	q := r.URL.Query()
 	switch {
@@ -210,10 +300,18 @@ func (g *fakeGmail) serve(w http.ResponseWriter, r *http.Request) {
 			LabelIDs  []string `json:"labelIds"`
 		}
 		_ = json.NewDecoder(r.Body).Decode(&req)
+		if g.failWatch > 0 {
+			g.failWatch--
+			gerr(w, 503, "backend error")
+			return
+		}
 		b.watches++
 		b.watchLabels = req.LabelIDs
-		writeJSON(w, map[string]any{"historyId": strconv.FormatUint(b.historyID, 10),
-			"expiration": strconv.FormatInt(time.Now().Add(7*24*time.Hour).UnixMilli(), 10)})
+		exp := g.watchExpiration
+		if exp.IsZero() {
+			exp = time.Now().Add(7 * 24 * time.Hour)
+		}
+		writeJSON(w, map[string]any{"historyId": strconv.FormatUint(b.historyID, 10), "expiration": strconv.FormatInt(exp.UnixMilli(), 10)})
 	case path == "stop":
 		b.stops++
 		w.WriteHeader(204)
@@ -296,10 +394,47 @@ type fakePeers struct {
 	gmailReady  bool
 	secrets     map[string]map[string]string // tenant → name → value
 	tenantsSeen []string
+	// status is a broken connection's status (REVOKED when unset).
+	status map[string]oauthv1.ConnectionStatus
+	// gen is a connection's access-token generation: a forced refresh issues a new token.
+	gen map[string]int
+	// forceFails is what a forced refresh finds at Google: the connection breaks with that status
+	// (TRANSIENT_ERROR: Google's token endpoint is unavailable and nothing breaks).
+	forceFails map[string]oauthv1.ConnectionStatus
+	// forced lists the providers whose token was force-refreshed.
+	forced []string
 }
 
 func newPeers() *fakePeers {
-	return &fakePeers{accounts: map[string]string{}, broken: map[string]bool{}, secrets: map[string]map[string]string{}, gmailReady: true}
+	return &fakePeers{accounts: map[string]string{}, broken: map[string]bool{}, secrets: map[string]map[string]string{}, gmailReady: true,
+		status: map[string]oauthv1.ConnectionStatus{}, gen: map[string]int{}, forceFails: map[string]oauthv1.ConnectionStatus{}}
+}
+
+// connectionTexts are the status message and remedy the oauth service records for a broken grant.
+var connectionTexts = map[oauthv1.ConnectionStatus][2]string{
+	oauthv1.ConnectionStatus_CONNECTION_STATUS_REVOKED: {"Access was revoked in the Google account.", "Connect the mailbox again."},
+	oauthv1.ConnectionStatus_CONNECTION_STATUS_EXPIRED_TESTING: {"The grant expired 7.0 days after consent: the OAuth consent screen is most likely in Testing.",
+		"Publish the app to Production, then reconnect the mailbox."},
+	oauthv1.ConnectionStatus_CONNECTION_STATUS_REAUTH_REQUIRED: {"Google requires the account to sign in again (reauthentication policy of the Google Workspace domain).",
+		"Reconnect the Gmail provider (Connect)."},
+	oauthv1.ConnectionStatus_CONNECTION_STATUS_CLIENT_INVALID: {"Google no longer accepts the OAuth client this account was connected with.",
+		"Update the OAuth client ID and secret in the Google setup, then reconnect."},
+}
+
+func (f *fakePeers) statusOf(id string) oauthv1.ConnectionStatus {
+	if st, ok := f.status[id]; ok {
+		return st
+	}
+	return oauthv1.ConnectionStatus_CONNECTION_STATUS_REVOKED
+}
+
+// token is the access token the fake issues for a provider's current generation.
+func (f *fakePeers) token(id string) string {
+	t := "tok:" + f.accounts[id]
+	if g := f.gen[id]; g > 0 {
+		t += "#" + strconv.Itoa(g)
+	}
+	return t
 }
 
 func (f *fakePeers) peers() Peers {
@@ -315,22 +450,38 @@ func (f *fakePeers) GetAccessToken(ctx context.Context, r *oauthv1.GetAccessToke
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.tenantsSeen = append(f.tenantsSeen, tenantOf(ctx))
-	if f.broken[r.GetProviderId()] {
-		return nil, errs.Rewrite(ctx, logging.Discard(), errs.FailedPrecondition("REAUTHORIZATION_REQUIRED", "the grant was revoked"))
+	id := r.GetProviderId()
+	if r.GetForceRefresh() && !f.broken[id] {
+		f.forced = append(f.forced, id)
+		switch st, ok := f.forceFails[id]; {
+		case ok && st == oauthv1.ConnectionStatus_CONNECTION_STATUS_TRANSIENT_ERROR:
+			return nil, errs.Rewrite(ctx, logging.Discard(), errs.Unavailable("GOOGLE_UNAVAILABLE", "Google's token endpoint is unavailable; retry later").
+				With("status", st.String()))
+		case ok:
+			f.broken[id], f.status[id] = true, st
+		default:
+			f.gen[id]++
+		}
 	}
-	email, ok := f.accounts[r.GetProviderId()]
+	if f.broken[id] {
+		// As the oauth service answers: the status in the ErrorInfo, the texts on the connection.
+		return nil, errs.Rewrite(ctx, logging.Discard(), errs.FailedPrecondition("REAUTHORIZATION_REQUIRED", "the grant was revoked").
+			With("status", f.statusOf(id).String()).With("provider_id", id))
+	}
+	email, ok := f.accounts[id]
 	if !ok {
 		return nil, errs.Rewrite(ctx, logging.Discard(), errs.NotFound("connection"))
 	}
-	return &oauthv1.GetAccessTokenResponse{AccessToken: "tok:" + email, AccountEmail: email, ClientId: "123-abc.apps.googleusercontent.com"}, nil
+	return &oauthv1.GetAccessTokenResponse{AccessToken: f.token(id), AccountEmail: email, ClientId: "123-abc.apps.googleusercontent.com"}, nil
 }
 
 func (f *fakePeers) GetConnection(ctx context.Context, r *oauthv1.GetConnectionRequest, _ ...grpc.CallOption) (*oauthv1.GetConnectionResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.broken[r.GetProviderId()] {
-		return &oauthv1.GetConnectionResponse{Connection: &oauthv1.Connection{Status: oauthv1.ConnectionStatus_CONNECTION_STATUS_REVOKED,
-			StatusMessage: "Access was revoked in the Google account.", Remedy: "Connect the mailbox again."}}, nil
+		st := f.statusOf(r.GetProviderId())
+		texts := connectionTexts[st]
+		return &oauthv1.GetConnectionResponse{Connection: &oauthv1.Connection{Status: st, StatusMessage: texts[0], Remedy: texts[1]}}, nil
 	}
 	if _, ok := f.accounts[r.GetProviderId()]; !ok {
 		return nil, errs.Rewrite(ctx, logging.Discard(), errs.NotFound("connection"))

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/api/gmail/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -18,6 +19,9 @@ import (
 	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/errs"
 )
+
+// diagnosticsEvents is how many timeline entries diagnostics show.
+const diagnosticsEvents = 50
 
 // HeaderOAuthBinding is the response metadata the gateway turns into the HttpOnly OAuth binding cookie.
 const HeaderOAuthBinding = "x-alga-oauth-binding"
@@ -247,15 +251,11 @@ func (s *Service) disconnect(ctx context.Context, p *store.Provider, revoke bool
 }
 
 func (s *Service) stopWatch(ctx context.Context, p *store.Provider) error {
-	tok, err := s.accessToken(ctx, p.Tenant, p.ID)
+	mb, err := s.openMailbox(ctx, p)
 	if err != nil {
 		return err
 	}
-	gm, err := s.gmailService(ctx, tok.GetAccessToken())
-	if err != nil {
-		return err
-	}
-	err = withRetry(ctx, 3, func() error { return gm.Users.Stop("me").Context(ctx).Do() })
+	err = mb.do(ctx, 3, func(gm *gmail.Service) error { return gm.Users.Stop("me").Context(ctx).Do() })
 	if err == nil {
 		s.metrics.watchStops.Inc()
 	}
@@ -333,6 +333,11 @@ func (h *Providers) RefreshGmailProvider(ctx context.Context, req *gmailv1.Refre
 	if err != nil {
 		return nil, err
 	}
+	if p.State == store.StateError {
+		// The refresh did not mend the mailbox: say so, with the provider's own code and remedy.
+		return nil, errs.FailedPrecondition(strings.ToUpper(p.ErrorCode), "The mailbox %s is still in error: %s %s", p.Mailbox, p.ErrorMessage, p.ErrorRemedy).
+			With("error_code", p.ErrorCode).With("remedy", p.ErrorRemedy).With("step", p.ErrorStep).With("provider_id", p.ID)
+	}
 	return &gmailv1.RefreshGmailProviderResponse{Provider: toProto(p)}, nil
 }
 
@@ -395,6 +400,15 @@ func (h *Providers) GetGmailProviderDiagnostics(ctx context.Context, req *gmailv
 	}
 	if p.ErrorCode != "" {
 		d.LastError = &gmailv1.ProviderError{Code: p.ErrorCode, Message: p.ErrorMessage, Remedy: p.ErrorRemedy}
+	}
+	d.LastWatchTime, d.LastProvisioningCheckTime = tsOf(p.LastWatchTime), tsOf(p.LastProvisioningCheckTime)
+	events, err := store.ListEvents(ctx, h.s.pool, id.Tenant, p.ID, diagnosticsEvents)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range events {
+		d.Events = append(d.Events, &gmailv1.ProviderEvent{Type: e.Type, Step: e.Step, ErrorCode: e.ErrorCode, Message: e.Message,
+			RunId: e.RunID, CreateTime: timestamppb.New(e.CreateTime)})
 	}
 	d.ConnectionStatus = "unknown"
 	if c, err := h.s.peers.Tokens.GetConnection(actFor(ctx, id.Tenant), &oauthv1.GetConnectionRequest{

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/google"
 	"google.golang.org/api/gmail/v1"
 	"google.golang.org/api/option"
@@ -22,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	maintenancev1 "github.com/algapsa/alga-google/gen/alga/maintenance/v1"
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
 	"github.com/algapsa/alga-google/services/gmail/internal/store"
 )
@@ -44,16 +47,54 @@ const (
 	stepWatch          = "watch"
 )
 
-// failure is a provisioning step that failed: the provider goes to ERROR with this code and remedy.
+// failure is a step that failed: the provider goes to ERROR with this code, message and remedy.
 type failure struct {
 	code, message, remedy string
+	// class is how maintenance sees it (zero: permanent).
+	class maintenancev1.FailureClass
+	// step is the diagnostics step the error is recorded for (default: the step that failed; a broken
+	// grant found by the labels or watch call is the token's).
+	step string
 }
 
 func (f *failure) Error() string { return f.code + ": " + f.message }
 
+// notConfigured is the class of a tenant Google setup that lacks what a step needs.
+const notConfigured = maintenancev1.FailureClass_FAILURE_CLASS_NOT_CONFIGURED
+
+// failureClass is f's class for maintenance (PERMANENT unless classified).
+func (f *failure) failureClass() maintenancev1.FailureClass {
+	if f.class == maintenancev1.FailureClass_FAILURE_CLASS_UNSPECIFIED {
+		return maintenancev1.FailureClass_FAILURE_CLASS_PERMANENT
+	}
+	return f.class
+}
+
+// tokenFailure records a tokenProblem as a failed step (the error belongs to the token).
+func tokenFailure(tp *tokenProblem) *failure {
+	return &failure{code: tp.code, message: tp.message, remedy: tp.remedy, class: tp.class, step: stepToken}
+}
+
+// googleFailure is a failed Gmail call: a tokenProblem (the 401 path) keeps its class, anything else is
+// code with Google's status and message (transient for 429, 5xx and network errors).
+func googleFailure(err error, code, what, remedy string) *failure {
+	var tp *tokenProblem
+	if errors.As(err, &tp) {
+		return tokenFailure(tp)
+	}
+	f := &failure{code: code, message: what + ": " + googleMessage(err) + ".", remedy: remedy}
+	if retryable(err) {
+		f.class = maintenancev1.FailureClass_FAILURE_CLASS_TRANSIENT
+	}
+	return f
+}
+
+// provisioning collects the steps of an activation (or of an upkeep step) and what they produced.
 type provisioning struct {
 	steps []store.Step
 	out   store.Provisioned
+	// repaired names what had drifted at Google and was put right (see MaintainGmailProviderResponse).
+	repaired []string
 }
 
 func (p *provisioning) ok(name, detail string) {
@@ -62,8 +103,13 @@ func (p *provisioning) ok(name, detail string) {
 
 func (p *provisioning) fail(name string, f *failure) *failure {
 	p.steps = append(p.steps, store.Step{Name: name, OK: false, Detail: f.message, CheckTime: time.Now()})
+	if f.step == "" {
+		f.step = name
+	}
 	return f
 }
+
+func (p *provisioning) repair(what ...string) { p.repaired = append(p.repaired, what...) }
 
 // tenantGoogle is what provisioning reads from the tenant's secrets.
 type tenantGoogle struct {
@@ -85,7 +131,8 @@ func (s *Service) readTenantGoogle(ctx context.Context, tenant string) (*tenantG
 	setup := "Upload the service-account key JSON in Settings → Integrations → Communication → Google (" + s.base.GoogleSettingsURL() + "), then Refresh this mailbox."
 	keyJSON := strings.TrimSpace(vals["google_service_account_key"])
 	if keyJSON == "" {
-		return nil, &failure{code: "service_account_missing", message: "The tenant's Google service-account key is not configured.", remedy: setup}, nil
+		return nil, &failure{code: "service_account_missing", message: "The tenant's Google service-account key is not configured.", remedy: setup,
+			class: notConfigured}, nil
 	}
 	var key struct {
 		Type, ClientEmail, PrivateKey, ProjectID string
@@ -98,7 +145,8 @@ func (s *Service) readTenantGoogle(ctx context.Context, tenant string) (*tenantG
 		key.ProjectID, _ = raw["project_id"].(string)
 	}
 	if key.Type != "service_account" || key.ClientEmail == "" || key.PrivateKey == "" {
-		return nil, &failure{code: "service_account_invalid", message: "The tenant's service-account key is not a valid service_account JSON key.", remedy: setup}, nil
+		return nil, &failure{code: "service_account_invalid", message: "The tenant's service-account key is not a valid service_account JSON key.", remedy: setup,
+			class: notConfigured}, nil
 	}
 	project := strings.TrimSpace(vals["google_project_id"])
 	if project == "" {
@@ -106,24 +154,28 @@ func (s *Service) readTenantGoogle(ctx context.Context, tenant string) (*tenantG
 	}
 	if project == "" {
 		return nil, &failure{code: "project_missing", message: "The tenant's Google Cloud project id is not configured.",
-			remedy: "Enter the Google Cloud project id in Settings → Integrations → Communication → Google (" + s.base.GoogleSettingsURL() + ")."}, nil
+			remedy: "Enter the Google Cloud project id in Settings → Integrations → Communication → Google (" + s.base.GoogleSettingsURL() + ").",
+			class:  notConfigured}, nil
 	}
 	return &tenantGoogle{projectID: project, serviceAccountEmail: key.ClientEmail, keyJSON: []byte(keyJSON)}, nil, nil
 }
 
-// pubsubClient connects to Pub/Sub with the tenant's service account (or the emulator).
+// pubsubClient connects to Pub/Sub with the tenant's service account (or the emulator). Every request
+// it sends — the service account's token fetch included — is counted under ctx (countCalls).
 func (s *Service) pubsubClient(ctx context.Context, tg *tenantGoogle) (*pubsub.Client, error) {
-	var opts []option.ClientOption
+	opts := []option.ClientOption{option.WithGRPCDialOption(grpc.WithChainUnaryInterceptor(countingInterceptor))}
 	if host := s.google.PubSubEmulatorHost; host != "" {
-		opts = []option.ClientOption{option.WithEndpoint(host), option.WithoutAuthentication(),
-			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
+		opts = append(opts, option.WithEndpoint(host), option.WithoutAuthentication(),
+			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
 	} else {
 		conf, err := google.JWTConfigFromJSON(tg.keyJSON, pubsubScope)
 		if err != nil {
 			return nil, fmt.Errorf("service-account key: %w", err)
 		}
 		conf.TokenURL = s.google.TokenURL()
-		opts = []option.ClientOption{option.WithTokenSource(conf.TokenSource(context.WithoutCancel(ctx)))}
+		tokenCtx := context.WithValue(context.WithoutCancel(ctx), oauth2.HTTPClient,
+			&http.Client{Timeout: 30 * time.Second, Transport: countingTransport{base: s.transport()}})
+		opts = append(opts, option.WithTokenSource(conf.TokenSource(tokenCtx)))
 	}
 	return pubsub.NewClient(ctx, tg.projectID, opts...)
 }
@@ -133,12 +185,21 @@ func adminRemedy(tg *tenantGoogle) string {
 		tg.serviceAccountEmail, tg.projectID)
 }
 
+// grpcFailure is a failed Pub/Sub or IAM call: transient when Google was unavailable, overloaded or
+// timed out, permanent otherwise (permission denied, bad request).
 func grpcFailure(code, what string, err error, remedy string) *failure {
-	msg := what
+	f := &failure{code: code, message: what, remedy: remedy}
 	if st, ok := status.FromError(err); ok {
-		msg = fmt.Sprintf("%s: %s (%s)", what, st.Message(), st.Code())
+		f.message = fmt.Sprintf("%s: %s (%s)", what, st.Message(), st.Code())
+		switch st.Code() {
+		case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Internal, codes.Aborted, codes.Unknown:
+			f.class = maintenancev1.FailureClass_FAILURE_CLASS_TRANSIENT
+		}
 	}
-	return &failure{code: code, message: msg, remedy: remedy}
+	if errors.Is(err, context.DeadlineExceeded) {
+		f.class = maintenancev1.FailureClass_FAILURE_CLASS_TRANSIENT
+	}
+	return f
 }
 
 // provision runs every activation step for p and records the outcome. It returns the updated provider;
@@ -151,8 +212,10 @@ func (s *Service) provision(ctx context.Context, p *store.Provider, accountEmail
 		return nil, err
 	}
 	pr.out.Steps = pr.steps
+	event := store.Event{Type: "activated", Message: "Provisioned and watching " + p.Mailbox + "."}
 	if f != nil {
-		pr.out.State, pr.out.ErrorCode, pr.out.ErrorMessage, pr.out.ErrorRemedy = store.StateError, f.code, f.message, f.remedy
+		pr.out.State, pr.out.ErrorStep, pr.out.ErrorCode, pr.out.ErrorMessage, pr.out.ErrorRemedy = store.StateError, f.step, f.code, f.message, f.remedy
+		event = store.Event{Type: "activation_failed", Step: f.step, ErrorCode: f.code, Message: f.message}
 		s.metrics.provision.WithLabelValues(f.code).Inc()
 	} else {
 		pr.out.State = store.StateConnected
@@ -164,9 +227,14 @@ func (s *Service) provision(ctx context.Context, p *store.Provider, accountEmail
 			return err
 		}
 		var err error
-		saved, err = store.SaveProvisioning(ctx, tx, p.Tenant, p.ID, pr.out)
-		if err != nil || saved.State != store.StateConnected || !saved.Active {
+		if saved, err = store.SaveProvisioning(ctx, tx, p.Tenant, p.ID, pr.out); err != nil {
 			return err
+		}
+		if err := store.InsertEvent(ctx, tx, p.Tenant, p.ID, event); err != nil {
+			return err
+		}
+		if saved.State != store.StateConnected || !saved.Active {
+			return nil
 		}
 		// Catch up on anything since the stored history id right away.
 		return s.enqueueSync(ctx, tx, p.Tenant, p.ID)
@@ -174,20 +242,34 @@ func (s *Service) provision(ctx context.Context, p *store.Provider, accountEmail
 	return saved, err
 }
 
+// runProvisioning runs every activation step: the Pub/Sub provisioning, then the mailbox's watch.
 func (s *Service) runProvisioning(ctx context.Context, p *store.Provider, pr *provisioning) (*failure, error) {
+	if _, f, err := s.provisionPubSub(ctx, p, pr); f != nil || err != nil {
+		return f, err
+	}
+	pr.out.ProvisioningChecked = true
+	return s.watchMailbox(ctx, p, pr.out.Topic, pr)
+}
+
+// provisionPubSub reads the tenant's service account and makes (or confirms) the tenant's topic, the
+// publisher grant for Gmail's push account and the push subscription — canonical endpoint and OIDC
+// audience from the current base URL, the tenant's service account, no expiration — reading each back
+// and repairing what drifted (noted in pr.repaired). Activation and upkeep's verify_provisioning both
+// run it. The subscription's routing row records the endpoint and audience it was provisioned with.
+func (s *Service) provisionPubSub(ctx context.Context, p *store.Provider, pr *provisioning) (*tenantGoogle, *failure, error) {
 	// 1. The tenant's service account and project.
 	tg, f, err := s.readTenantGoogle(ctx, p.Tenant)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if f != nil {
-		return pr.fail(stepServiceAccount, f), nil
+		return nil, pr.fail(stepServiceAccount, f), nil
 	}
 	pr.ok(stepServiceAccount, tg.serviceAccountEmail+" in project "+tg.projectID)
 
 	client, err := s.pubsubClient(ctx, tg)
 	if err != nil {
-		return pr.fail(stepTopic, &failure{code: "pubsub_unreachable", message: "Cannot connect to Pub/Sub: " + err.Error(), remedy: adminRemedy(tg)}), nil
+		return nil, pr.fail(stepTopic, &failure{code: "pubsub_unreachable", message: "Cannot connect to Pub/Sub: " + err.Error(), remedy: adminRemedy(tg)}), nil
 	}
 	defer client.Close()
 	hash := tenantHash(p.Tenant)
@@ -196,54 +278,57 @@ func (s *Service) runProvisioning(ctx context.Context, p *store.Provider, pr *pr
 	pr.out.Topic, pr.out.Subscription = topic, subName
 
 	// 2. Topic.
-	if f := s.ensureTopic(ctx, client, topic, tg); f != nil {
-		return pr.fail(stepTopic, f), nil
+	if f := s.ensureTopic(ctx, client, topic, tg, pr); f != nil {
+		return nil, pr.fail(stepTopic, f), nil
 	}
 	pr.ok(stepTopic, topic)
 
 	// 3. Publisher grant for Gmail's push account (IAM read-modify-write with etag).
-	if f := s.ensurePublisherGrant(ctx, client, topic, tg); f != nil {
-		return pr.fail(stepPublisherGrant, f), nil
+	if f := s.ensurePublisherGrant(ctx, client, topic, tg, pr); f != nil {
+		return nil, pr.fail(stepPublisherGrant, f), nil
 	}
 	pr.ok(stepPublisherGrant, GmailPushMember+" has "+PublisherRole+" on "+topic)
 
 	// 4. Push subscription, read back and compared.
-	if f := s.ensureSubscription(ctx, client, subName, topic, tg); f != nil {
-		return pr.fail(stepSubscription, f), nil
+	if f := s.ensureSubscription(ctx, client, subName, topic, tg, pr); f != nil {
+		return nil, pr.fail(stepSubscription, f), nil
 	}
 	if err := store.UpsertSubscription(ctx, s.pool, store.Subscription{
 		Name: subName, Tenant: p.Tenant, ProjectID: tg.projectID, Topic: topic, ServiceAccountEmail: tg.serviceAccountEmail,
 		PushEndpoint: s.base.GmailPushEndpoint(), Audience: s.base.GmailPushAudience(),
 	}); err != nil {
 		if errors.Is(err, store.ErrSubscriptionOwned) {
-			return pr.fail(stepSubscription, &failure{code: "subscription_conflict", message: "The push subscription " + subName + " belongs to another tenant.",
+			return nil, pr.fail(stepSubscription, &failure{code: "subscription_conflict", message: "The push subscription " + subName + " belongs to another tenant.",
 				remedy: "Use a Google Cloud project of your own for this tenant."}), nil
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	pr.ok(stepSubscription, fmt.Sprintf("%s → %s (OIDC %s, audience %s, no expiration)", subName, s.base.GmailPushEndpoint(), tg.serviceAccountEmail, s.base.GmailPushAudience()))
+	return tg, nil, nil
+}
 
+// watchMailbox gets the mailbox's access token, resolves its label filters and calls users.watch on
+// topic, recording Google's expiration and history baseline in pr.out. Activation and upkeep's
+// renew_watch both run it. A Google 401 forces one token refresh (see mailbox.do): a broken grant is the
+// token's failure, with the oauth service's classification, never a labels or watch error.
+func (s *Service) watchMailbox(ctx context.Context, p *store.Provider, topic string, pr *provisioning) (*failure, error) {
 	// 5. The mailbox's OAuth connection.
-	tok, err := s.accessToken(ctx, p.Tenant, p.ID)
+	mb, err := s.openMailbox(ctx, p)
 	if err != nil {
 		var tp *tokenProblem
 		if errors.As(err, &tp) {
-			return pr.fail(stepToken, &failure{code: tp.code, message: tp.message, remedy: tp.remedy}), nil
+			return pr.fail(stepToken, tokenFailure(tp)), nil
 		}
-		return pr.fail(stepToken, &failure{code: "token_unavailable", message: "Cannot get an access token: " + err.Error(), remedy: "Try Refresh again in a minute."}), nil
+		return nil, err
 	}
-	if tok.GetAccountEmail() != "" && !strings.EqualFold(tok.GetAccountEmail(), p.Mailbox) {
-		return pr.fail(stepToken, &failure{code: "wrong_account", message: "The connected Google account " + tok.GetAccountEmail() + " is not " + p.Mailbox + ".",
+	if mb.account != "" && !strings.EqualFold(mb.account, p.Mailbox) {
+		return pr.fail(stepToken, &failure{code: "wrong_account", message: "The connected Google account " + mb.account + " is not " + p.Mailbox + ".",
 			remedy: "Connect again and sign in as " + p.Mailbox + "."}), nil
 	}
 	pr.ok(stepToken, "access token for "+p.Mailbox)
-	gm, err := s.gmailService(ctx, tok.GetAccessToken())
-	if err != nil {
-		return nil, err
-	}
 
 	// 6. Labels: names resolved to ids; an unknown label is an error, never a whole-mailbox watch.
-	labelIDs, f := s.resolveLabels(ctx, gm, p.LabelFilters)
+	labelIDs, f := s.resolveLabels(ctx, mb, p.LabelFilters)
 	if f != nil {
 		return pr.fail(stepLabels, f), nil
 	}
@@ -252,14 +337,17 @@ func (s *Service) runProvisioning(ctx context.Context, p *store.Provider, pr *pr
 
 	// 7. Watch.
 	var w *gmail.WatchResponse
-	err = withRetry(ctx, 3, func() error {
+	err = mb.do(ctx, 3, func(gm *gmail.Service) error {
 		var err error
 		w, err = gm.Users.Watch("me", &gmail.WatchRequest{TopicName: topic, LabelIds: labelIDs, LabelFilterBehavior: "include"}).Context(ctx).Do()
 		return err
 	})
 	if err != nil {
-		return pr.fail(stepWatch, &failure{code: "watch_failed", message: "users.watch failed: " + err.Error(),
-			remedy: "Check that " + GmailPushMember + " may publish to " + topic + " and that the Gmail API is enabled in project " + tg.projectID + ", then Refresh."}), nil
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return pr.fail(stepWatch, googleFailure(err, "watch_failed", "users.watch failed",
+			"Check that "+GmailPushMember+" may publish to "+topic+" and that the Gmail API is enabled in project "+projectOf(topic)+", then Refresh.")), nil
 	}
 	exp := time.UnixMilli(w.Expiration).UTC()
 	hid := int64(w.HistoryId)
@@ -268,12 +356,22 @@ func (s *Service) runProvisioning(ctx context.Context, p *store.Provider, pr *pr
 	return nil, nil
 }
 
-func (s *Service) ensureTopic(ctx context.Context, client *pubsub.Client, topic string, tg *tenantGoogle) *failure {
+// projectOf returns the project of a "projects/P/topics/T" name.
+func projectOf(topic string) string {
+	rest, _ := strings.CutPrefix(topic, "projects/")
+	project, _, _ := strings.Cut(rest, "/")
+	return project
+}
+
+func (s *Service) ensureTopic(ctx context.Context, client *pubsub.Client, topic string, tg *tenantGoogle, pr *provisioning) *failure {
 	_, err := client.TopicAdminClient.GetTopic(ctx, &pubsubpb.GetTopicRequest{Topic: topic})
 	if status.Code(err) == codes.NotFound {
 		_, err = client.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic})
 		if status.Code(err) == codes.AlreadyExists {
 			err = nil
+		}
+		if err == nil {
+			pr.repair("topic")
 		}
 	}
 	if err != nil {
@@ -282,13 +380,17 @@ func (s *Service) ensureTopic(ctx context.Context, client *pubsub.Client, topic 
 	return nil
 }
 
-func (s *Service) ensurePublisherGrant(ctx context.Context, client *pubsub.Client, topic string, tg *tenantGoogle) *failure {
+func (s *Service) ensurePublisherGrant(ctx context.Context, client *pubsub.Client, topic string, tg *tenantGoogle, pr *provisioning) *failure {
+	granted := false
 	for attempt := 0; attempt < 6; attempt++ {
 		policy, err := client.TopicAdminClient.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: topic})
 		if err != nil {
 			return grpcFailure("publisher_grant_failed", "Cannot read the IAM policy of "+topic, err, adminRemedy(tg))
 		}
 		if hasMember(policy, PublisherRole, GmailPushMember) {
+			if granted {
+				pr.repair("publisher_grant")
+			}
 			return nil
 		}
 		addMember(policy, PublisherRole, GmailPushMember)
@@ -296,6 +398,7 @@ func (s *Service) ensurePublisherGrant(ctx context.Context, client *pubsub.Clien
 		switch status.Code(err) {
 		case codes.OK:
 			// Read back: the grant must really be there.
+			granted = true
 			continue
 		case codes.Aborted, codes.FailedPrecondition:
 			// Concurrent modification (etag mismatch): read again and retry.
@@ -306,7 +409,7 @@ func (s *Service) ensurePublisherGrant(ctx context.Context, client *pubsub.Clien
 		}
 	}
 	return &failure{code: "publisher_grant_failed", message: "The IAM policy of " + topic + " kept changing concurrently; the publisher grant could not be confirmed.",
-		remedy: "Refresh this mailbox again; if it persists, " + adminRemedy(tg)}
+		remedy: "Refresh this mailbox again; if it persists, " + adminRemedy(tg), class: maintenancev1.FailureClass_FAILURE_CLASS_TRANSIENT}
 }
 
 func hasMember(p *iampb.Policy, role, member string) bool {
@@ -345,29 +448,44 @@ func (s *Service) wantSubscription(name, topic string, tg *tenantGoogle) *pubsub
 	}
 }
 
-// subscriptionMismatch compares a subscription with what it must be; "" when it matches.
-func subscriptionMismatch(got, want *pubsubpb.Subscription) string {
-	var diffs []string
+// drift is one way a subscription differs from what it must be: what (as MaintainGmailProviderResponse
+// names repairs) and the value found.
+type drift struct{ what, found string }
+
+// subscriptionDrift compares a subscription with what it must be; empty when it matches.
+func subscriptionDrift(got, want *pubsubpb.Subscription) []drift {
+	var diffs []drift
 	if got.GetTopic() != want.GetTopic() {
-		diffs = append(diffs, "topic "+got.GetTopic())
+		diffs = append(diffs, drift{"topic", "topic " + got.GetTopic()})
 	}
 	if got.GetPushConfig().GetPushEndpoint() != want.GetPushConfig().GetPushEndpoint() {
-		diffs = append(diffs, "endpoint "+got.GetPushConfig().GetPushEndpoint())
+		diffs = append(diffs, drift{"push_endpoint", "endpoint " + got.GetPushConfig().GetPushEndpoint()})
 	}
 	oidc := got.GetPushConfig().GetOidcToken()
 	if oidc.GetAudience() != want.GetPushConfig().GetOidcToken().GetAudience() {
-		diffs = append(diffs, "audience "+oidc.GetAudience())
+		diffs = append(diffs, drift{"oidc_audience", "audience " + oidc.GetAudience()})
 	}
 	if !strings.EqualFold(oidc.GetServiceAccountEmail(), want.GetPushConfig().GetOidcToken().GetServiceAccountEmail()) {
-		diffs = append(diffs, "service account "+oidc.GetServiceAccountEmail())
+		diffs = append(diffs, drift{"oidc_service_account", "service account " + oidc.GetServiceAccountEmail()})
 	}
 	if ep := got.GetExpirationPolicy(); ep == nil || ep.GetTtl().AsDuration() != 0 {
-		diffs = append(diffs, "expiration "+ep.GetTtl().AsDuration().String())
+		diffs = append(diffs, drift{"expiration", "expiration " + ep.GetTtl().AsDuration().String()})
 	}
-	return strings.Join(diffs, ", ")
+	return diffs
 }
 
-func (s *Service) ensureSubscription(ctx context.Context, client *pubsub.Client, name, topic string, tg *tenantGoogle) *failure {
+func describeDrift(diffs []drift) string {
+	out := make([]string, len(diffs))
+	for i, d := range diffs {
+		out[i] = d.found
+	}
+	return strings.Join(out, ", ")
+}
+
+// deletedTopic is the topic Pub/Sub shows for a subscription whose topic was deleted.
+const deletedTopic = "_deleted-topic_"
+
+func (s *Service) ensureSubscription(ctx context.Context, client *pubsub.Client, name, topic string, tg *tenantGoogle, pr *provisioning) *failure {
 	want := s.wantSubscription(name, topic, tg)
 	admin := client.SubscriptionAdminClient
 	got, err := admin.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: name})
@@ -377,12 +495,24 @@ func (s *Service) ensureSubscription(ctx context.Context, client *pubsub.Client,
 		if err != nil && status.Code(err) != codes.AlreadyExists {
 			return grpcFailure("subscription_failed", "Cannot create the push subscription "+name, err, adminRemedy(tg))
 		}
+		pr.repair("subscription")
 	case err != nil:
 		return grpcFailure("subscription_failed", "Cannot read the push subscription "+name, err, adminRemedy(tg))
+	case got.GetTopic() == deletedTopic:
+		// Its topic was deleted (and has just been created again): a detached subscription cannot be
+		// re-attached, so it is replaced.
+		if err := admin.DeleteSubscription(ctx, &pubsubpb.DeleteSubscriptionRequest{Subscription: name}); err != nil && status.Code(err) != codes.NotFound {
+			return grpcFailure("subscription_failed", "Cannot replace the detached push subscription "+name, err, adminRemedy(tg))
+		}
+		if _, err := admin.CreateSubscription(ctx, want); err != nil && status.Code(err) != codes.AlreadyExists {
+			return grpcFailure("subscription_failed", "Cannot create the push subscription "+name, err, adminRemedy(tg))
+		}
+		pr.repair("subscription")
 	case got.GetTopic() != topic:
 		return &failure{code: "subscription_conflict", message: "The subscription " + name + " exists for another topic (" + got.GetTopic() + ").",
 			remedy: "Delete the subscription " + name + " in the Google Cloud console, then Refresh."}
-	case subscriptionMismatch(got, want) != "":
+	case len(subscriptionDrift(got, want)) > 0:
+		diffs := subscriptionDrift(got, want)
 		_, err = admin.UpdateSubscription(ctx, &pubsubpb.UpdateSubscriptionRequest{
 			Subscription: want,
 			UpdateMask:   &fieldmaskpb.FieldMask{Paths: []string{"push_config", "expiration_policy"}},
@@ -390,31 +520,37 @@ func (s *Service) ensureSubscription(ctx context.Context, client *pubsub.Client,
 		if err != nil {
 			return grpcFailure("subscription_failed", "Cannot update the push subscription "+name, err, adminRemedy(tg))
 		}
+		for _, d := range diffs {
+			pr.repair(d.what)
+		}
+	default:
+		return nil // read and found right: nothing to change, nothing to read back
 	}
+	// Read back what was created or updated.
 	got, err = admin.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: name})
 	if err != nil {
 		return grpcFailure("subscription_failed", "Cannot read back the push subscription "+name, err, adminRemedy(tg))
 	}
-	if diff := subscriptionMismatch(got, want); diff != "" {
-		return &failure{code: "subscription_mismatch", message: "The push subscription " + name + " does not match after provisioning: " + diff + ".",
+	if diffs := subscriptionDrift(got, want); len(diffs) > 0 {
+		return &failure{code: "subscription_mismatch", message: "The push subscription " + name + " does not match after provisioning: " + describeDrift(diffs) + ".",
 			remedy: "Check that nothing else modifies the subscription, then Refresh. " + adminRemedy(tg)}
 	}
 	return nil
 }
 
 // resolveLabels maps label names (or ids) to Gmail label ids; empty filters mean INBOX.
-func (s *Service) resolveLabels(ctx context.Context, gm *gmail.Service, filters []string) ([]string, *failure) {
+func (s *Service) resolveLabels(ctx context.Context, mb *mailbox, filters []string) ([]string, *failure) {
 	if len(filters) == 0 {
 		filters = []string{"INBOX"}
 	}
 	var resp *gmail.ListLabelsResponse
-	err := withRetry(ctx, 3, func() error {
+	err := mb.do(ctx, 3, func(gm *gmail.Service) error {
 		var err error
 		resp, err = gm.Users.Labels.List("me").Context(ctx).Do()
 		return err
 	})
 	if err != nil {
-		return nil, &failure{code: "labels_failed", message: "Cannot list the mailbox's labels: " + err.Error(), remedy: "Refresh this mailbox; reconnect it if this persists."}
+		return nil, googleFailure(err, "labels_failed", "Cannot list the mailbox's labels", "Refresh this mailbox; reconnect it if this persists.")
 	}
 	var ids, unknown []string
 	for _, f := range filters {

@@ -17,6 +17,7 @@ import (
 	"github.com/riverqueue/river"
 
 	gmailv1 "github.com/algapsa/alga-google/gen/alga/gmail/v1"
+	maintenancev1 "github.com/algapsa/alga-google/gen/alga/maintenance/v1"
 	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
 	"github.com/algapsa/alga-google/services/gmail/internal/push"
@@ -56,6 +57,9 @@ type Options struct {
 	SweepAge   time.Duration
 	// StreamPoll bounds how long a stream waits without a database notification.
 	StreamPoll time.Duration
+	// ReconcileWait bounds how long a maintenance reconcile waits for a running sync of the same
+	// mailbox (0 = 30 s).
+	ReconcileWait time.Duration
 	// Workers: River queue concurrency (0 = 4). TestOnly speeds River up.
 	Workers  int
 	TestOnly bool
@@ -82,6 +86,7 @@ type Service struct {
 
 	Providers *Providers
 	Inbound   *Inbound
+	Upkeep    *Upkeep
 }
 
 // MethodsServiceOnly are the RPCs only service identities may call.
@@ -90,6 +95,7 @@ var MethodsServiceOnly = []string{
 	"/alga.gmail.v1.GmailProviderService/ActivateGmailProvider",
 	"/alga.gmail.v1.GmailProviderService/ResetGmailProviders",
 	"/alga.gmail.v1.GmailProviderService/HandleGmailPush",
+	"/alga.maintenance.v1.GmailUpkeepService/",
 }
 
 // New returns the service's gRPC implementations, without dependencies: the server's start-up gate
@@ -98,15 +104,17 @@ func New() *Service {
 	s := &Service{}
 	s.Providers = &Providers{s: s}
 	s.Inbound = &Inbound{s: s}
+	s.Upkeep = &Upkeep{s: s}
 	return s
 }
 
-// Register registers GmailProviderService and InboundMailService (the implementations themselves) and
-// declares the methods only service identities may call.
+// Register registers GmailProviderService, InboundMailService and maintenance's GmailUpkeepService (the
+// implementations themselves) and declares the methods only service identities may call.
 func (s *Service) Register(srv *grpcserver.Server) {
 	srv.RequireService(MethodsServiceOnly...)
 	gmailv1.RegisterGmailProviderServiceServer(srv.GRPC, s.Providers)
 	gmailv1.RegisterInboundMailServiceServer(srv.GRPC, s.Inbound)
+	maintenancev1.RegisterGmailUpkeepServiceServer(srv.GRPC, s.Upkeep)
 }
 
 // Start builds the dependencies (metrics, the inbound feed, River in the gmail schema with the sync
@@ -131,6 +139,9 @@ func (s *Service) Start(ctx context.Context, opts Options) error {
 	}
 	if opts.StreamPoll == 0 {
 		opts.StreamPoll = 2 * time.Second
+	}
+	if opts.ReconcileWait == 0 {
+		opts.ReconcileWait = 30 * time.Second
 	}
 	if opts.Workers == 0 {
 		opts.Workers = 4
@@ -204,6 +215,7 @@ type serviceMetrics struct {
 	messages   prometheus.Counter
 	backfills  prometheus.Counter
 	watchStops prometheus.Counter
+	upkeep     *prometheus.CounterVec
 }
 
 // newMetrics registers the service's metrics on reg. A collector registered before under the same name
@@ -220,6 +232,8 @@ func newMetrics(reg prometheus.Registerer) (*serviceMetrics, error) {
 		messages:   metrics.Use(r, prometheus.NewCounter(prometheus.CounterOpts{Name: "alga_gmail_messages_stored_total", Help: "Inbound messages stored."})),
 		backfills:  metrics.Use(r, prometheus.NewCounter(prometheus.CounterOpts{Name: "alga_gmail_history_backfills_total", Help: "Stale-history recoveries (bounded backfills)."})),
 		watchStops: metrics.Use(r, prometheus.NewCounter(prometheus.CounterOpts{Name: "alga_gmail_watch_stops_total", Help: "Watches stopped at Google."})),
+		upkeep: metrics.Use(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "alga_gmail_upkeep_steps_total",
+			Help: "Maintenance steps (provisioning_verify, watch_renew, reconcile, record_token_failure) by outcome (ok, not_due, skipped, failed)."}, []string{"step", "outcome"})),
 	}
 	if err := r.Err(); err != nil {
 		return nil, err

@@ -1,14 +1,17 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,6 +76,8 @@ type testBundle struct {
 	gm         *fakeGmail
 	ps         *pstest.Server
 	iam        *fakeIAM
+	psCalls    *pubsubCalls
+	logs       *lockedBuffer
 	peers      *fakePeers
 	conn       *grpc.ClientConn
 	userSigner *auth.Signer
@@ -97,9 +102,10 @@ func setup(t *testing.T) *testBundle {
 	dbURL := pgtest.NewDatabase(t)
 	pool := newPool(t, dbURL)
 	require.NoError(t, store.Migrations().Apply(ctx, pool))
-	ps, iam := startPubSub(t)
-	b := &testBundle{ctx: ctx, pool: pool, dbURL: dbURL, gm: startGmail(t), ps: ps, iam: iam, peers: newPeers()}
+	ps, iam, psCalls := startPubSub(t)
+	b := &testBundle{ctx: ctx, pool: pool, dbURL: dbURL, gm: startGmail(t), ps: ps, iam: iam, psCalls: psCalls, peers: newPeers()}
 	b.base, _ = urls.Parse("https://helpdesk.example.com", false)
+	b.logs = &lockedBuffer{}
 	b.userSigner, _ = auth.NewSigner(authKey, "alga-psa", "alga-google")
 	b.svcSigner, _ = auth.NewSigner(authKey, "alga-google", "alga-google")
 	b.startService(t)
@@ -117,11 +123,11 @@ func (b *testBundle) startService(t *testing.T) {
 	svc.Register(srv)
 	runCtx, cancel := context.WithCancel(context.Background())
 	require.NoError(t, svc.Start(runCtx, Options{
-		Pool: b.pool, Logger: logging.Discard(), Base: b.base,
+		Pool: b.pool, Logger: slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Base: b.base,
 		Google: googleapi.Endpoints{Root: b.gm.srv.URL, PubSubEmulatorHost: b.ps.Addr},
 		Peers:  b.peers.peers(), Registry: prometheus.NewRegistry(), Keys: staticKeys{"g1": &pushKey.PublicKey},
 		Settle: 150 * time.Millisecond, MaxSettle: time.Second, SweepEvery: time.Second, SweepAge: time.Second,
-		StreamPoll: 200 * time.Millisecond, TestOnly: true,
+		StreamPoll: 200 * time.Millisecond, ReconcileWait: time.Second, TestOnly: true,
 	}))
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = srv.GRPC.Serve(lis) }()
@@ -243,6 +249,29 @@ func (b *testBundle) count(t *testing.T, sql string, args ...any) int {
 }
 
 func reason(err error) string { return errs.ReasonOf(err) }
+
+// googleCalls counts every request the Google fakes (Gmail, Pub/Sub, IAM) have answered.
+func (b *testBundle) googleCalls() int {
+	return b.gm.calls() + b.psCalls.total() + b.iam.count()
+}
+
+// lockedBuffer collects the service's log lines (written from many goroutines).
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
 
 // ---- tests ----
 

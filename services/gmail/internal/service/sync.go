@@ -95,11 +95,22 @@ func (s *Service) syncProvider(ctx context.Context, job *river.Job[SyncArgs]) er
 		if p.Active && p.State == store.StateConnected && p.HistoryID != nil {
 			// A redelivered or old notification (history id already processed) needs no Google call.
 			if round == 0 || pend.MaxHistoryID == 0 || pend.MaxHistoryID > *p.HistoryID {
-				if err := s.syncOnce(ctx, p); err != nil {
+				leased, err := s.leaseSync(ctx, p, "job:"+fmt.Sprint(job.ID), 0)
+				switch {
+				case errors.Is(err, store.ErrNotFound):
+					return nil // deleted meanwhile
+				case err != nil:
+					return err
+				case !leased:
+					// A reconcile of this mailbox is reading the same history: look again shortly.
+					return river.JobSnooze(time.Second)
+				}
+				err = s.syncLeased(ctx, p, "job:"+fmt.Sprint(job.ID))
+				if err != nil {
 					var tp *tokenProblem
-					if errors.As(err, &tp) {
+					if errors.As(err, &tp) && !tp.transient() {
 						s.log.WarnContext(ctx, "gmail sync: connection needs an admin", "provider", p.ID, "code", tp.code)
-						if _, err := store.SetError(ctx, s.pool, tenant, providerID, tp.code, tp.message, tp.remedy); err != nil {
+						if err := s.recordSyncTokenProblem(ctx, p, tp); err != nil {
 							return err
 						}
 						s.metrics.syncs.WithLabelValues("reauthorization_required").Inc()
@@ -147,34 +158,80 @@ func (s *Service) settle(ctx context.Context, tenant, providerID string) (store.
 	return pend, err
 }
 
-// syncOnce reads the mailbox history from the stored history id and stores every new message.
-func (s *Service) syncOnce(ctx context.Context, p *store.Provider) error {
-	tok, err := s.accessToken(ctx, p.Tenant, p.ID)
+// recordSyncTokenProblem puts the provider in ERROR for a broken grant found by a push-triggered sync
+// (the token's error: a later success of a step using the token clears it).
+func (s *Service) recordSyncTokenProblem(ctx context.Context, p *store.Provider, tp *tokenProblem) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := store.SetError(ctx, tx, p.Tenant, p.ID, stepToken, tp.code, tp.message, tp.remedy); err != nil {
+			return err
+		}
+		return store.InsertEvent(ctx, tx, p.Tenant, p.ID, store.Event{Type: "sync_failed", Step: stepToken, ErrorCode: tp.code, Message: tp.message})
+	})
+}
+
+// syncLeaseTTL bounds a sync lease whose holder died (the sync job's own timeout).
+const syncLeaseTTL = 10 * time.Minute
+
+// leaseSync takes the mailbox's sync lease for holder, waiting up to wait for the holder before
+// (0: one try). A push-triggered sync and a reconcile never read the same mailbox's history at once.
+func (s *Service) leaseSync(ctx context.Context, p *store.Provider, holder string, wait time.Duration) (bool, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		ok, err := store.AcquireSyncLease(ctx, s.pool, p.Tenant, p.ID, holder, syncLeaseTTL)
+		if err != nil || ok || !time.Now().Before(deadline) {
+			return ok, err
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// syncLeased runs syncOnce under the lease holder took (leaseSync), re-reading the provider first (a
+// sync that held the lease may have advanced its history id), and gives the lease back.
+func (s *Service) syncLeased(ctx context.Context, p *store.Provider, holder string) error {
+	defer func() {
+		if err := store.ReleaseSyncLease(context.WithoutCancel(ctx), s.pool, p.Tenant, p.ID, holder); err != nil {
+			s.log.WarnContext(ctx, "gmail: cannot release the sync lease (it expires by itself)", "provider", p.ID, "err", err)
+		}
+	}()
+	fresh, err := store.GetProvider(ctx, s.pool, p.Tenant, p.ID)
 	if err != nil {
 		return err
 	}
-	gm, err := s.gmailService(ctx, tok.GetAccessToken())
+	*p = *fresh
+	if p.HistoryID == nil {
+		return nil
+	}
+	return s.syncOnce(ctx, p)
+}
+
+// syncOnce reads the mailbox history from the stored history id and stores every new message.
+func (s *Service) syncOnce(ctx context.Context, p *store.Provider) error {
+	mb, err := s.openMailbox(ctx, p)
 	if err != nil {
 		return err
 	}
 	labels := p.WatchLabelIDs
 	pageToken := ""
 	for page := 0; page < maxHistoryPages; page++ {
-		call := gm.Users.History.List("me").StartHistoryId(uint64(*p.HistoryID)).HistoryTypes("messageAdded").MaxResults(500)
-		if len(labels) == 1 {
-			call = call.LabelId(labels[0])
-		}
-		if pageToken != "" {
-			call = call.PageToken(pageToken)
-		}
 		var resp *gmail.ListHistoryResponse
-		err := withRetry(ctx, 4, func() error {
+		err := mb.do(ctx, 4, func(gm *gmail.Service) error {
+			call := gm.Users.History.List("me").StartHistoryId(uint64(*p.HistoryID)).HistoryTypes("messageAdded").MaxResults(500)
+			if len(labels) == 1 {
+				call = call.LabelId(labels[0])
+			}
+			if pageToken != "" {
+				call = call.PageToken(pageToken)
+			}
 			var err error
 			resp, err = call.Context(ctx).Do()
 			return err
 		})
 		if isHTTP(err, http.StatusNotFound) {
-			return s.recoverStale(ctx, p, gm)
+			return s.recoverStale(ctx, p, mb)
 		}
 		if err != nil {
 			return fmt.Errorf("history.list: %w", err)
@@ -198,7 +255,7 @@ func (s *Service) syncOnce(ctx context.Context, p *store.Provider) error {
 		if resp.NextPageToken == "" {
 			advance = max(advance, resp.HistoryId)
 		}
-		if err := s.storeMessages(ctx, p, gm, ids, int64(advance)); err != nil {
+		if err := s.storeMessages(ctx, p, mb, ids, int64(advance)); err != nil {
 			return err
 		}
 		if resp.NextPageToken == "" {
@@ -212,9 +269,9 @@ func (s *Service) syncOnce(ctx context.Context, p *store.Provider) error {
 // recoverStale handles a 404 for a stale history id: take the new baseline first, then backfill every
 // message since the last processed one (with a margin) by a bounded messages.list, then move the
 // history id to the baseline. Messages already stored are not stored twice.
-func (s *Service) recoverStale(ctx context.Context, p *store.Provider, gm *gmail.Service) error {
+func (s *Service) recoverStale(ctx context.Context, p *store.Provider, mb *mailbox) error {
 	var prof *gmail.Profile
-	if err := withRetry(ctx, 4, func() error {
+	if err := mb.do(ctx, 4, func(gm *gmail.Service) error {
 		var err error
 		prof, err = gm.Users.GetProfile("me").Context(ctx).Do()
 		return err
@@ -247,15 +304,15 @@ func (s *Service) recoverStale(ctx context.Context, p *store.Provider, gm *gmail
 				truncated = true
 				break
 			}
-			call := gm.Users.Messages.List("me").Q(query).MaxResults(500)
-			if label != "" {
-				call = call.LabelIds(label)
-			}
-			if pageToken != "" {
-				call = call.PageToken(pageToken)
-			}
 			var resp *gmail.ListMessagesResponse
-			if err := withRetry(ctx, 4, func() error {
+			if err := mb.do(ctx, 4, func(gm *gmail.Service) error {
+				call := gm.Users.Messages.List("me").Q(query).MaxResults(500)
+				if label != "" {
+					call = call.LabelIds(label)
+				}
+				if pageToken != "" {
+					call = call.PageToken(pageToken)
+				}
 				var err error
 				resp, err = call.Context(ctx).Do()
 				return err
@@ -280,7 +337,7 @@ func (s *Service) recoverStale(ctx context.Context, p *store.Provider, gm *gmail
 	}
 	s.log.InfoContext(ctx, "gmail history id was stale: backfilled", "provider", p.ID, "since", since, "messages", len(ids), "truncated", truncated)
 	s.metrics.backfills.Inc()
-	return s.storeMessages(ctx, p, gm, ids, int64(prof.HistoryId))
+	return s.storeMessages(ctx, p, mb, ids, int64(prof.HistoryId))
 }
 
 func skipLabels(labels []string) bool {
@@ -302,7 +359,7 @@ func intersects(a, b []string) bool {
 
 // storeMessages fetches and parses ids (skipping stored ones), then inserts them and advances the history
 // id in one transaction.
-func (s *Service) storeMessages(ctx context.Context, p *store.Provider, gm *gmail.Service, ids []string, advanceTo int64) error {
+func (s *Service) storeMessages(ctx context.Context, p *store.Provider, mb *mailbox, ids []string, advanceTo int64) error {
 	var msgs []*store.Message
 	for _, id := range ids {
 		exists, err := store.MessageExists(ctx, s.pool, p.ID, id)
@@ -313,7 +370,7 @@ func (s *Service) storeMessages(ctx context.Context, p *store.Provider, gm *gmai
 			continue
 		}
 		var gmsg *gmail.Message
-		err = withRetry(ctx, 4, func() error {
+		err = mb.do(ctx, 4, func(gm *gmail.Service) error {
 			var err error
 			gmsg, err = gm.Users.Messages.Get("me", id).Format("raw").Context(ctx).Do()
 			return err

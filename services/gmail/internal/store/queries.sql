@@ -40,8 +40,31 @@ WHERE tenant = @tenant AND id = @id
 RETURNING *;
 
 -- name: SetError
+-- error_step is the diagnostics step that failed: a later success of a step covering it clears the error
+-- (ClearError).
 UPDATE gmail.providers SET state = 'error', error_code = @error_code, error_message = @error_message,
-    error_remedy = @error_remedy, update_time = now()
+    error_remedy = @error_remedy, error_step = @error_step, update_time = now()
+WHERE tenant = @tenant AND id = @id
+RETURNING *;
+
+-- name: ClearError
+-- A step succeeded: an error recorded by one of the steps it covers is cleared (CONNECTED again).
+UPDATE gmail.providers SET state = 'connected', error_code = '', error_message = '', error_remedy = '',
+    error_step = '', connect_time = COALESCE(connect_time, now()), update_time = now()
+WHERE tenant = @tenant AND id = @id AND state = 'error' AND error_step = ANY(@steps::text[]);
+
+-- name: RecordProvisioningCheck
+-- The topic, the publisher grant and the push subscription were read back right (or made so).
+UPDATE gmail.providers SET topic = @topic, subscription = @subscription, last_provisioning_check_time = now(),
+    update_time = now()
+WHERE tenant = @tenant AND id = @id
+RETURNING *;
+
+-- name: RecordWatch
+-- users.watch succeeded: the expiration is Google's, whatever it is. The history baseline is kept when
+-- one is stored already, as at activation.
+UPDATE gmail.providers SET watch_label_ids = @watch_label_ids, watch_expire_time = @watch_expire_time,
+    last_watch_time = now(), history_id = COALESCE(history_id, @history_baseline), update_time = now()
 WHERE tenant = @tenant AND id = @id
 RETURNING *;
 
@@ -49,6 +72,7 @@ RETURNING *;
 -- The history baseline is kept when one is stored already: mail since then must still be synced.
 UPDATE gmail.providers SET
     state = @state, error_code = @error_code, error_message = @error_message, error_remedy = @error_remedy,
+    error_step        = @error_step,
     account_email     = CASE WHEN @account_email = '' THEN account_email ELSE @account_email END,
     subscription      = @subscription,
     topic             = @topic,
@@ -56,6 +80,8 @@ UPDATE gmail.providers SET
     watch_expire_time = COALESCE(@watch_expire_time, watch_expire_time),
     history_id        = COALESCE(history_id, @history_baseline),
     connect_time      = CASE WHEN @state = 'connected' THEN COALESCE(connect_time, now()) ELSE connect_time END,
+    last_watch_time   = CASE WHEN @watch_expire_time::timestamptz IS NULL THEN last_watch_time ELSE now() END,
+    last_provisioning_check_time = CASE WHEN @provisioning_checked::boolean THEN now() ELSE last_provisioning_check_time END,
     update_time       = now()
 WHERE tenant = @tenant AND id = @id
 RETURNING *;
@@ -64,7 +90,8 @@ RETURNING *;
 UPDATE gmail.providers SET
     state = 'disconnected', error_code = '', error_message = '', error_remedy = '',
     account_email = '', subscription = '', topic = '', watch_label_ids = '{}',
-    history_id = NULL, watch_expire_time = NULL, connect_time = NULL, update_time = now()
+    history_id = NULL, watch_expire_time = NULL, connect_time = NULL, error_step = '',
+    last_watch_time = NULL, last_provisioning_check_time = NULL, update_time = now()
 WHERE tenant = @tenant AND id = @id
 RETURNING *;
 
@@ -74,6 +101,13 @@ DELETE FROM gmail.provider_steps WHERE tenant = @tenant AND provider_id = @provi
 -- name: InsertStep
 INSERT INTO gmail.provider_steps (provider_id, tenant, position, name, ok, detail, check_time)
 VALUES (@provider_id, @tenant, @position, @name, @ok, @detail, @check_time);
+
+-- name: UpsertStep
+-- An upkeep step replaces the recorded outcome of the diagnostics step it re-ran.
+INSERT INTO gmail.provider_steps (provider_id, tenant, position, name, ok, detail, check_time)
+VALUES (@provider_id, @tenant, @position, @name, @ok, @detail, @check_time)
+ON CONFLICT (provider_id, name) DO UPDATE SET
+    position = EXCLUDED.position, ok = EXCLUDED.ok, detail = EXCLUDED.detail, check_time = EXCLUDED.check_time;
 
 -- name: ListSteps
 SELECT name, ok, detail, check_time FROM gmail.provider_steps
@@ -166,3 +200,41 @@ WHERE tenant = @tenant AND id = ANY(@ids::uuid[]) AND acknowledge_time IS NULL;
 -- name: LockProvider
 -- Serializes a sync's last look for pending notifications with the enqueuers of its follow-up job.
 SELECT 1 FROM gmail.providers WHERE tenant = @tenant AND id = @id FOR UPDATE;
+
+-- name: ListUpkeep
+-- Every provider of the tenant with the push endpoint and audience its subscription was provisioned with.
+SELECT p.*, COALESCE(s.push_endpoint, '') AS push_endpoint, COALESCE(s.audience, '') AS push_audience
+FROM gmail.providers p
+LEFT JOIN gmail.subscriptions s ON s.name = p.subscription AND s.tenant = p.tenant
+WHERE p.tenant = @tenant
+ORDER BY p.create_time, p.id;
+
+-- name: InsertEvent
+INSERT INTO gmail.provider_events (tenant, provider_id, type, step, error_code, message, run_id)
+VALUES (@tenant, @provider_id, @type, @step, @error_code, @message, @run_id);
+
+-- name: PruneEvents
+-- A provider's timeline keeps its newest @keep events.
+DELETE FROM gmail.provider_events
+WHERE tenant = @tenant AND provider_id = @provider_id AND id < (
+    SELECT COALESCE(min(id), 0) FROM (
+        SELECT id FROM gmail.provider_events WHERE tenant = @tenant AND provider_id = @provider_id
+        ORDER BY id DESC LIMIT @keep) newest);
+
+-- name: ListEvents
+-- Newest first.
+SELECT type, step, error_code, message, run_id, create_time FROM gmail.provider_events
+WHERE tenant = @tenant AND provider_id = @provider_id
+ORDER BY id DESC
+LIMIT @limit;
+
+-- name: AcquireSyncLease
+-- Returns a row when @holder now holds the mailbox's sync lease (free, expired, or already its own).
+INSERT INTO gmail.sync_leases (provider_id, tenant, holder, expire_time)
+VALUES (@provider_id, @tenant, @holder, now() + make_interval(secs => @ttl_seconds))
+ON CONFLICT (provider_id) DO UPDATE SET holder = EXCLUDED.holder, tenant = EXCLUDED.tenant, expire_time = EXCLUDED.expire_time
+WHERE gmail.sync_leases.expire_time < now() OR gmail.sync_leases.holder = EXCLUDED.holder
+RETURNING holder;
+
+-- name: ReleaseSyncLease
+DELETE FROM gmail.sync_leases WHERE tenant = @tenant AND provider_id = @provider_id AND holder = @holder;

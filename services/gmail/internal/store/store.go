@@ -63,6 +63,12 @@ type Provider struct {
 	ConnectTime     *time.Time      `db:"connect_time"`
 	CreateTime      time.Time       `db:"create_time"`
 	UpdateTime      time.Time       `db:"update_time"`
+	// LastWatchTime is when users.watch last succeeded; LastProvisioningCheckTime when the topic, the
+	// publisher grant and the push subscription were last read back right.
+	LastWatchTime             *time.Time `db:"last_watch_time"`
+	LastProvisioningCheckTime *time.Time `db:"last_provisioning_check_time"`
+	// ErrorStep is the diagnostics step that recorded ErrorCode ("" without an error).
+	ErrorStep string `db:"error_step"`
 }
 
 // ErrNotFound is returned when a row of the tenant does not exist.
@@ -156,9 +162,29 @@ func SetConnecting(ctx context.Context, db DB, tenant, id string) (*Provider, er
 	return one(db.Query(ctx, q("SetConnecting"), pg.Args{"tenant": tenant, "id": id}))
 }
 
-func SetError(ctx context.Context, db DB, tenant, id, code, message, remedy string) (*Provider, error) {
-	return one(db.Query(ctx, q("SetError"), pg.Args{"tenant": tenant, "id": id,
+// SetError puts the provider in ERROR; step is the diagnostics step that failed.
+func SetError(ctx context.Context, db DB, tenant, id, step, code, message, remedy string) (*Provider, error) {
+	return one(db.Query(ctx, q("SetError"), pg.Args{"tenant": tenant, "id": id, "error_step": step,
 		"error_code": code, "error_message": message, "error_remedy": remedy}))
+}
+
+// ClearError returns a provider in ERROR to CONNECTED when its error was recorded by one of steps; it
+// reports whether it did.
+func ClearError(ctx context.Context, db DB, tenant, id string, steps []string) (bool, error) {
+	tag, err := db.Exec(ctx, q("ClearError"), pg.Args{"tenant": tenant, "id": id, "steps": steps})
+	return tag.RowsAffected() == 1, err
+}
+
+// RecordProvisioningCheck records a successful read-back of the provider's Pub/Sub provisioning.
+func RecordProvisioningCheck(ctx context.Context, db DB, tenant, id, topic, subscription string) (*Provider, error) {
+	return one(db.Query(ctx, q("RecordProvisioningCheck"), pg.Args{"tenant": tenant, "id": id, "topic": topic, "subscription": subscription}))
+}
+
+// RecordWatch records a successful users.watch: the label ids watched, Google's expiration and the
+// history baseline (kept when one is stored).
+func RecordWatch(ctx context.Context, db DB, tenant, id string, labelIDs []string, expire time.Time, baseline int64) (*Provider, error) {
+	return one(db.Query(ctx, q("RecordWatch"), pg.Args{"tenant": tenant, "id": id, "watch_label_ids": nz(labelIDs),
+		"watch_expire_time": expire, "history_baseline": baseline}))
 }
 
 func ResetProvider(ctx context.Context, db DB, tenant, id string) (*Provider, error) {
@@ -178,12 +204,14 @@ type Step struct {
 
 // Provisioned is the outcome of an activation.
 type Provisioned struct {
-	State, ErrorCode, ErrorMessage, ErrorRemedy string
-	AccountEmail, Subscription, Topic           string
-	LabelIDs                                    []string
-	WatchExpire                                 *time.Time
-	HistoryBaseline                             *int64
-	Steps                                       []Step
+	State, ErrorStep, ErrorCode, ErrorMessage, ErrorRemedy string
+	// ProvisioningChecked: the topic, the grant and the subscription were confirmed.
+	ProvisioningChecked               bool
+	AccountEmail, Subscription, Topic string
+	LabelIDs                          []string
+	WatchExpire                       *time.Time
+	HistoryBaseline                   *int64
+	Steps                             []Step
 }
 
 // SaveProvisioning records an activation's outcome and its steps in one transaction.
@@ -193,8 +221,8 @@ func SaveProvisioning(ctx context.Context, tx pgx.Tx, tenant, id string, p Provi
 		labels = []string{}
 	}
 	prov, err := one(tx.Query(ctx, q("SetProvisioned"), pg.Args{"tenant": tenant, "id": id, "state": p.State,
-		"error_code": p.ErrorCode, "error_message": p.ErrorMessage, "error_remedy": p.ErrorRemedy,
-		"account_email": p.AccountEmail, "subscription": p.Subscription, "topic": p.Topic, "watch_label_ids": labels,
+		"error_step": p.ErrorStep, "error_code": p.ErrorCode, "error_message": p.ErrorMessage, "error_remedy": p.ErrorRemedy,
+		"provisioning_checked": p.ProvisioningChecked, "account_email": p.AccountEmail, "subscription": p.Subscription, "topic": p.Topic, "watch_label_ids": labels,
 		"watch_expire_time": p.WatchExpire, "history_baseline": p.HistoryBaseline}))
 	if err != nil {
 		return nil, err
@@ -209,6 +237,22 @@ func SaveProvisioning(ctx context.Context, tx pgx.Tx, tenant, id string, p Provi
 		}
 	}
 	return prov, nil
+}
+
+// StepPositions orders the diagnostics steps (activation's order, then the history sync).
+var StepPositions = map[string]int{
+	"service_account": 0, "topic": 1, "publisher_grant": 2, "subscription": 3, "token": 4, "labels": 5, "watch": 6, "history": 7,
+}
+
+// UpsertSteps replaces the recorded outcome of the given steps, keeping the others.
+func UpsertSteps(ctx context.Context, db DB, tenant, id string, steps []Step) error {
+	for _, s := range steps {
+		if _, err := db.Exec(ctx, q("UpsertStep"), pg.Args{"tenant": tenant, "provider_id": id, "position": StepPositions[s.Name],
+			"name": s.Name, "ok": s.OK, "detail": s.Detail, "check_time": s.CheckTime}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func ListSteps(ctx context.Context, db DB, tenant, id string) ([]Step, error) {
@@ -416,5 +460,75 @@ func Acknowledge(ctx context.Context, db DB, tenant string, ids []string) (int64
 // nothing is left to sync).
 func LockProvider(ctx context.Context, tx pgx.Tx, tenant, provider string) error {
 	_, err := tx.Exec(ctx, q("LockProvider"), pg.Args{"tenant": tenant, "id": provider})
+	return err
+}
+
+// Upkeep is a provider with the push endpoint and audience its subscription was provisioned with.
+type Upkeep struct {
+	Provider
+	PushEndpoint string `db:"push_endpoint"`
+	PushAudience string `db:"push_audience"`
+}
+
+// ListUpkeep lists every provider of the tenant with its subscription's push endpoint and audience.
+func ListUpkeep(ctx context.Context, db DB, tenant string) ([]*Upkeep, error) {
+	rows, err := db.Query(ctx, q("ListUpkeep"), pg.Args{"tenant": tenant})
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToAddrOfStructByName[Upkeep])
+}
+
+// Event is one entry of a provider's timeline.
+type Event struct {
+	Type, Step, ErrorCode, Message, RunID string
+	CreateTime                            time.Time
+}
+
+// MaxEvents is how many timeline entries a provider keeps.
+const MaxEvents = 200
+
+// InsertEvent appends to the provider's timeline, keeping its newest MaxEvents entries.
+func InsertEvent(ctx context.Context, db DB, tenant, id string, e Event) error {
+	if _, err := db.Exec(ctx, q("InsertEvent"), pg.Args{"tenant": tenant, "provider_id": id, "type": e.Type, "step": e.Step,
+		"error_code": e.ErrorCode, "message": e.Message, "run_id": e.RunID}); err != nil {
+		return err
+	}
+	_, err := db.Exec(ctx, q("PruneEvents"), pg.Args{"tenant": tenant, "provider_id": id, "keep": MaxEvents})
+	return err
+}
+
+// ListEvents returns the provider's newest limit timeline entries, newest first.
+func ListEvents(ctx context.Context, db DB, tenant, id string, limit int) ([]Event, error) {
+	rows, err := db.Query(ctx, q("ListEvents"), pg.Args{"tenant": tenant, "provider_id": id, "limit": limit})
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) {
+		var e Event
+		err := r.Scan(&e.Type, &e.Step, &e.ErrorCode, &e.Message, &e.RunID, &e.CreateTime)
+		return e, err
+	})
+}
+
+// AcquireSyncLease takes the mailbox's sync lease for holder (free, expired or already holder's) for
+// ttl; it reports whether holder has it now.
+func AcquireSyncLease(ctx context.Context, db DB, tenant, provider, holder string, ttl time.Duration) (bool, error) {
+	var got string
+	err := db.QueryRow(ctx, q("AcquireSyncLease"), pg.Args{"tenant": tenant, "provider_id": provider, "holder": holder,
+		"ttl_seconds": ttl.Seconds()}).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // the provider was deleted meanwhile
+		return false, ErrNotFound
+	}
+	return err == nil, err
+}
+
+// ReleaseSyncLease gives holder's lease back.
+func ReleaseSyncLease(ctx context.Context, db DB, tenant, provider, holder string) error {
+	_, err := db.Exec(ctx, q("ReleaseSyncLease"), pg.Args{"tenant": tenant, "provider_id": provider, "holder": holder})
 	return err
 }
