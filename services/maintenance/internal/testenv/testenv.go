@@ -202,7 +202,7 @@ func TemporalCLI(t testing.TB) string {
 		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
 			p := filepath.Join(dir, "bin", "temporal")
 			if _, err := os.Stat(p); err != nil {
-				t.Fatalf("the Temporal CLI is missing at %s: build it once with `make temporal` (or set ALGA_TEMPORAL_CLI)", p)
+				t.Fatalf("the Temporal CLI is missing at %s: build it once with `go install github.com/temporalio/cli/cmd/temporal@v1.5.1` into bin/ (or set ALGA_TEMPORAL_CLI)", p)
 			}
 			return p
 		}
