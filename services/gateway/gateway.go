@@ -1,9 +1,12 @@
 // Package gateway is the HTTP edge of the suite: the grpc-gateway mux built from proto/alga/http.yaml,
-// the OAuth callbacks, the Google webhooks, health, metrics and the OpenAPI document.
+// the OAuth callbacks, the Google webhooks, the web UI (internal/ui), health, metrics and the OpenAPI
+// document.
 package gateway
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"net/http"
 	"slices"
 	"strings"
@@ -21,6 +24,7 @@ import (
 	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
 	"github.com/algapsa/alga-google/gen/openapi"
+	"github.com/algapsa/alga-google/services/gateway/internal/ui"
 	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/pg"
@@ -96,7 +100,18 @@ func (*gatewayTarget) Start(ctx context.Context, deps *target.Deps) error {
 	if err := g.mountRaw(mux); err != nil {
 		return err
 	}
-	h := otelhttp.NewHandler(http.MaxBytesHandler(mux, 1<<20), "gateway",
+	web, err := ui.New(ui.Options{
+		Base: deps.Base.String(), Dev: deps.Config.Dev, Verifier: deps.Verifier, UserSigner: deps.UserSigner,
+		CSRFKey: csrfKey(deps.Config.ServiceKey()), Conn: deps.PeerRaw,
+		Has:    func(name string) bool { return slices.Contains(deps.Upstreams, name) },
+		Logger: deps.Logger.With("component", "ui"),
+	})
+	if err != nil {
+		return err
+	}
+	web.Mount(deps.HTTP)
+	// The session cookie of the UI becomes the bearer of /api/v1/ calls (writes need its CSRF token).
+	h := otelhttp.NewHandler(web.APIAuth(http.MaxBytesHandler(mux, 1<<20)), "gateway",
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }))
 	deps.HTTP.Handle("/api/", h)
 	deps.HTTP.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -113,6 +128,13 @@ func (*gatewayTarget) Start(ctx context.Context, deps *target.Deps) error {
 		deps.HTTP.HandleFunc("GET /dev/token", g.devToken)
 	}
 	return nil
+}
+
+// csrfKey derives the UI's CSRF key from the service key every gateway replica shares.
+func csrfKey(serviceKey []byte) []byte {
+	m := hmac.New(sha256.New, serviceKey)
+	m.Write([]byte("alga-google gateway ui csrf key"))
+	return m.Sum(nil)
 }
 
 type gateway struct {

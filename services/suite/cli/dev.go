@@ -118,7 +118,8 @@ func seedDemo(ctx context.Context, sb *googlesandbox.Sandbox, cfg config.Config)
 
 // announce prints the URL, a ready-to-use admin token and how to try the product against the sandbox.
 func (d devEnv) announce(_ context.Context, w io.Writer, a *app.App, cfg config.Config) {
-	fmt.Fprintf(w, "\nalga-google is running (dev mode)\n  URL:     %s\n  gRPC:    %s\n", cfg.BaseURL, a.GRPCAddr())
+	fmt.Fprintf(w, "\nalga-google is running (dev mode)\n  UI:      %s%s  (dev sign-in: pick tenant, user and permissions)\n  URL:     %s\n  gRPC:    %s\n",
+		cfg.BaseURL, urls.GoogleSettingsPath, cfg.BaseURL, a.GRPCAddr())
 	s, err := auth.NewSigner([]byte(cfg.AuthHS256Key), cfg.AuthIssuer, cfg.AuthAudience)
 	if err != nil {
 		return
