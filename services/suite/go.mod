@@ -27,6 +27,7 @@ require (
 	cloud.google.com/go/auth/oauth2adapt v0.3.1 // indirect
 	cloud.google.com/go/compute/metadata v0.10.0 // indirect
 	cloud.google.com/go/iam v1.15.1 // indirect
+	github.com/algapsa/alga-google/services/maintenance v0.0.0
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cention-sany/utf7 v0.0.0-20170124080048-26cad61bd60a // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
@@ -105,3 +106,5 @@ replace (
 	github.com/algapsa/alga-google/services/platform => ../platform
 	github.com/algapsa/alga-google/services/secrets => ../secrets
 )
+
+replace github.com/algapsa/alga-google/services/maintenance => ../maintenance

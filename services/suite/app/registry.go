@@ -8,6 +8,7 @@ import (
 	"github.com/algapsa/alga-google/services/calendar"
 	"github.com/algapsa/alga-google/services/gateway"
 	"github.com/algapsa/alga-google/services/gmail"
+	"github.com/algapsa/alga-google/services/maintenance"
 	"github.com/algapsa/alga-google/services/oauth"
 	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/target"
@@ -21,6 +22,7 @@ var Registry = map[string]func() target.Target{
 	target.Gmail:    gmail.NewTarget,
 	target.OAuth:    oauth.NewTarget,
 	target.Calendar: calendar.NewTarget,
+	target.Worker:   maintenance.NewTarget,
 }
 
 // NewTargets constructs every target of the binary (none started) and declares all their settings on
@@ -45,7 +47,7 @@ func Select(all map[string]target.Target, names []string) []target.Target {
 }
 
 // AllTargets is what --target=all runs.
-var AllTargets = []string{target.Secrets, target.OAuth, target.Gmail, target.Calendar, target.Gateway}
+var AllTargets = []string{target.Secrets, target.OAuth, target.Gmail, target.Calendar, target.Worker, target.Gateway}
 
 // NewTargetsWith constructs every target with its own settings given by flag name (tests, tools), parsed
 // by the same declarations the binary's flags use; a setting no target declares is an error.

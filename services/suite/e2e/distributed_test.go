@@ -21,7 +21,7 @@ func TestDistributedTargets(t *testing.T) {
 	t.Parallel()
 	sb := startSandbox(t)
 	db := pgtest.NewDatabase(t)
-	names := []string{"secrets", "oauth", "gmail", "calendar"}
+	names := []string{"secrets", "oauth", "gmail", "calendar", "worker"}
 	grpcLis := map[string]net.Listener{}
 	for _, n := range append(names, "gateway") {
 		grpcLis[n] = harness.Listen(t)
@@ -34,6 +34,7 @@ func TestDistributedTargets(t *testing.T) {
 		c.OAuthAddr = grpcLis["oauth"].Addr().String()
 		c.GmailAddr = grpcLis["gmail"].Addr().String()
 		c.CalendarAddr = grpcLis["calendar"].Addr().String()
+		c.WorkerAddr = grpcLis["worker"].Addr().String()
 	}
 	suites := map[string]*harness.Suite{}
 	for _, n := range append(names, "gateway") {
