@@ -27,11 +27,12 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"serve":   {"run targets: --target=all or a comma list of " + strings.Join(app.AllTargets, ","), serve},
-		"migrate": {"apply every pending schema migration and exit", migrate},
-		"token":   {"mint a JWT for development and tests", token},
-		"secrets": {"secret-store operations: rotate-kek, shred", secretsCmd},
-		"sandbox": {"run the Google sandbox (a Google-compatible emulator) standalone", sandboxCmd},
+		"serve":       {"run targets: --target=all or a comma list of " + strings.Join(app.AllTargets, ","), serve},
+		"migrate":     {"apply every pending schema migration and exit", migrate},
+		"token":       {"mint a JWT for development and tests", token},
+		"secrets":     {"secret-store operations: rotate-kek, shred", secretsCmd},
+		"sandbox":     {"run the Google sandbox (a Google-compatible emulator) standalone", sandboxCmd},
+		"maintenance": {"run a tenant's Google maintenance now, or show its last runs: run|status --tenant T", maintenanceCmd},
 	}
 }
 
@@ -63,7 +64,7 @@ func usage(w io.Writer, cmds map[string]command) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-11s %s\n", n, cmds[n].summary)
 	}
 }
 
