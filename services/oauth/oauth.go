@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 
+	"google.golang.org/grpc"
+
 	"github.com/algapsa/alga-google/services/oauth/internal/service"
 	"github.com/algapsa/alga-google/services/oauth/internal/store"
 	"github.com/algapsa/alga-google/services/platform/config"
@@ -57,11 +59,23 @@ func (t *oauthTarget) Start(_ context.Context, deps *target.Deps) error {
 	if err != nil {
 		return err
 	}
-	t.svc.SetDeps(service.Deps{
+	// Under the Temporal runner the worker keeps one schedule per configured tenant: a saved setup
+	// tells it at once (see service.Deps.Schedules).
+	var schedules *grpc.ClientConn
+	if deps.Config.JobRunner == "temporal" {
+		if schedules, err = deps.Peer(target.Worker); err != nil {
+			return err
+		}
+	}
+	d := service.Deps{
 		Pool: deps.Pool, Secrets: secrets, Gmail: gmail, Calendar: calendar,
 		Base: deps.Base, BaseURL: deps.Config.BaseURL, UIBaseURL: deps.Config.UIBaseURL,
 		Google: deps.Google, Logger: deps.Logger,
-	})
+	}
+	if schedules != nil {
+		d.Schedules = schedules
+	}
+	t.svc.SetDeps(d)
 	return nil
 }
 

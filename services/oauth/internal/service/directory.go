@@ -2,7 +2,9 @@ package service
 
 import (
 	"context"
+	"time"
 
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	m "github.com/algapsa/alga-google/gen/alga/maintenance/v1"
@@ -52,4 +54,18 @@ func setupStateName(st oauthv1.GoogleConfigState) string {
 		return store.SetupPartial
 	}
 	return store.SetupMissing
+}
+
+// syncSchedule tells the worker at once that the caller's tenant's setup is (or is no longer) saved,
+// so under the Temporal runner its maintenance schedule exists from the first save, not from the
+// worker's next periodic reconcile (which remains the safety net: a failure here is only logged).
+func (c *core) syncSchedule(ctx context.Context, configured bool) {
+	if c.schedules == nil {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := c.schedules.SyncGoogleMaintenanceSchedule(sctx, &m.SyncGoogleMaintenanceScheduleRequest{Configured: configured}); err != nil {
+		c.log.WarnContext(ctx, "the maintenance schedule will be reconciled later", "code", status.Code(err).String())
+	}
 }

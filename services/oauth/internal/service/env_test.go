@@ -61,6 +61,7 @@ type testBundle struct {
 	users     *auth.Signer
 	svcs      *auth.Signer
 	instances []instance
+	schedules *scheduleRecorder
 }
 
 // setup starts n oauth instances sharing one fresh database, the fakes they call, and clients.
@@ -82,6 +83,8 @@ func setup(t *testing.T, n int, pubsubHost string) *testBundle {
 	secretsv1.RegisterSecretsServiceServer(peers.GRPC, b.secrets)
 	gmailv1.RegisterGmailProviderServiceServer(peers.GRPC, b.gmail)
 	calendarv1.RegisterCalendarProviderServiceServer(peers.GRPC, &oauthtest.Calendar{})
+	b.schedules = &scheduleRecorder{}
+	maintenancev1.RegisterMaintenanceScheduleServiceServer(peers.GRPC, b.schedules)
 	peers.RequireService("/alga.secrets.v1.SecretsService/GetSecrets")
 	peerAddr := serve(t, peers.GRPC)
 
@@ -96,7 +99,8 @@ func setup(t *testing.T, n int, pubsubHost string) *testBundle {
 		tg.Register(srv)
 		addr := serve(t, srv.GRPC)
 		deps := &target.Deps{
-			Config: config.Config{BaseURL: baseURL, SecretsAddr: peerAddr, GmailAddr: peerAddr, CalendarAddr: peerAddr},
+			Config: config.Config{BaseURL: baseURL, SecretsAddr: peerAddr, GmailAddr: peerAddr, CalendarAddr: peerAddr,
+				WorkerAddr: peerAddr, JobRunner: "temporal"},
 			Logger: testLogger(), Pool: ipool, Server: srv, Verifier: verifier, ServiceSigner: svcs, Base: base,
 			Google: googleapi.New(b.google.URL(), pubsubHost), Local: map[string]bool{target.OAuth: true},
 		}

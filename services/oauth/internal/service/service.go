@@ -52,7 +52,10 @@ type Deps struct {
 	Secrets  grpc.ClientConnInterface
 	Gmail    grpc.ClientConnInterface
 	Calendar grpc.ClientConnInterface
-	Base     urls.Base
+	// Schedules reaches the worker's MaintenanceScheduleService when the Temporal runner keeps a
+	// schedule per tenant (nil otherwise: River lists the configured tenants at every run).
+	Schedules grpc.ClientConnInterface
+	Base      urls.Base
 	// BaseURL is the configured ALGA_BASE_URL as given (Test configuration compares it with Base).
 	BaseURL string
 	// UIBaseURL is where OAuth callbacks send the browser (default Base).
@@ -112,6 +115,7 @@ type core struct {
 	secrets   secretsv1.SecretsServiceClient
 	gmail     gmailv1.GmailProviderServiceClient
 	calendar  calendarv1.CalendarProviderServiceClient
+	schedules maintenancev1.MaintenanceScheduleServiceClient
 	base      urls.Base
 	baseURL   string
 	uiBase    string
@@ -155,6 +159,9 @@ func (s *Service) SetDeps(d Deps) {
 	}
 	if d.Calendar != nil {
 		c.calendar = calendarv1.NewCalendarProviderServiceClient(d.Calendar)
+	}
+	if d.Schedules != nil {
+		c.schedules = maintenancev1.NewMaintenanceScheduleServiceClient(d.Schedules)
 	}
 	if c.now == nil {
 		c.now = time.Now

@@ -285,6 +285,7 @@ func (s *Setup) UpdateGoogleConfig(ctx context.Context, req *oauthv1.UpdateGoogl
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "google setup updated", "fields", changed, "state", setupStateName(cfg.State))
+	s.syncSchedule(ctx, setupStateName(cfg.State) != store.SetupMissing)
 	return &oauthv1.UpdateGoogleConfigResponse{Config: s.configOf(v)}, nil
 }
 
