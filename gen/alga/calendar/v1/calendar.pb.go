@@ -1522,6 +1522,290 @@ func (x *GetCalendarProviderDiagnosticsResponse) GetDiagnostics() *CalendarDiagn
 	return nil
 }
 
+type GetCalendarProviderActivityRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Days of counts, today (UTC) included: 0 means 7, at most 31.
+	Days int32 `protobuf:"varint,2,opt,name=days,proto3" json:"days,omitempty"`
+	// Recent changes to return: 0 means 10, at most 50.
+	ChangeCount   int32 `protobuf:"varint,3,opt,name=change_count,json=changeCount,proto3" json:"change_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCalendarProviderActivityRequest) Reset() {
+	*x = GetCalendarProviderActivityRequest{}
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCalendarProviderActivityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCalendarProviderActivityRequest) ProtoMessage() {}
+
+func (x *GetCalendarProviderActivityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCalendarProviderActivityRequest.ProtoReflect.Descriptor instead.
+func (*GetCalendarProviderActivityRequest) Descriptor() ([]byte, []int) {
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetCalendarProviderActivityRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *GetCalendarProviderActivityRequest) GetDays() int32 {
+	if x != nil {
+		return x.Days
+	}
+	return 0
+}
+
+func (x *GetCalendarProviderActivityRequest) GetChangeCount() int32 {
+	if x != nil {
+		return x.ChangeCount
+	}
+	return 0
+}
+
+// ActivityDay is one UTC day of a calendar's traffic.
+type ActivityDay struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Midnight (UTC) starting the day.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Push-channel notifications accepted (exists / not_exists).
+	Notifications int32 `protobuf:"varint,2,opt,name=notifications,proto3" json:"notifications,omitempty"`
+	// Syncs that recorded changes (each records its changes in one transaction).
+	Syncs int32 `protobuf:"varint,3,opt,name=syncs,proto3" json:"syncs,omitempty"`
+	// Failures recorded on the provider's timeline.
+	Errors int32 `protobuf:"varint,4,opt,name=errors,proto3" json:"errors,omitempty"`
+	// Changes recorded.
+	Changes       int32 `protobuf:"varint,5,opt,name=changes,proto3" json:"changes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivityDay) Reset() {
+	*x = ActivityDay{}
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivityDay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivityDay) ProtoMessage() {}
+
+func (x *ActivityDay) ProtoReflect() protoreflect.Message {
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivityDay.ProtoReflect.Descriptor instead.
+func (*ActivityDay) Descriptor() ([]byte, []int) {
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ActivityDay) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ActivityDay) GetNotifications() int32 {
+	if x != nil {
+		return x.Notifications
+	}
+	return 0
+}
+
+func (x *ActivityDay) GetSyncs() int32 {
+	if x != nil {
+		return x.Syncs
+	}
+	return 0
+}
+
+func (x *ActivityDay) GetErrors() int32 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *ActivityDay) GetChanges() int32 {
+	if x != nil {
+		return x.Changes
+	}
+	return 0
+}
+
+// RecentChange is what the UI shows of one synced change.
+type RecentChange struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	RecordTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=record_time,json=recordTime,proto3" json:"record_time,omitempty"`
+	Type       ChangeType             `protobuf:"varint,2,opt,name=type,proto3,enum=alga.calendar.v1.ChangeType" json:"type,omitempty"`
+	Summary    string                 `protobuf:"bytes,3,opt,name=summary,proto3" json:"summary,omitempty"`
+	// The event's start: start_time, or start_date for an all-day event.
+	StartTime     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	StartDate     string                 `protobuf:"bytes,5,opt,name=start_date,json=startDate,proto3" json:"start_date,omitempty"`
+	AllDay        bool                   `protobuf:"varint,6,opt,name=all_day,json=allDay,proto3" json:"all_day,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecentChange) Reset() {
+	*x = RecentChange{}
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecentChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecentChange) ProtoMessage() {}
+
+func (x *RecentChange) ProtoReflect() protoreflect.Message {
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecentChange.ProtoReflect.Descriptor instead.
+func (*RecentChange) Descriptor() ([]byte, []int) {
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RecentChange) GetRecordTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordTime
+	}
+	return nil
+}
+
+func (x *RecentChange) GetType() ChangeType {
+	if x != nil {
+		return x.Type
+	}
+	return ChangeType_CHANGE_TYPE_UNSPECIFIED
+}
+
+func (x *RecentChange) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+func (x *RecentChange) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *RecentChange) GetStartDate() string {
+	if x != nil {
+		return x.StartDate
+	}
+	return ""
+}
+
+func (x *RecentChange) GetAllDay() bool {
+	if x != nil {
+		return x.AllDay
+	}
+	return false
+}
+
+type GetCalendarProviderActivityResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest first, one entry per day (days without traffic included).
+	Days []*ActivityDay `protobuf:"bytes,1,rep,name=days,proto3" json:"days,omitempty"`
+	// Newest first.
+	RecentChanges []*RecentChange `protobuf:"bytes,2,rep,name=recent_changes,json=recentChanges,proto3" json:"recent_changes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCalendarProviderActivityResponse) Reset() {
+	*x = GetCalendarProviderActivityResponse{}
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCalendarProviderActivityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCalendarProviderActivityResponse) ProtoMessage() {}
+
+func (x *GetCalendarProviderActivityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCalendarProviderActivityResponse.ProtoReflect.Descriptor instead.
+func (*GetCalendarProviderActivityResponse) Descriptor() ([]byte, []int) {
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetCalendarProviderActivityResponse) GetDays() []*ActivityDay {
+	if x != nil {
+		return x.Days
+	}
+	return nil
+}
+
+func (x *GetCalendarProviderActivityResponse) GetRecentChanges() []*RecentChange {
+	if x != nil {
+		return x.RecentChanges
+	}
+	return nil
+}
+
 type ActivateCalendarProviderRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1532,7 +1816,7 @@ type ActivateCalendarProviderRequest struct {
 
 func (x *ActivateCalendarProviderRequest) Reset() {
 	*x = ActivateCalendarProviderRequest{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[22]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +1828,7 @@ func (x *ActivateCalendarProviderRequest) String() string {
 func (*ActivateCalendarProviderRequest) ProtoMessage() {}
 
 func (x *ActivateCalendarProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[22]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +1841,7 @@ func (x *ActivateCalendarProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateCalendarProviderRequest.ProtoReflect.Descriptor instead.
 func (*ActivateCalendarProviderRequest) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{22}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ActivateCalendarProviderRequest) GetId() string {
@@ -1583,7 +1867,7 @@ type ActivateCalendarProviderResponse struct {
 
 func (x *ActivateCalendarProviderResponse) Reset() {
 	*x = ActivateCalendarProviderResponse{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[23]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1879,7 @@ func (x *ActivateCalendarProviderResponse) String() string {
 func (*ActivateCalendarProviderResponse) ProtoMessage() {}
 
 func (x *ActivateCalendarProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[23]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1892,7 @@ func (x *ActivateCalendarProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateCalendarProviderResponse.ProtoReflect.Descriptor instead.
 func (*ActivateCalendarProviderResponse) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{23}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ActivateCalendarProviderResponse) GetProvider() *CalendarProvider {
@@ -1626,7 +1910,7 @@ type ResetCalendarProvidersRequest struct {
 
 func (x *ResetCalendarProvidersRequest) Reset() {
 	*x = ResetCalendarProvidersRequest{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[24]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1922,7 @@ func (x *ResetCalendarProvidersRequest) String() string {
 func (*ResetCalendarProvidersRequest) ProtoMessage() {}
 
 func (x *ResetCalendarProvidersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[24]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1935,7 @@ func (x *ResetCalendarProvidersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetCalendarProvidersRequest.ProtoReflect.Descriptor instead.
 func (*ResetCalendarProvidersRequest) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{24}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{28}
 }
 
 type ResetCalendarProvidersResponse struct {
@@ -1664,7 +1948,7 @@ type ResetCalendarProvidersResponse struct {
 
 func (x *ResetCalendarProvidersResponse) Reset() {
 	*x = ResetCalendarProvidersResponse{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[25]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1676,7 +1960,7 @@ func (x *ResetCalendarProvidersResponse) String() string {
 func (*ResetCalendarProvidersResponse) ProtoMessage() {}
 
 func (x *ResetCalendarProvidersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[25]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1689,7 +1973,7 @@ func (x *ResetCalendarProvidersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetCalendarProvidersResponse.ProtoReflect.Descriptor instead.
 func (*ResetCalendarProvidersResponse) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{25}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ResetCalendarProvidersResponse) GetProvidersReset() int32 {
@@ -1722,7 +2006,7 @@ type HandleCalendarNotificationRequest struct {
 
 func (x *HandleCalendarNotificationRequest) Reset() {
 	*x = HandleCalendarNotificationRequest{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[26]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +2018,7 @@ func (x *HandleCalendarNotificationRequest) String() string {
 func (*HandleCalendarNotificationRequest) ProtoMessage() {}
 
 func (x *HandleCalendarNotificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[26]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +2031,7 @@ func (x *HandleCalendarNotificationRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use HandleCalendarNotificationRequest.ProtoReflect.Descriptor instead.
 func (*HandleCalendarNotificationRequest) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{26}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *HandleCalendarNotificationRequest) GetChannelId() string {
@@ -1809,7 +2093,7 @@ type HandleCalendarNotificationResponse struct {
 
 func (x *HandleCalendarNotificationResponse) Reset() {
 	*x = HandleCalendarNotificationResponse{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[27]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +2105,7 @@ func (x *HandleCalendarNotificationResponse) String() string {
 func (*HandleCalendarNotificationResponse) ProtoMessage() {}
 
 func (x *HandleCalendarNotificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[27]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +2118,7 @@ func (x *HandleCalendarNotificationResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use HandleCalendarNotificationResponse.ProtoReflect.Descriptor instead.
 func (*HandleCalendarNotificationResponse) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{27}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *HandleCalendarNotificationResponse) GetHttpStatus() int32 {
@@ -1853,7 +2137,7 @@ type RenewCalendarChannelRequest struct {
 
 func (x *RenewCalendarChannelRequest) Reset() {
 	*x = RenewCalendarChannelRequest{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[28]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1865,7 +2149,7 @@ func (x *RenewCalendarChannelRequest) String() string {
 func (*RenewCalendarChannelRequest) ProtoMessage() {}
 
 func (x *RenewCalendarChannelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[28]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1878,7 +2162,7 @@ func (x *RenewCalendarChannelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCalendarChannelRequest.ProtoReflect.Descriptor instead.
 func (*RenewCalendarChannelRequest) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{28}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RenewCalendarChannelRequest) GetProviderId() string {
@@ -1897,7 +2181,7 @@ type RenewCalendarChannelResponse struct {
 
 func (x *RenewCalendarChannelResponse) Reset() {
 	*x = RenewCalendarChannelResponse{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[29]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +2193,7 @@ func (x *RenewCalendarChannelResponse) String() string {
 func (*RenewCalendarChannelResponse) ProtoMessage() {}
 
 func (x *RenewCalendarChannelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[29]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2206,7 @@ func (x *RenewCalendarChannelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCalendarChannelResponse.ProtoReflect.Descriptor instead.
 func (*RenewCalendarChannelResponse) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{29}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RenewCalendarChannelResponse) GetChannel() *CalendarChannel {
@@ -1941,7 +2225,7 @@ type VerifyCalendarChannelRequest struct {
 
 func (x *VerifyCalendarChannelRequest) Reset() {
 	*x = VerifyCalendarChannelRequest{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[30]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2237,7 @@ func (x *VerifyCalendarChannelRequest) String() string {
 func (*VerifyCalendarChannelRequest) ProtoMessage() {}
 
 func (x *VerifyCalendarChannelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[30]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2250,7 @@ func (x *VerifyCalendarChannelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCalendarChannelRequest.ProtoReflect.Descriptor instead.
 func (*VerifyCalendarChannelRequest) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{30}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *VerifyCalendarChannelRequest) GetProviderId() string {
@@ -1987,7 +2271,7 @@ type VerifyCalendarChannelResponse struct {
 
 func (x *VerifyCalendarChannelResponse) Reset() {
 	*x = VerifyCalendarChannelResponse{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[31]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2283,7 @@ func (x *VerifyCalendarChannelResponse) String() string {
 func (*VerifyCalendarChannelResponse) ProtoMessage() {}
 
 func (x *VerifyCalendarChannelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[31]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2296,7 @@ func (x *VerifyCalendarChannelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCalendarChannelResponse.ProtoReflect.Descriptor instead.
 func (*VerifyCalendarChannelResponse) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{31}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *VerifyCalendarChannelResponse) GetHealthy() bool {
@@ -2059,7 +2343,7 @@ type CalendarChange struct {
 
 func (x *CalendarChange) Reset() {
 	*x = CalendarChange{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[32]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2071,7 +2355,7 @@ func (x *CalendarChange) String() string {
 func (*CalendarChange) ProtoMessage() {}
 
 func (x *CalendarChange) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[32]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2084,7 +2368,7 @@ func (x *CalendarChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CalendarChange.ProtoReflect.Descriptor instead.
 func (*CalendarChange) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{32}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CalendarChange) GetCursor() string {
@@ -2246,7 +2530,7 @@ type ListCalendarChangesRequest struct {
 
 func (x *ListCalendarChangesRequest) Reset() {
 	*x = ListCalendarChangesRequest{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[33]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2542,7 @@ func (x *ListCalendarChangesRequest) String() string {
 func (*ListCalendarChangesRequest) ProtoMessage() {}
 
 func (x *ListCalendarChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[33]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2555,7 @@ func (x *ListCalendarChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCalendarChangesRequest.ProtoReflect.Descriptor instead.
 func (*ListCalendarChangesRequest) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{33}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListCalendarChangesRequest) GetProviderId() string {
@@ -2312,7 +2596,7 @@ type ListCalendarChangesResponse struct {
 
 func (x *ListCalendarChangesResponse) Reset() {
 	*x = ListCalendarChangesResponse{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[34]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2324,7 +2608,7 @@ func (x *ListCalendarChangesResponse) String() string {
 func (*ListCalendarChangesResponse) ProtoMessage() {}
 
 func (x *ListCalendarChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[34]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2337,7 +2621,7 @@ func (x *ListCalendarChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCalendarChangesResponse.ProtoReflect.Descriptor instead.
 func (*ListCalendarChangesResponse) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{34}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListCalendarChangesResponse) GetChanges() []*CalendarChange {
@@ -2364,7 +2648,7 @@ type StreamCalendarChangesRequest struct {
 
 func (x *StreamCalendarChangesRequest) Reset() {
 	*x = StreamCalendarChangesRequest{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[35]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2376,7 +2660,7 @@ func (x *StreamCalendarChangesRequest) String() string {
 func (*StreamCalendarChangesRequest) ProtoMessage() {}
 
 func (x *StreamCalendarChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[35]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2389,7 +2673,7 @@ func (x *StreamCalendarChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamCalendarChangesRequest.ProtoReflect.Descriptor instead.
 func (*StreamCalendarChangesRequest) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{35}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StreamCalendarChangesRequest) GetProviderId() string {
@@ -2415,7 +2699,7 @@ type StreamCalendarChangesResponse struct {
 
 func (x *StreamCalendarChangesResponse) Reset() {
 	*x = StreamCalendarChangesResponse{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[36]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2427,7 +2711,7 @@ func (x *StreamCalendarChangesResponse) String() string {
 func (*StreamCalendarChangesResponse) ProtoMessage() {}
 
 func (x *StreamCalendarChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[36]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2440,7 +2724,7 @@ func (x *StreamCalendarChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamCalendarChangesResponse.ProtoReflect.Descriptor instead.
 func (*StreamCalendarChangesResponse) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{36}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *StreamCalendarChangesResponse) GetChange() *CalendarChange {
@@ -2459,7 +2743,7 @@ type AcknowledgeCalendarChangesRequest struct {
 
 func (x *AcknowledgeCalendarChangesRequest) Reset() {
 	*x = AcknowledgeCalendarChangesRequest{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[37]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2471,7 +2755,7 @@ func (x *AcknowledgeCalendarChangesRequest) String() string {
 func (*AcknowledgeCalendarChangesRequest) ProtoMessage() {}
 
 func (x *AcknowledgeCalendarChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[37]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2484,7 +2768,7 @@ func (x *AcknowledgeCalendarChangesRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use AcknowledgeCalendarChangesRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeCalendarChangesRequest) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{37}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AcknowledgeCalendarChangesRequest) GetChangeIds() []string {
@@ -2503,7 +2787,7 @@ type AcknowledgeCalendarChangesResponse struct {
 
 func (x *AcknowledgeCalendarChangesResponse) Reset() {
 	*x = AcknowledgeCalendarChangesResponse{}
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[38]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2515,7 +2799,7 @@ func (x *AcknowledgeCalendarChangesResponse) String() string {
 func (*AcknowledgeCalendarChangesResponse) ProtoMessage() {}
 
 func (x *AcknowledgeCalendarChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[38]
+	mi := &file_alga_calendar_v1_calendar_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2528,7 +2812,7 @@ func (x *AcknowledgeCalendarChangesResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use AcknowledgeCalendarChangesResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeCalendarChangesResponse) Descriptor() ([]byte, []int) {
-	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{38}
+	return file_alga_calendar_v1_calendar_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AcknowledgeCalendarChangesResponse) GetAcknowledged() int32 {
@@ -2647,7 +2931,31 @@ const file_alga_calendar_v1_calendar_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\xb1\x01\n" +
 	"&GetCalendarProviderDiagnosticsResponse\x12>\n" +
 	"\bprovider\x18\x01 \x01(\v2\".alga.calendar.v1.CalendarProviderR\bprovider\x12G\n" +
-	"\vdiagnostics\x18\x02 \x01(\v2%.alga.calendar.v1.CalendarDiagnosticsR\vdiagnostics\"V\n" +
+	"\vdiagnostics\x18\x02 \x01(\v2%.alga.calendar.v1.CalendarDiagnosticsR\vdiagnostics\"k\n" +
+	"\"GetCalendarProviderActivityRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04days\x18\x02 \x01(\x05R\x04days\x12!\n" +
+	"\fchange_count\x18\x03 \x01(\x05R\vchangeCount\"\xb6\x01\n" +
+	"\vActivityDay\x129\n" +
+	"\n" +
+	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12$\n" +
+	"\rnotifications\x18\x02 \x01(\x05R\rnotifications\x12\x14\n" +
+	"\x05syncs\x18\x03 \x01(\x05R\x05syncs\x12\x16\n" +
+	"\x06errors\x18\x04 \x01(\x05R\x06errors\x12\x18\n" +
+	"\achanges\x18\x05 \x01(\x05R\achanges\"\x8a\x02\n" +
+	"\fRecentChange\x12;\n" +
+	"\vrecord_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordTime\x120\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x1c.alga.calendar.v1.ChangeTypeR\x04type\x12\x18\n" +
+	"\asummary\x18\x03 \x01(\tR\asummary\x129\n" +
+	"\n" +
+	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x1d\n" +
+	"\n" +
+	"start_date\x18\x05 \x01(\tR\tstartDate\x12\x17\n" +
+	"\aall_day\x18\x06 \x01(\bR\x06allDay\"\x9f\x01\n" +
+	"#GetCalendarProviderActivityResponse\x121\n" +
+	"\x04days\x18\x01 \x03(\v2\x1d.alga.calendar.v1.ActivityDayR\x04days\x12E\n" +
+	"\x0erecent_changes\x18\x02 \x03(\v2\x1e.alga.calendar.v1.RecentChangeR\rrecentChanges\"V\n" +
 	"\x1fActivateCalendarProviderRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\raccount_email\x18\x02 \x01(\tR\faccountEmail\"b\n" +
@@ -2748,7 +3056,7 @@ const file_alga_calendar_v1_calendar_proto_rawDesc = "" +
 	"\x13CHANGE_TYPE_CREATED\x10\x01\x12\x17\n" +
 	"\x13CHANGE_TYPE_UPDATED\x10\x02\x12\x19\n" +
 	"\x15CHANGE_TYPE_CANCELLED\x10\x03\x12\x16\n" +
-	"\x12CHANGE_TYPE_RESYNC\x10\x042\x9a\r\n" +
+	"\x12CHANGE_TYPE_RESYNC\x10\x042\xa7\x0e\n" +
 	"\x17CalendarProviderService\x12{\n" +
 	"\x16CreateCalendarProvider\x12/.alga.calendar.v1.CreateCalendarProviderRequest\x1a0.alga.calendar.v1.CreateCalendarProviderResponse\x12r\n" +
 	"\x13GetCalendarProvider\x12,.alga.calendar.v1.GetCalendarProviderRequest\x1a-.alga.calendar.v1.GetCalendarProviderResponse\x12x\n" +
@@ -2757,7 +3065,8 @@ const file_alga_calendar_v1_calendar_proto_rawDesc = "" +
 	"\x16DeleteCalendarProvider\x12/.alga.calendar.v1.DeleteCalendarProviderRequest\x1a0.alga.calendar.v1.DeleteCalendarProviderResponse\x12~\n" +
 	"\x17ConnectCalendarProvider\x120.alga.calendar.v1.ConnectCalendarProviderRequest\x1a1.alga.calendar.v1.ConnectCalendarProviderResponse\x12\x87\x01\n" +
 	"\x1aDisconnectCalendarProvider\x123.alga.calendar.v1.DisconnectCalendarProviderRequest\x1a4.alga.calendar.v1.DisconnectCalendarProviderResponse\x12\x93\x01\n" +
-	"\x1eGetCalendarProviderDiagnostics\x127.alga.calendar.v1.GetCalendarProviderDiagnosticsRequest\x1a8.alga.calendar.v1.GetCalendarProviderDiagnosticsResponse\x12\x81\x01\n" +
+	"\x1eGetCalendarProviderDiagnostics\x127.alga.calendar.v1.GetCalendarProviderDiagnosticsRequest\x1a8.alga.calendar.v1.GetCalendarProviderDiagnosticsResponse\x12\x8a\x01\n" +
+	"\x1bGetCalendarProviderActivity\x124.alga.calendar.v1.GetCalendarProviderActivityRequest\x1a5.alga.calendar.v1.GetCalendarProviderActivityResponse\x12\x81\x01\n" +
 	"\x18ActivateCalendarProvider\x121.alga.calendar.v1.ActivateCalendarProviderRequest\x1a2.alga.calendar.v1.ActivateCalendarProviderResponse\x12{\n" +
 	"\x16ResetCalendarProviders\x12/.alga.calendar.v1.ResetCalendarProvidersRequest\x1a0.alga.calendar.v1.ResetCalendarProvidersResponse\x12\x87\x01\n" +
 	"\x1aHandleCalendarNotification\x123.alga.calendar.v1.HandleCalendarNotificationRequest\x1a4.alga.calendar.v1.HandleCalendarNotificationResponse\x12u\n" +
@@ -2781,7 +3090,7 @@ func file_alga_calendar_v1_calendar_proto_rawDescGZIP() []byte {
 }
 
 var file_alga_calendar_v1_calendar_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_alga_calendar_v1_calendar_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_alga_calendar_v1_calendar_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_alga_calendar_v1_calendar_proto_goTypes = []any{
 	(ProviderStatus)(0),                            // 0: alga.calendar.v1.ProviderStatus
 	(SyncDirection)(0),                             // 1: alga.calendar.v1.SyncDirection
@@ -2808,33 +3117,37 @@ var file_alga_calendar_v1_calendar_proto_goTypes = []any{
 	(*ProviderEvent)(nil),                          // 22: alga.calendar.v1.ProviderEvent
 	(*GetCalendarProviderDiagnosticsRequest)(nil),  // 23: alga.calendar.v1.GetCalendarProviderDiagnosticsRequest
 	(*GetCalendarProviderDiagnosticsResponse)(nil), // 24: alga.calendar.v1.GetCalendarProviderDiagnosticsResponse
-	(*ActivateCalendarProviderRequest)(nil),        // 25: alga.calendar.v1.ActivateCalendarProviderRequest
-	(*ActivateCalendarProviderResponse)(nil),       // 26: alga.calendar.v1.ActivateCalendarProviderResponse
-	(*ResetCalendarProvidersRequest)(nil),          // 27: alga.calendar.v1.ResetCalendarProvidersRequest
-	(*ResetCalendarProvidersResponse)(nil),         // 28: alga.calendar.v1.ResetCalendarProvidersResponse
-	(*HandleCalendarNotificationRequest)(nil),      // 29: alga.calendar.v1.HandleCalendarNotificationRequest
-	(*HandleCalendarNotificationResponse)(nil),     // 30: alga.calendar.v1.HandleCalendarNotificationResponse
-	(*RenewCalendarChannelRequest)(nil),            // 31: alga.calendar.v1.RenewCalendarChannelRequest
-	(*RenewCalendarChannelResponse)(nil),           // 32: alga.calendar.v1.RenewCalendarChannelResponse
-	(*VerifyCalendarChannelRequest)(nil),           // 33: alga.calendar.v1.VerifyCalendarChannelRequest
-	(*VerifyCalendarChannelResponse)(nil),          // 34: alga.calendar.v1.VerifyCalendarChannelResponse
-	(*CalendarChange)(nil),                         // 35: alga.calendar.v1.CalendarChange
-	(*ListCalendarChangesRequest)(nil),             // 36: alga.calendar.v1.ListCalendarChangesRequest
-	(*ListCalendarChangesResponse)(nil),            // 37: alga.calendar.v1.ListCalendarChangesResponse
-	(*StreamCalendarChangesRequest)(nil),           // 38: alga.calendar.v1.StreamCalendarChangesRequest
-	(*StreamCalendarChangesResponse)(nil),          // 39: alga.calendar.v1.StreamCalendarChangesResponse
-	(*AcknowledgeCalendarChangesRequest)(nil),      // 40: alga.calendar.v1.AcknowledgeCalendarChangesRequest
-	(*AcknowledgeCalendarChangesResponse)(nil),     // 41: alga.calendar.v1.AcknowledgeCalendarChangesResponse
-	(*timestamppb.Timestamp)(nil),                  // 42: google.protobuf.Timestamp
+	(*GetCalendarProviderActivityRequest)(nil),     // 25: alga.calendar.v1.GetCalendarProviderActivityRequest
+	(*ActivityDay)(nil),                            // 26: alga.calendar.v1.ActivityDay
+	(*RecentChange)(nil),                           // 27: alga.calendar.v1.RecentChange
+	(*GetCalendarProviderActivityResponse)(nil),    // 28: alga.calendar.v1.GetCalendarProviderActivityResponse
+	(*ActivateCalendarProviderRequest)(nil),        // 29: alga.calendar.v1.ActivateCalendarProviderRequest
+	(*ActivateCalendarProviderResponse)(nil),       // 30: alga.calendar.v1.ActivateCalendarProviderResponse
+	(*ResetCalendarProvidersRequest)(nil),          // 31: alga.calendar.v1.ResetCalendarProvidersRequest
+	(*ResetCalendarProvidersResponse)(nil),         // 32: alga.calendar.v1.ResetCalendarProvidersResponse
+	(*HandleCalendarNotificationRequest)(nil),      // 33: alga.calendar.v1.HandleCalendarNotificationRequest
+	(*HandleCalendarNotificationResponse)(nil),     // 34: alga.calendar.v1.HandleCalendarNotificationResponse
+	(*RenewCalendarChannelRequest)(nil),            // 35: alga.calendar.v1.RenewCalendarChannelRequest
+	(*RenewCalendarChannelResponse)(nil),           // 36: alga.calendar.v1.RenewCalendarChannelResponse
+	(*VerifyCalendarChannelRequest)(nil),           // 37: alga.calendar.v1.VerifyCalendarChannelRequest
+	(*VerifyCalendarChannelResponse)(nil),          // 38: alga.calendar.v1.VerifyCalendarChannelResponse
+	(*CalendarChange)(nil),                         // 39: alga.calendar.v1.CalendarChange
+	(*ListCalendarChangesRequest)(nil),             // 40: alga.calendar.v1.ListCalendarChangesRequest
+	(*ListCalendarChangesResponse)(nil),            // 41: alga.calendar.v1.ListCalendarChangesResponse
+	(*StreamCalendarChangesRequest)(nil),           // 42: alga.calendar.v1.StreamCalendarChangesRequest
+	(*StreamCalendarChangesResponse)(nil),          // 43: alga.calendar.v1.StreamCalendarChangesResponse
+	(*AcknowledgeCalendarChangesRequest)(nil),      // 44: alga.calendar.v1.AcknowledgeCalendarChangesRequest
+	(*AcknowledgeCalendarChangesResponse)(nil),     // 45: alga.calendar.v1.AcknowledgeCalendarChangesResponse
+	(*timestamppb.Timestamp)(nil),                  // 46: google.protobuf.Timestamp
 }
 var file_alga_calendar_v1_calendar_proto_depIdxs = []int32{
 	1,  // 0: alga.calendar.v1.CalendarProvider.sync_direction:type_name -> alga.calendar.v1.SyncDirection
 	0,  // 1: alga.calendar.v1.CalendarProvider.status:type_name -> alga.calendar.v1.ProviderStatus
 	3,  // 2: alga.calendar.v1.CalendarProvider.error:type_name -> alga.calendar.v1.ProviderError
-	42, // 3: alga.calendar.v1.CalendarProvider.channel_expire_time:type_name -> google.protobuf.Timestamp
-	42, // 4: alga.calendar.v1.CalendarProvider.last_sync_time:type_name -> google.protobuf.Timestamp
-	42, // 5: alga.calendar.v1.CalendarProvider.create_time:type_name -> google.protobuf.Timestamp
-	42, // 6: alga.calendar.v1.CalendarProvider.update_time:type_name -> google.protobuf.Timestamp
+	46, // 3: alga.calendar.v1.CalendarProvider.channel_expire_time:type_name -> google.protobuf.Timestamp
+	46, // 4: alga.calendar.v1.CalendarProvider.last_sync_time:type_name -> google.protobuf.Timestamp
+	46, // 5: alga.calendar.v1.CalendarProvider.create_time:type_name -> google.protobuf.Timestamp
+	46, // 6: alga.calendar.v1.CalendarProvider.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 7: alga.calendar.v1.CreateCalendarProviderRequest.sync_direction:type_name -> alga.calendar.v1.SyncDirection
 	4,  // 8: alga.calendar.v1.CreateCalendarProviderResponse.provider:type_name -> alga.calendar.v1.CalendarProvider
 	4,  // 9: alga.calendar.v1.GetCalendarProviderResponse.provider:type_name -> alga.calendar.v1.CalendarProvider
@@ -2842,63 +3155,71 @@ var file_alga_calendar_v1_calendar_proto_depIdxs = []int32{
 	1,  // 11: alga.calendar.v1.UpdateCalendarProviderRequest.sync_direction:type_name -> alga.calendar.v1.SyncDirection
 	4,  // 12: alga.calendar.v1.UpdateCalendarProviderResponse.provider:type_name -> alga.calendar.v1.CalendarProvider
 	4,  // 13: alga.calendar.v1.DisconnectCalendarProviderResponse.provider:type_name -> alga.calendar.v1.CalendarProvider
-	42, // 14: alga.calendar.v1.CalendarChannel.expire_time:type_name -> google.protobuf.Timestamp
-	42, // 15: alga.calendar.v1.CalendarChannel.last_notification_time:type_name -> google.protobuf.Timestamp
+	46, // 14: alga.calendar.v1.CalendarChannel.expire_time:type_name -> google.protobuf.Timestamp
+	46, // 15: alga.calendar.v1.CalendarChannel.last_notification_time:type_name -> google.protobuf.Timestamp
 	19, // 16: alga.calendar.v1.CalendarDiagnostics.channels:type_name -> alga.calendar.v1.CalendarChannel
-	42, // 17: alga.calendar.v1.CalendarDiagnostics.last_sync_time:type_name -> google.protobuf.Timestamp
+	46, // 17: alga.calendar.v1.CalendarDiagnostics.last_sync_time:type_name -> google.protobuf.Timestamp
 	3,  // 18: alga.calendar.v1.CalendarDiagnostics.last_error:type_name -> alga.calendar.v1.ProviderError
 	21, // 19: alga.calendar.v1.CalendarDiagnostics.steps:type_name -> alga.calendar.v1.UpkeepStep
 	22, // 20: alga.calendar.v1.CalendarDiagnostics.events:type_name -> alga.calendar.v1.ProviderEvent
-	42, // 21: alga.calendar.v1.UpkeepStep.check_time:type_name -> google.protobuf.Timestamp
-	42, // 22: alga.calendar.v1.ProviderEvent.create_time:type_name -> google.protobuf.Timestamp
+	46, // 21: alga.calendar.v1.UpkeepStep.check_time:type_name -> google.protobuf.Timestamp
+	46, // 22: alga.calendar.v1.ProviderEvent.create_time:type_name -> google.protobuf.Timestamp
 	4,  // 23: alga.calendar.v1.GetCalendarProviderDiagnosticsResponse.provider:type_name -> alga.calendar.v1.CalendarProvider
 	20, // 24: alga.calendar.v1.GetCalendarProviderDiagnosticsResponse.diagnostics:type_name -> alga.calendar.v1.CalendarDiagnostics
-	4,  // 25: alga.calendar.v1.ActivateCalendarProviderResponse.provider:type_name -> alga.calendar.v1.CalendarProvider
-	19, // 26: alga.calendar.v1.RenewCalendarChannelResponse.channel:type_name -> alga.calendar.v1.CalendarChannel
-	2,  // 27: alga.calendar.v1.CalendarChange.type:type_name -> alga.calendar.v1.ChangeType
-	42, // 28: alga.calendar.v1.CalendarChange.start_time:type_name -> google.protobuf.Timestamp
-	42, // 29: alga.calendar.v1.CalendarChange.end_time:type_name -> google.protobuf.Timestamp
-	42, // 30: alga.calendar.v1.CalendarChange.event_update_time:type_name -> google.protobuf.Timestamp
-	42, // 31: alga.calendar.v1.CalendarChange.record_time:type_name -> google.protobuf.Timestamp
-	35, // 32: alga.calendar.v1.ListCalendarChangesResponse.changes:type_name -> alga.calendar.v1.CalendarChange
-	35, // 33: alga.calendar.v1.StreamCalendarChangesResponse.change:type_name -> alga.calendar.v1.CalendarChange
-	5,  // 34: alga.calendar.v1.CalendarProviderService.CreateCalendarProvider:input_type -> alga.calendar.v1.CreateCalendarProviderRequest
-	7,  // 35: alga.calendar.v1.CalendarProviderService.GetCalendarProvider:input_type -> alga.calendar.v1.GetCalendarProviderRequest
-	9,  // 36: alga.calendar.v1.CalendarProviderService.ListCalendarProviders:input_type -> alga.calendar.v1.ListCalendarProvidersRequest
-	11, // 37: alga.calendar.v1.CalendarProviderService.UpdateCalendarProvider:input_type -> alga.calendar.v1.UpdateCalendarProviderRequest
-	13, // 38: alga.calendar.v1.CalendarProviderService.DeleteCalendarProvider:input_type -> alga.calendar.v1.DeleteCalendarProviderRequest
-	15, // 39: alga.calendar.v1.CalendarProviderService.ConnectCalendarProvider:input_type -> alga.calendar.v1.ConnectCalendarProviderRequest
-	17, // 40: alga.calendar.v1.CalendarProviderService.DisconnectCalendarProvider:input_type -> alga.calendar.v1.DisconnectCalendarProviderRequest
-	23, // 41: alga.calendar.v1.CalendarProviderService.GetCalendarProviderDiagnostics:input_type -> alga.calendar.v1.GetCalendarProviderDiagnosticsRequest
-	25, // 42: alga.calendar.v1.CalendarProviderService.ActivateCalendarProvider:input_type -> alga.calendar.v1.ActivateCalendarProviderRequest
-	27, // 43: alga.calendar.v1.CalendarProviderService.ResetCalendarProviders:input_type -> alga.calendar.v1.ResetCalendarProvidersRequest
-	29, // 44: alga.calendar.v1.CalendarProviderService.HandleCalendarNotification:input_type -> alga.calendar.v1.HandleCalendarNotificationRequest
-	31, // 45: alga.calendar.v1.CalendarProviderService.RenewCalendarChannel:input_type -> alga.calendar.v1.RenewCalendarChannelRequest
-	33, // 46: alga.calendar.v1.CalendarProviderService.VerifyCalendarChannel:input_type -> alga.calendar.v1.VerifyCalendarChannelRequest
-	36, // 47: alga.calendar.v1.CalendarChangeService.ListCalendarChanges:input_type -> alga.calendar.v1.ListCalendarChangesRequest
-	38, // 48: alga.calendar.v1.CalendarChangeService.StreamCalendarChanges:input_type -> alga.calendar.v1.StreamCalendarChangesRequest
-	40, // 49: alga.calendar.v1.CalendarChangeService.AcknowledgeCalendarChanges:input_type -> alga.calendar.v1.AcknowledgeCalendarChangesRequest
-	6,  // 50: alga.calendar.v1.CalendarProviderService.CreateCalendarProvider:output_type -> alga.calendar.v1.CreateCalendarProviderResponse
-	8,  // 51: alga.calendar.v1.CalendarProviderService.GetCalendarProvider:output_type -> alga.calendar.v1.GetCalendarProviderResponse
-	10, // 52: alga.calendar.v1.CalendarProviderService.ListCalendarProviders:output_type -> alga.calendar.v1.ListCalendarProvidersResponse
-	12, // 53: alga.calendar.v1.CalendarProviderService.UpdateCalendarProvider:output_type -> alga.calendar.v1.UpdateCalendarProviderResponse
-	14, // 54: alga.calendar.v1.CalendarProviderService.DeleteCalendarProvider:output_type -> alga.calendar.v1.DeleteCalendarProviderResponse
-	16, // 55: alga.calendar.v1.CalendarProviderService.ConnectCalendarProvider:output_type -> alga.calendar.v1.ConnectCalendarProviderResponse
-	18, // 56: alga.calendar.v1.CalendarProviderService.DisconnectCalendarProvider:output_type -> alga.calendar.v1.DisconnectCalendarProviderResponse
-	24, // 57: alga.calendar.v1.CalendarProviderService.GetCalendarProviderDiagnostics:output_type -> alga.calendar.v1.GetCalendarProviderDiagnosticsResponse
-	26, // 58: alga.calendar.v1.CalendarProviderService.ActivateCalendarProvider:output_type -> alga.calendar.v1.ActivateCalendarProviderResponse
-	28, // 59: alga.calendar.v1.CalendarProviderService.ResetCalendarProviders:output_type -> alga.calendar.v1.ResetCalendarProvidersResponse
-	30, // 60: alga.calendar.v1.CalendarProviderService.HandleCalendarNotification:output_type -> alga.calendar.v1.HandleCalendarNotificationResponse
-	32, // 61: alga.calendar.v1.CalendarProviderService.RenewCalendarChannel:output_type -> alga.calendar.v1.RenewCalendarChannelResponse
-	34, // 62: alga.calendar.v1.CalendarProviderService.VerifyCalendarChannel:output_type -> alga.calendar.v1.VerifyCalendarChannelResponse
-	37, // 63: alga.calendar.v1.CalendarChangeService.ListCalendarChanges:output_type -> alga.calendar.v1.ListCalendarChangesResponse
-	39, // 64: alga.calendar.v1.CalendarChangeService.StreamCalendarChanges:output_type -> alga.calendar.v1.StreamCalendarChangesResponse
-	41, // 65: alga.calendar.v1.CalendarChangeService.AcknowledgeCalendarChanges:output_type -> alga.calendar.v1.AcknowledgeCalendarChangesResponse
-	50, // [50:66] is the sub-list for method output_type
-	34, // [34:50] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	46, // 25: alga.calendar.v1.ActivityDay.start_time:type_name -> google.protobuf.Timestamp
+	46, // 26: alga.calendar.v1.RecentChange.record_time:type_name -> google.protobuf.Timestamp
+	2,  // 27: alga.calendar.v1.RecentChange.type:type_name -> alga.calendar.v1.ChangeType
+	46, // 28: alga.calendar.v1.RecentChange.start_time:type_name -> google.protobuf.Timestamp
+	26, // 29: alga.calendar.v1.GetCalendarProviderActivityResponse.days:type_name -> alga.calendar.v1.ActivityDay
+	27, // 30: alga.calendar.v1.GetCalendarProviderActivityResponse.recent_changes:type_name -> alga.calendar.v1.RecentChange
+	4,  // 31: alga.calendar.v1.ActivateCalendarProviderResponse.provider:type_name -> alga.calendar.v1.CalendarProvider
+	19, // 32: alga.calendar.v1.RenewCalendarChannelResponse.channel:type_name -> alga.calendar.v1.CalendarChannel
+	2,  // 33: alga.calendar.v1.CalendarChange.type:type_name -> alga.calendar.v1.ChangeType
+	46, // 34: alga.calendar.v1.CalendarChange.start_time:type_name -> google.protobuf.Timestamp
+	46, // 35: alga.calendar.v1.CalendarChange.end_time:type_name -> google.protobuf.Timestamp
+	46, // 36: alga.calendar.v1.CalendarChange.event_update_time:type_name -> google.protobuf.Timestamp
+	46, // 37: alga.calendar.v1.CalendarChange.record_time:type_name -> google.protobuf.Timestamp
+	39, // 38: alga.calendar.v1.ListCalendarChangesResponse.changes:type_name -> alga.calendar.v1.CalendarChange
+	39, // 39: alga.calendar.v1.StreamCalendarChangesResponse.change:type_name -> alga.calendar.v1.CalendarChange
+	5,  // 40: alga.calendar.v1.CalendarProviderService.CreateCalendarProvider:input_type -> alga.calendar.v1.CreateCalendarProviderRequest
+	7,  // 41: alga.calendar.v1.CalendarProviderService.GetCalendarProvider:input_type -> alga.calendar.v1.GetCalendarProviderRequest
+	9,  // 42: alga.calendar.v1.CalendarProviderService.ListCalendarProviders:input_type -> alga.calendar.v1.ListCalendarProvidersRequest
+	11, // 43: alga.calendar.v1.CalendarProviderService.UpdateCalendarProvider:input_type -> alga.calendar.v1.UpdateCalendarProviderRequest
+	13, // 44: alga.calendar.v1.CalendarProviderService.DeleteCalendarProvider:input_type -> alga.calendar.v1.DeleteCalendarProviderRequest
+	15, // 45: alga.calendar.v1.CalendarProviderService.ConnectCalendarProvider:input_type -> alga.calendar.v1.ConnectCalendarProviderRequest
+	17, // 46: alga.calendar.v1.CalendarProviderService.DisconnectCalendarProvider:input_type -> alga.calendar.v1.DisconnectCalendarProviderRequest
+	23, // 47: alga.calendar.v1.CalendarProviderService.GetCalendarProviderDiagnostics:input_type -> alga.calendar.v1.GetCalendarProviderDiagnosticsRequest
+	25, // 48: alga.calendar.v1.CalendarProviderService.GetCalendarProviderActivity:input_type -> alga.calendar.v1.GetCalendarProviderActivityRequest
+	29, // 49: alga.calendar.v1.CalendarProviderService.ActivateCalendarProvider:input_type -> alga.calendar.v1.ActivateCalendarProviderRequest
+	31, // 50: alga.calendar.v1.CalendarProviderService.ResetCalendarProviders:input_type -> alga.calendar.v1.ResetCalendarProvidersRequest
+	33, // 51: alga.calendar.v1.CalendarProviderService.HandleCalendarNotification:input_type -> alga.calendar.v1.HandleCalendarNotificationRequest
+	35, // 52: alga.calendar.v1.CalendarProviderService.RenewCalendarChannel:input_type -> alga.calendar.v1.RenewCalendarChannelRequest
+	37, // 53: alga.calendar.v1.CalendarProviderService.VerifyCalendarChannel:input_type -> alga.calendar.v1.VerifyCalendarChannelRequest
+	40, // 54: alga.calendar.v1.CalendarChangeService.ListCalendarChanges:input_type -> alga.calendar.v1.ListCalendarChangesRequest
+	42, // 55: alga.calendar.v1.CalendarChangeService.StreamCalendarChanges:input_type -> alga.calendar.v1.StreamCalendarChangesRequest
+	44, // 56: alga.calendar.v1.CalendarChangeService.AcknowledgeCalendarChanges:input_type -> alga.calendar.v1.AcknowledgeCalendarChangesRequest
+	6,  // 57: alga.calendar.v1.CalendarProviderService.CreateCalendarProvider:output_type -> alga.calendar.v1.CreateCalendarProviderResponse
+	8,  // 58: alga.calendar.v1.CalendarProviderService.GetCalendarProvider:output_type -> alga.calendar.v1.GetCalendarProviderResponse
+	10, // 59: alga.calendar.v1.CalendarProviderService.ListCalendarProviders:output_type -> alga.calendar.v1.ListCalendarProvidersResponse
+	12, // 60: alga.calendar.v1.CalendarProviderService.UpdateCalendarProvider:output_type -> alga.calendar.v1.UpdateCalendarProviderResponse
+	14, // 61: alga.calendar.v1.CalendarProviderService.DeleteCalendarProvider:output_type -> alga.calendar.v1.DeleteCalendarProviderResponse
+	16, // 62: alga.calendar.v1.CalendarProviderService.ConnectCalendarProvider:output_type -> alga.calendar.v1.ConnectCalendarProviderResponse
+	18, // 63: alga.calendar.v1.CalendarProviderService.DisconnectCalendarProvider:output_type -> alga.calendar.v1.DisconnectCalendarProviderResponse
+	24, // 64: alga.calendar.v1.CalendarProviderService.GetCalendarProviderDiagnostics:output_type -> alga.calendar.v1.GetCalendarProviderDiagnosticsResponse
+	28, // 65: alga.calendar.v1.CalendarProviderService.GetCalendarProviderActivity:output_type -> alga.calendar.v1.GetCalendarProviderActivityResponse
+	30, // 66: alga.calendar.v1.CalendarProviderService.ActivateCalendarProvider:output_type -> alga.calendar.v1.ActivateCalendarProviderResponse
+	32, // 67: alga.calendar.v1.CalendarProviderService.ResetCalendarProviders:output_type -> alga.calendar.v1.ResetCalendarProvidersResponse
+	34, // 68: alga.calendar.v1.CalendarProviderService.HandleCalendarNotification:output_type -> alga.calendar.v1.HandleCalendarNotificationResponse
+	36, // 69: alga.calendar.v1.CalendarProviderService.RenewCalendarChannel:output_type -> alga.calendar.v1.RenewCalendarChannelResponse
+	38, // 70: alga.calendar.v1.CalendarProviderService.VerifyCalendarChannel:output_type -> alga.calendar.v1.VerifyCalendarChannelResponse
+	41, // 71: alga.calendar.v1.CalendarChangeService.ListCalendarChanges:output_type -> alga.calendar.v1.ListCalendarChangesResponse
+	43, // 72: alga.calendar.v1.CalendarChangeService.StreamCalendarChanges:output_type -> alga.calendar.v1.StreamCalendarChangesResponse
+	45, // 73: alga.calendar.v1.CalendarChangeService.AcknowledgeCalendarChanges:output_type -> alga.calendar.v1.AcknowledgeCalendarChangesResponse
+	57, // [57:74] is the sub-list for method output_type
+	40, // [40:57] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_alga_calendar_v1_calendar_proto_init() }
@@ -2913,7 +3234,7 @@ func file_alga_calendar_v1_calendar_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_alga_calendar_v1_calendar_proto_rawDesc), len(file_alga_calendar_v1_calendar_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   39,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -349,6 +349,59 @@ func local_request_CalendarProviderService_GetCalendarProviderDiagnostics_0(ctx 
 	return msg, metadata, err
 }
 
+var filter_CalendarProviderService_GetCalendarProviderActivity_0 = &utilities.DoubleArray{Encoding: map[string]int{"id": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
+
+func request_CalendarProviderService_GetCalendarProviderActivity_0(ctx context.Context, marshaler runtime.Marshaler, client CalendarProviderServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetCalendarProviderActivityRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "id")
+	}
+	protoReq.Id, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "id", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_CalendarProviderService_GetCalendarProviderActivity_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.GetCalendarProviderActivity(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_CalendarProviderService_GetCalendarProviderActivity_0(ctx context.Context, marshaler runtime.Marshaler, server CalendarProviderServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetCalendarProviderActivityRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "id")
+	}
+	protoReq.Id, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "id", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_CalendarProviderService_GetCalendarProviderActivity_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.GetCalendarProviderActivity(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 // RegisterCalendarProviderServiceHandlerServer registers the http handlers for service CalendarProviderService to "mux".
 // UnaryRPC     :call CalendarProviderServiceServer directly.
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
@@ -514,6 +567,26 @@ func RegisterCalendarProviderServiceHandlerServer(ctx context.Context, mux *runt
 			return
 		}
 		forward_CalendarProviderService_GetCalendarProviderDiagnostics_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodGet, pattern_CalendarProviderService_GetCalendarProviderActivity_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/alga.calendar.v1.CalendarProviderService/GetCalendarProviderActivity", runtime.WithHTTPPathPattern("/api/v1/calendar/providers/{id}/activity"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_CalendarProviderService_GetCalendarProviderActivity_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_CalendarProviderService_GetCalendarProviderActivity_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
 
 	return nil
@@ -691,6 +764,23 @@ func RegisterCalendarProviderServiceHandlerClient(ctx context.Context, mux *runt
 		}
 		forward_CalendarProviderService_GetCalendarProviderDiagnostics_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_CalendarProviderService_GetCalendarProviderActivity_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/alga.calendar.v1.CalendarProviderService/GetCalendarProviderActivity", runtime.WithHTTPPathPattern("/api/v1/calendar/providers/{id}/activity"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_CalendarProviderService_GetCalendarProviderActivity_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_CalendarProviderService_GetCalendarProviderActivity_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	return nil
 }
 
@@ -703,6 +793,7 @@ var (
 	pattern_CalendarProviderService_ConnectCalendarProvider_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"api", "v1", "calendar", "providers", "id"}, "connect"))
 	pattern_CalendarProviderService_DisconnectCalendarProvider_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"api", "v1", "calendar", "providers", "id"}, "disconnect"))
 	pattern_CalendarProviderService_GetCalendarProviderDiagnostics_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"api", "v1", "calendar", "providers", "id", "diagnostics"}, ""))
+	pattern_CalendarProviderService_GetCalendarProviderActivity_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"api", "v1", "calendar", "providers", "id", "activity"}, ""))
 )
 
 var (
@@ -714,4 +805,5 @@ var (
 	forward_CalendarProviderService_ConnectCalendarProvider_0        = runtime.ForwardResponseMessage
 	forward_CalendarProviderService_DisconnectCalendarProvider_0     = runtime.ForwardResponseMessage
 	forward_CalendarProviderService_GetCalendarProviderDiagnostics_0 = runtime.ForwardResponseMessage
+	forward_CalendarProviderService_GetCalendarProviderActivity_0    = runtime.ForwardResponseMessage
 )

@@ -27,6 +27,7 @@ const (
 	CalendarProviderService_ConnectCalendarProvider_FullMethodName        = "/alga.calendar.v1.CalendarProviderService/ConnectCalendarProvider"
 	CalendarProviderService_DisconnectCalendarProvider_FullMethodName     = "/alga.calendar.v1.CalendarProviderService/DisconnectCalendarProvider"
 	CalendarProviderService_GetCalendarProviderDiagnostics_FullMethodName = "/alga.calendar.v1.CalendarProviderService/GetCalendarProviderDiagnostics"
+	CalendarProviderService_GetCalendarProviderActivity_FullMethodName    = "/alga.calendar.v1.CalendarProviderService/GetCalendarProviderActivity"
 	CalendarProviderService_ActivateCalendarProvider_FullMethodName       = "/alga.calendar.v1.CalendarProviderService/ActivateCalendarProvider"
 	CalendarProviderService_ResetCalendarProviders_FullMethodName         = "/alga.calendar.v1.CalendarProviderService/ResetCalendarProviders"
 	CalendarProviderService_HandleCalendarNotification_FullMethodName     = "/alga.calendar.v1.CalendarProviderService/HandleCalendarNotification"
@@ -52,6 +53,9 @@ type CalendarProviderServiceClient interface {
 	// DisconnectCalendarProvider stops the channel and clears tokens but keeps the provider.
 	DisconnectCalendarProvider(ctx context.Context, in *DisconnectCalendarProviderRequest, opts ...grpc.CallOption) (*DisconnectCalendarProviderResponse, error)
 	GetCalendarProviderDiagnostics(ctx context.Context, in *GetCalendarProviderDiagnosticsRequest, opts ...grpc.CallOption) (*GetCalendarProviderDiagnosticsResponse, error)
+	// GetCalendarProviderActivity shows a calendar's traffic for the UI: daily counts (notifications, syncs
+	// with changes, errors, changes) and its latest synced changes (summary and time only).
+	GetCalendarProviderActivity(ctx context.Context, in *GetCalendarProviderActivityRequest, opts ...grpc.CallOption) (*GetCalendarProviderActivityResponse, error)
 	// ActivateCalendarProvider is called by the oauth service after a successful callback. Internal.
 	ActivateCalendarProvider(ctx context.Context, in *ActivateCalendarProviderRequest, opts ...grpc.CallOption) (*ActivateCalendarProviderResponse, error)
 	// ResetCalendarProviders returns every provider of the tenant to DISCONNECTED. Internal.
@@ -152,6 +156,16 @@ func (c *calendarProviderServiceClient) GetCalendarProviderDiagnostics(ctx conte
 	return out, nil
 }
 
+func (c *calendarProviderServiceClient) GetCalendarProviderActivity(ctx context.Context, in *GetCalendarProviderActivityRequest, opts ...grpc.CallOption) (*GetCalendarProviderActivityResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCalendarProviderActivityResponse)
+	err := c.cc.Invoke(ctx, CalendarProviderService_GetCalendarProviderActivity_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *calendarProviderServiceClient) ActivateCalendarProvider(ctx context.Context, in *ActivateCalendarProviderRequest, opts ...grpc.CallOption) (*ActivateCalendarProviderResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ActivateCalendarProviderResponse)
@@ -220,6 +234,9 @@ type CalendarProviderServiceServer interface {
 	// DisconnectCalendarProvider stops the channel and clears tokens but keeps the provider.
 	DisconnectCalendarProvider(context.Context, *DisconnectCalendarProviderRequest) (*DisconnectCalendarProviderResponse, error)
 	GetCalendarProviderDiagnostics(context.Context, *GetCalendarProviderDiagnosticsRequest) (*GetCalendarProviderDiagnosticsResponse, error)
+	// GetCalendarProviderActivity shows a calendar's traffic for the UI: daily counts (notifications, syncs
+	// with changes, errors, changes) and its latest synced changes (summary and time only).
+	GetCalendarProviderActivity(context.Context, *GetCalendarProviderActivityRequest) (*GetCalendarProviderActivityResponse, error)
 	// ActivateCalendarProvider is called by the oauth service after a successful callback. Internal.
 	ActivateCalendarProvider(context.Context, *ActivateCalendarProviderRequest) (*ActivateCalendarProviderResponse, error)
 	// ResetCalendarProviders returns every provider of the tenant to DISCONNECTED. Internal.
@@ -263,6 +280,9 @@ func (UnimplementedCalendarProviderServiceServer) DisconnectCalendarProvider(con
 }
 func (UnimplementedCalendarProviderServiceServer) GetCalendarProviderDiagnostics(context.Context, *GetCalendarProviderDiagnosticsRequest) (*GetCalendarProviderDiagnosticsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCalendarProviderDiagnostics not implemented")
+}
+func (UnimplementedCalendarProviderServiceServer) GetCalendarProviderActivity(context.Context, *GetCalendarProviderActivityRequest) (*GetCalendarProviderActivityResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCalendarProviderActivity not implemented")
 }
 func (UnimplementedCalendarProviderServiceServer) ActivateCalendarProvider(context.Context, *ActivateCalendarProviderRequest) (*ActivateCalendarProviderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ActivateCalendarProvider not implemented")
@@ -445,6 +465,24 @@ func _CalendarProviderService_GetCalendarProviderDiagnostics_Handler(srv interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CalendarProviderService_GetCalendarProviderActivity_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCalendarProviderActivityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CalendarProviderServiceServer).GetCalendarProviderActivity(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CalendarProviderService_GetCalendarProviderActivity_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CalendarProviderServiceServer).GetCalendarProviderActivity(ctx, req.(*GetCalendarProviderActivityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _CalendarProviderService_ActivateCalendarProvider_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ActivateCalendarProviderRequest)
 	if err := dec(in); err != nil {
@@ -573,6 +611,10 @@ var CalendarProviderService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCalendarProviderDiagnostics",
 			Handler:    _CalendarProviderService_GetCalendarProviderDiagnostics_Handler,
+		},
+		{
+			MethodName: "GetCalendarProviderActivity",
+			Handler:    _CalendarProviderService_GetCalendarProviderActivity_Handler,
 		},
 		{
 			MethodName: "ActivateCalendarProvider",

@@ -124,6 +124,25 @@ func (r *DisconnectCalendarProviderRequest) Validate() error { return ValidateID
 
 func (r *GetCalendarProviderDiagnosticsRequest) Validate() error { return ValidateID("id", r.GetId()) }
 
+// Limits of GetCalendarProviderActivity.
+const (
+	MaxActivityDays  = 31
+	MaxRecentChanges = 50
+)
+
+func (r *GetCalendarProviderActivityRequest) Validate() error {
+	if err := ValidateID("id", r.GetId()); err != nil {
+		return err
+	}
+	if d := r.GetDays(); d < 0 || d > MaxActivityDays {
+		return invalid("days", "must be between 0 and %d (0 means 7)", MaxActivityDays)
+	}
+	if n := r.GetChangeCount(); n < 0 || n > MaxRecentChanges {
+		return invalid("change_count", "must be between 0 and %d (0 means 10)", MaxRecentChanges)
+	}
+	return nil
+}
+
 func (r *ActivateCalendarProviderRequest) Validate() error {
 	if err := ValidateID("id", r.GetId()); err != nil {
 		return err

@@ -1452,6 +1452,265 @@ func (x *RefreshGmailProviderResponse) GetProvider() *GmailProvider {
 	return nil
 }
 
+type GetGmailProviderActivityRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Days of counts, today (UTC) included: 0 means 7, at most 31.
+	Days int32 `protobuf:"varint,2,opt,name=days,proto3" json:"days,omitempty"`
+	// Recent messages to return: 0 means 10, at most 50.
+	MessageCount  int32 `protobuf:"varint,3,opt,name=message_count,json=messageCount,proto3" json:"message_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGmailProviderActivityRequest) Reset() {
+	*x = GetGmailProviderActivityRequest{}
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGmailProviderActivityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGmailProviderActivityRequest) ProtoMessage() {}
+
+func (x *GetGmailProviderActivityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGmailProviderActivityRequest.ProtoReflect.Descriptor instead.
+func (*GetGmailProviderActivityRequest) Descriptor() ([]byte, []int) {
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetGmailProviderActivityRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *GetGmailProviderActivityRequest) GetDays() int32 {
+	if x != nil {
+		return x.Days
+	}
+	return 0
+}
+
+func (x *GetGmailProviderActivityRequest) GetMessageCount() int32 {
+	if x != nil {
+		return x.MessageCount
+	}
+	return 0
+}
+
+// ActivityDay is one UTC day of a mailbox's traffic.
+type ActivityDay struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Midnight (UTC) starting the day.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Push notifications received for the mailbox.
+	Pushes int32 `protobuf:"varint,2,opt,name=pushes,proto3" json:"pushes,omitempty"`
+	// History syncs completed: push-triggered batches and maintenance reconciles.
+	Syncs int32 `protobuf:"varint,3,opt,name=syncs,proto3" json:"syncs,omitempty"`
+	// Failures recorded on the provider's timeline (activation, upkeep, token, sync).
+	Errors int32 `protobuf:"varint,4,opt,name=errors,proto3" json:"errors,omitempty"`
+	// Inbound messages stored.
+	Messages      int32 `protobuf:"varint,5,opt,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivityDay) Reset() {
+	*x = ActivityDay{}
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivityDay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivityDay) ProtoMessage() {}
+
+func (x *ActivityDay) ProtoReflect() protoreflect.Message {
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivityDay.ProtoReflect.Descriptor instead.
+func (*ActivityDay) Descriptor() ([]byte, []int) {
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ActivityDay) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ActivityDay) GetPushes() int32 {
+	if x != nil {
+		return x.Pushes
+	}
+	return 0
+}
+
+func (x *ActivityDay) GetSyncs() int32 {
+	if x != nil {
+		return x.Syncs
+	}
+	return 0
+}
+
+func (x *ActivityDay) GetErrors() int32 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *ActivityDay) GetMessages() int32 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+// RecentMessage is what the UI shows of one inbound message (no body, no recipients).
+type RecentMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ReceiveTime   *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=receive_time,json=receiveTime,proto3" json:"receive_time,omitempty"`
+	From          string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	Subject       string                 `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecentMessage) Reset() {
+	*x = RecentMessage{}
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecentMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecentMessage) ProtoMessage() {}
+
+func (x *RecentMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecentMessage.ProtoReflect.Descriptor instead.
+func (*RecentMessage) Descriptor() ([]byte, []int) {
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RecentMessage) GetReceiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceiveTime
+	}
+	return nil
+}
+
+func (x *RecentMessage) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *RecentMessage) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+type GetGmailProviderActivityResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest first, one entry per day (days without traffic included).
+	Days []*ActivityDay `protobuf:"bytes,1,rep,name=days,proto3" json:"days,omitempty"`
+	// Newest first.
+	RecentMessages []*RecentMessage `protobuf:"bytes,2,rep,name=recent_messages,json=recentMessages,proto3" json:"recent_messages,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetGmailProviderActivityResponse) Reset() {
+	*x = GetGmailProviderActivityResponse{}
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGmailProviderActivityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGmailProviderActivityResponse) ProtoMessage() {}
+
+func (x *GetGmailProviderActivityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGmailProviderActivityResponse.ProtoReflect.Descriptor instead.
+func (*GetGmailProviderActivityResponse) Descriptor() ([]byte, []int) {
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetGmailProviderActivityResponse) GetDays() []*ActivityDay {
+	if x != nil {
+		return x.Days
+	}
+	return nil
+}
+
+func (x *GetGmailProviderActivityResponse) GetRecentMessages() []*RecentMessage {
+	if x != nil {
+		return x.RecentMessages
+	}
+	return nil
+}
+
 type ActivateGmailProviderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1463,7 +1722,7 @@ type ActivateGmailProviderRequest struct {
 
 func (x *ActivateGmailProviderRequest) Reset() {
 	*x = ActivateGmailProviderRequest{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[22]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1734,7 @@ func (x *ActivateGmailProviderRequest) String() string {
 func (*ActivateGmailProviderRequest) ProtoMessage() {}
 
 func (x *ActivateGmailProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[22]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1747,7 @@ func (x *ActivateGmailProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateGmailProviderRequest.ProtoReflect.Descriptor instead.
 func (*ActivateGmailProviderRequest) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{22}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ActivateGmailProviderRequest) GetId() string {
@@ -1514,7 +1773,7 @@ type ActivateGmailProviderResponse struct {
 
 func (x *ActivateGmailProviderResponse) Reset() {
 	*x = ActivateGmailProviderResponse{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[23]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1785,7 @@ func (x *ActivateGmailProviderResponse) String() string {
 func (*ActivateGmailProviderResponse) ProtoMessage() {}
 
 func (x *ActivateGmailProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[23]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1798,7 @@ func (x *ActivateGmailProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateGmailProviderResponse.ProtoReflect.Descriptor instead.
 func (*ActivateGmailProviderResponse) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{23}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ActivateGmailProviderResponse) GetProvider() *GmailProvider {
@@ -1557,7 +1816,7 @@ type ResetGmailProvidersRequest struct {
 
 func (x *ResetGmailProvidersRequest) Reset() {
 	*x = ResetGmailProvidersRequest{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[24]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1569,7 +1828,7 @@ func (x *ResetGmailProvidersRequest) String() string {
 func (*ResetGmailProvidersRequest) ProtoMessage() {}
 
 func (x *ResetGmailProvidersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[24]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1582,7 +1841,7 @@ func (x *ResetGmailProvidersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetGmailProvidersRequest.ProtoReflect.Descriptor instead.
 func (*ResetGmailProvidersRequest) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{24}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{28}
 }
 
 type ResetGmailProvidersResponse struct {
@@ -1595,7 +1854,7 @@ type ResetGmailProvidersResponse struct {
 
 func (x *ResetGmailProvidersResponse) Reset() {
 	*x = ResetGmailProvidersResponse{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[25]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1866,7 @@ func (x *ResetGmailProvidersResponse) String() string {
 func (*ResetGmailProvidersResponse) ProtoMessage() {}
 
 func (x *ResetGmailProvidersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[25]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1879,7 @@ func (x *ResetGmailProvidersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetGmailProvidersResponse.ProtoReflect.Descriptor instead.
 func (*ResetGmailProvidersResponse) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{25}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ResetGmailProvidersResponse) GetProvidersReset() int32 {
@@ -1649,7 +1908,7 @@ type HandleGmailPushRequest struct {
 
 func (x *HandleGmailPushRequest) Reset() {
 	*x = HandleGmailPushRequest{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[26]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1920,7 @@ func (x *HandleGmailPushRequest) String() string {
 func (*HandleGmailPushRequest) ProtoMessage() {}
 
 func (x *HandleGmailPushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[26]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1933,7 @@ func (x *HandleGmailPushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleGmailPushRequest.ProtoReflect.Descriptor instead.
 func (*HandleGmailPushRequest) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{26}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *HandleGmailPushRequest) GetAuthorization() string {
@@ -1701,7 +1960,7 @@ type HandleGmailPushResponse struct {
 
 func (x *HandleGmailPushResponse) Reset() {
 	*x = HandleGmailPushResponse{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[27]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +1972,7 @@ func (x *HandleGmailPushResponse) String() string {
 func (*HandleGmailPushResponse) ProtoMessage() {}
 
 func (x *HandleGmailPushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[27]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +1985,7 @@ func (x *HandleGmailPushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleGmailPushResponse.ProtoReflect.Descriptor instead.
 func (*HandleGmailPushResponse) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{27}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *HandleGmailPushResponse) GetHttpStatus() int32 {
@@ -1749,7 +2008,7 @@ type Attachment struct {
 
 func (x *Attachment) Reset() {
 	*x = Attachment{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[28]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +2020,7 @@ func (x *Attachment) String() string {
 func (*Attachment) ProtoMessage() {}
 
 func (x *Attachment) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[28]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +2033,7 @@ func (x *Attachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attachment.ProtoReflect.Descriptor instead.
 func (*Attachment) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{28}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Attachment) GetFilename() string {
@@ -1834,7 +2093,7 @@ type InboundMessage struct {
 
 func (x *InboundMessage) Reset() {
 	*x = InboundMessage{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[29]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +2105,7 @@ func (x *InboundMessage) String() string {
 func (*InboundMessage) ProtoMessage() {}
 
 func (x *InboundMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[29]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,7 +2118,7 @@ func (x *InboundMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundMessage.ProtoReflect.Descriptor instead.
 func (*InboundMessage) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{29}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *InboundMessage) GetCursor() string {
@@ -2010,7 +2269,7 @@ type ListInboundMessagesRequest struct {
 
 func (x *ListInboundMessagesRequest) Reset() {
 	*x = ListInboundMessagesRequest{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[30]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +2281,7 @@ func (x *ListInboundMessagesRequest) String() string {
 func (*ListInboundMessagesRequest) ProtoMessage() {}
 
 func (x *ListInboundMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[30]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +2294,7 @@ func (x *ListInboundMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInboundMessagesRequest.ProtoReflect.Descriptor instead.
 func (*ListInboundMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{30}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListInboundMessagesRequest) GetProviderId() string {
@@ -2076,7 +2335,7 @@ type ListInboundMessagesResponse struct {
 
 func (x *ListInboundMessagesResponse) Reset() {
 	*x = ListInboundMessagesResponse{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[31]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2347,7 @@ func (x *ListInboundMessagesResponse) String() string {
 func (*ListInboundMessagesResponse) ProtoMessage() {}
 
 func (x *ListInboundMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[31]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2360,7 @@ func (x *ListInboundMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInboundMessagesResponse.ProtoReflect.Descriptor instead.
 func (*ListInboundMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{31}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListInboundMessagesResponse) GetMessages() []*InboundMessage {
@@ -2128,7 +2387,7 @@ type StreamInboundMessagesRequest struct {
 
 func (x *StreamInboundMessagesRequest) Reset() {
 	*x = StreamInboundMessagesRequest{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[32]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2140,7 +2399,7 @@ func (x *StreamInboundMessagesRequest) String() string {
 func (*StreamInboundMessagesRequest) ProtoMessage() {}
 
 func (x *StreamInboundMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[32]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2153,7 +2412,7 @@ func (x *StreamInboundMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamInboundMessagesRequest.ProtoReflect.Descriptor instead.
 func (*StreamInboundMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{32}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StreamInboundMessagesRequest) GetProviderId() string {
@@ -2179,7 +2438,7 @@ type StreamInboundMessagesResponse struct {
 
 func (x *StreamInboundMessagesResponse) Reset() {
 	*x = StreamInboundMessagesResponse{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[33]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2450,7 @@ func (x *StreamInboundMessagesResponse) String() string {
 func (*StreamInboundMessagesResponse) ProtoMessage() {}
 
 func (x *StreamInboundMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[33]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2463,7 @@ func (x *StreamInboundMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamInboundMessagesResponse.ProtoReflect.Descriptor instead.
 func (*StreamInboundMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{33}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StreamInboundMessagesResponse) GetMessage() *InboundMessage {
@@ -2223,7 +2482,7 @@ type AcknowledgeInboundMessagesRequest struct {
 
 func (x *AcknowledgeInboundMessagesRequest) Reset() {
 	*x = AcknowledgeInboundMessagesRequest{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[34]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2235,7 +2494,7 @@ func (x *AcknowledgeInboundMessagesRequest) String() string {
 func (*AcknowledgeInboundMessagesRequest) ProtoMessage() {}
 
 func (x *AcknowledgeInboundMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[34]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2248,7 +2507,7 @@ func (x *AcknowledgeInboundMessagesRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use AcknowledgeInboundMessagesRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeInboundMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{34}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AcknowledgeInboundMessagesRequest) GetMessageIds() []string {
@@ -2267,7 +2526,7 @@ type AcknowledgeInboundMessagesResponse struct {
 
 func (x *AcknowledgeInboundMessagesResponse) Reset() {
 	*x = AcknowledgeInboundMessagesResponse{}
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[35]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2279,7 +2538,7 @@ func (x *AcknowledgeInboundMessagesResponse) String() string {
 func (*AcknowledgeInboundMessagesResponse) ProtoMessage() {}
 
 func (x *AcknowledgeInboundMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[35]
+	mi := &file_alga_gmail_v1_gmail_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2292,7 +2551,7 @@ func (x *AcknowledgeInboundMessagesResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use AcknowledgeInboundMessagesResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeInboundMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{35}
+	return file_alga_gmail_v1_gmail_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AcknowledgeInboundMessagesResponse) GetAcknowledged() int32 {
@@ -2412,7 +2671,25 @@ const file_alga_gmail_v1_gmail_proto_rawDesc = "" +
 	"\x1bRefreshGmailProviderRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"X\n" +
 	"\x1cRefreshGmailProviderResponse\x128\n" +
-	"\bprovider\x18\x01 \x01(\v2\x1c.alga.gmail.v1.GmailProviderR\bprovider\"S\n" +
+	"\bprovider\x18\x01 \x01(\v2\x1c.alga.gmail.v1.GmailProviderR\bprovider\"j\n" +
+	"\x1fGetGmailProviderActivityRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04days\x18\x02 \x01(\x05R\x04days\x12#\n" +
+	"\rmessage_count\x18\x03 \x01(\x05R\fmessageCount\"\xaa\x01\n" +
+	"\vActivityDay\x129\n" +
+	"\n" +
+	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x16\n" +
+	"\x06pushes\x18\x02 \x01(\x05R\x06pushes\x12\x14\n" +
+	"\x05syncs\x18\x03 \x01(\x05R\x05syncs\x12\x16\n" +
+	"\x06errors\x18\x04 \x01(\x05R\x06errors\x12\x1a\n" +
+	"\bmessages\x18\x05 \x01(\x05R\bmessages\"|\n" +
+	"\rRecentMessage\x12=\n" +
+	"\freceive_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vreceiveTime\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\x12\x18\n" +
+	"\asubject\x18\x03 \x01(\tR\asubject\"\x99\x01\n" +
+	" GetGmailProviderActivityResponse\x12.\n" +
+	"\x04days\x18\x01 \x03(\v2\x1a.alga.gmail.v1.ActivityDayR\x04days\x12E\n" +
+	"\x0frecent_messages\x18\x02 \x03(\v2\x1c.alga.gmail.v1.RecentMessageR\x0erecentMessages\"S\n" +
 	"\x1cActivateGmailProviderRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\raccount_email\x18\x02 \x01(\tR\faccountEmail\"Y\n" +
@@ -2486,7 +2763,8 @@ const file_alga_gmail_v1_gmail_proto_rawDesc = "" +
 	"\x1aPROVIDER_STATUS_CONNECTING\x10\x02\x12\x1d\n" +
 	"\x19PROVIDER_STATUS_CONNECTED\x10\x03\x12\x19\n" +
 	"\x15PROVIDER_STATUS_ERROR\x10\x04\x12\x1a\n" +
-	"\x16PROVIDER_STATUS_PAUSED\x10\x052\xdd\t\n" +
+	"\x16PROVIDER_STATUS_PAUSED\x10\x052\xda\n" +
+	"\n" +
 	"\x14GmailProviderService\x12l\n" +
 	"\x13CreateGmailProvider\x12).alga.gmail.v1.CreateGmailProviderRequest\x1a*.alga.gmail.v1.CreateGmailProviderResponse\x12c\n" +
 	"\x10GetGmailProvider\x12&.alga.gmail.v1.GetGmailProviderRequest\x1a'.alga.gmail.v1.GetGmailProviderResponse\x12i\n" +
@@ -2495,7 +2773,8 @@ const file_alga_gmail_v1_gmail_proto_rawDesc = "" +
 	"\x13DeleteGmailProvider\x12).alga.gmail.v1.DeleteGmailProviderRequest\x1a*.alga.gmail.v1.DeleteGmailProviderResponse\x12o\n" +
 	"\x14ConnectGmailProvider\x12*.alga.gmail.v1.ConnectGmailProviderRequest\x1a+.alga.gmail.v1.ConnectGmailProviderResponse\x12\x84\x01\n" +
 	"\x1bGetGmailProviderDiagnostics\x121.alga.gmail.v1.GetGmailProviderDiagnosticsRequest\x1a2.alga.gmail.v1.GetGmailProviderDiagnosticsResponse\x12o\n" +
-	"\x14RefreshGmailProvider\x12*.alga.gmail.v1.RefreshGmailProviderRequest\x1a+.alga.gmail.v1.RefreshGmailProviderResponse\x12r\n" +
+	"\x14RefreshGmailProvider\x12*.alga.gmail.v1.RefreshGmailProviderRequest\x1a+.alga.gmail.v1.RefreshGmailProviderResponse\x12{\n" +
+	"\x18GetGmailProviderActivity\x12..alga.gmail.v1.GetGmailProviderActivityRequest\x1a/.alga.gmail.v1.GetGmailProviderActivityResponse\x12r\n" +
 	"\x15ActivateGmailProvider\x12+.alga.gmail.v1.ActivateGmailProviderRequest\x1a,.alga.gmail.v1.ActivateGmailProviderResponse\x12l\n" +
 	"\x13ResetGmailProviders\x12).alga.gmail.v1.ResetGmailProvidersRequest\x1a*.alga.gmail.v1.ResetGmailProvidersResponse\x12`\n" +
 	"\x0fHandleGmailPush\x12%.alga.gmail.v1.HandleGmailPushRequest\x1a&.alga.gmail.v1.HandleGmailPushResponse2\xfc\x02\n" +
@@ -2517,7 +2796,7 @@ func file_alga_gmail_v1_gmail_proto_rawDescGZIP() []byte {
 }
 
 var file_alga_gmail_v1_gmail_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_alga_gmail_v1_gmail_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_alga_gmail_v1_gmail_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_alga_gmail_v1_gmail_proto_goTypes = []any{
 	(ProviderStatus)(0),                         // 0: alga.gmail.v1.ProviderStatus
 	(*ProviderError)(nil),                       // 1: alga.gmail.v1.ProviderError
@@ -2542,87 +2821,97 @@ var file_alga_gmail_v1_gmail_proto_goTypes = []any{
 	(*GetGmailProviderDiagnosticsResponse)(nil), // 20: alga.gmail.v1.GetGmailProviderDiagnosticsResponse
 	(*RefreshGmailProviderRequest)(nil),         // 21: alga.gmail.v1.RefreshGmailProviderRequest
 	(*RefreshGmailProviderResponse)(nil),        // 22: alga.gmail.v1.RefreshGmailProviderResponse
-	(*ActivateGmailProviderRequest)(nil),        // 23: alga.gmail.v1.ActivateGmailProviderRequest
-	(*ActivateGmailProviderResponse)(nil),       // 24: alga.gmail.v1.ActivateGmailProviderResponse
-	(*ResetGmailProvidersRequest)(nil),          // 25: alga.gmail.v1.ResetGmailProvidersRequest
-	(*ResetGmailProvidersResponse)(nil),         // 26: alga.gmail.v1.ResetGmailProvidersResponse
-	(*HandleGmailPushRequest)(nil),              // 27: alga.gmail.v1.HandleGmailPushRequest
-	(*HandleGmailPushResponse)(nil),             // 28: alga.gmail.v1.HandleGmailPushResponse
-	(*Attachment)(nil),                          // 29: alga.gmail.v1.Attachment
-	(*InboundMessage)(nil),                      // 30: alga.gmail.v1.InboundMessage
-	(*ListInboundMessagesRequest)(nil),          // 31: alga.gmail.v1.ListInboundMessagesRequest
-	(*ListInboundMessagesResponse)(nil),         // 32: alga.gmail.v1.ListInboundMessagesResponse
-	(*StreamInboundMessagesRequest)(nil),        // 33: alga.gmail.v1.StreamInboundMessagesRequest
-	(*StreamInboundMessagesResponse)(nil),       // 34: alga.gmail.v1.StreamInboundMessagesResponse
-	(*AcknowledgeInboundMessagesRequest)(nil),   // 35: alga.gmail.v1.AcknowledgeInboundMessagesRequest
-	(*AcknowledgeInboundMessagesResponse)(nil),  // 36: alga.gmail.v1.AcknowledgeInboundMessagesResponse
-	(*timestamppb.Timestamp)(nil),               // 37: google.protobuf.Timestamp
+	(*GetGmailProviderActivityRequest)(nil),     // 23: alga.gmail.v1.GetGmailProviderActivityRequest
+	(*ActivityDay)(nil),                         // 24: alga.gmail.v1.ActivityDay
+	(*RecentMessage)(nil),                       // 25: alga.gmail.v1.RecentMessage
+	(*GetGmailProviderActivityResponse)(nil),    // 26: alga.gmail.v1.GetGmailProviderActivityResponse
+	(*ActivateGmailProviderRequest)(nil),        // 27: alga.gmail.v1.ActivateGmailProviderRequest
+	(*ActivateGmailProviderResponse)(nil),       // 28: alga.gmail.v1.ActivateGmailProviderResponse
+	(*ResetGmailProvidersRequest)(nil),          // 29: alga.gmail.v1.ResetGmailProvidersRequest
+	(*ResetGmailProvidersResponse)(nil),         // 30: alga.gmail.v1.ResetGmailProvidersResponse
+	(*HandleGmailPushRequest)(nil),              // 31: alga.gmail.v1.HandleGmailPushRequest
+	(*HandleGmailPushResponse)(nil),             // 32: alga.gmail.v1.HandleGmailPushResponse
+	(*Attachment)(nil),                          // 33: alga.gmail.v1.Attachment
+	(*InboundMessage)(nil),                      // 34: alga.gmail.v1.InboundMessage
+	(*ListInboundMessagesRequest)(nil),          // 35: alga.gmail.v1.ListInboundMessagesRequest
+	(*ListInboundMessagesResponse)(nil),         // 36: alga.gmail.v1.ListInboundMessagesResponse
+	(*StreamInboundMessagesRequest)(nil),        // 37: alga.gmail.v1.StreamInboundMessagesRequest
+	(*StreamInboundMessagesResponse)(nil),       // 38: alga.gmail.v1.StreamInboundMessagesResponse
+	(*AcknowledgeInboundMessagesRequest)(nil),   // 39: alga.gmail.v1.AcknowledgeInboundMessagesRequest
+	(*AcknowledgeInboundMessagesResponse)(nil),  // 40: alga.gmail.v1.AcknowledgeInboundMessagesResponse
+	(*timestamppb.Timestamp)(nil),               // 41: google.protobuf.Timestamp
 }
 var file_alga_gmail_v1_gmail_proto_depIdxs = []int32{
 	2,  // 0: alga.gmail.v1.GmailProvider.inbound_defaults:type_name -> alga.gmail.v1.InboundDefaults
 	0,  // 1: alga.gmail.v1.GmailProvider.status:type_name -> alga.gmail.v1.ProviderStatus
 	1,  // 2: alga.gmail.v1.GmailProvider.error:type_name -> alga.gmail.v1.ProviderError
-	37, // 3: alga.gmail.v1.GmailProvider.watch_expire_time:type_name -> google.protobuf.Timestamp
-	37, // 4: alga.gmail.v1.GmailProvider.last_sync_time:type_name -> google.protobuf.Timestamp
-	37, // 5: alga.gmail.v1.GmailProvider.create_time:type_name -> google.protobuf.Timestamp
-	37, // 6: alga.gmail.v1.GmailProvider.update_time:type_name -> google.protobuf.Timestamp
+	41, // 3: alga.gmail.v1.GmailProvider.watch_expire_time:type_name -> google.protobuf.Timestamp
+	41, // 4: alga.gmail.v1.GmailProvider.last_sync_time:type_name -> google.protobuf.Timestamp
+	41, // 5: alga.gmail.v1.GmailProvider.create_time:type_name -> google.protobuf.Timestamp
+	41, // 6: alga.gmail.v1.GmailProvider.update_time:type_name -> google.protobuf.Timestamp
 	2,  // 7: alga.gmail.v1.CreateGmailProviderRequest.inbound_defaults:type_name -> alga.gmail.v1.InboundDefaults
 	3,  // 8: alga.gmail.v1.CreateGmailProviderResponse.provider:type_name -> alga.gmail.v1.GmailProvider
 	3,  // 9: alga.gmail.v1.GetGmailProviderResponse.provider:type_name -> alga.gmail.v1.GmailProvider
 	3,  // 10: alga.gmail.v1.ListGmailProvidersResponse.providers:type_name -> alga.gmail.v1.GmailProvider
 	2,  // 11: alga.gmail.v1.UpdateGmailProviderRequest.inbound_defaults:type_name -> alga.gmail.v1.InboundDefaults
 	3,  // 12: alga.gmail.v1.UpdateGmailProviderResponse.provider:type_name -> alga.gmail.v1.GmailProvider
-	37, // 13: alga.gmail.v1.ProvisioningStep.check_time:type_name -> google.protobuf.Timestamp
+	41, // 13: alga.gmail.v1.ProvisioningStep.check_time:type_name -> google.protobuf.Timestamp
 	16, // 14: alga.gmail.v1.GmailDiagnostics.steps:type_name -> alga.gmail.v1.ProvisioningStep
-	37, // 15: alga.gmail.v1.GmailDiagnostics.watch_expire_time:type_name -> google.protobuf.Timestamp
-	37, // 16: alga.gmail.v1.GmailDiagnostics.last_push_time:type_name -> google.protobuf.Timestamp
-	37, // 17: alga.gmail.v1.GmailDiagnostics.last_sync_time:type_name -> google.protobuf.Timestamp
+	41, // 15: alga.gmail.v1.GmailDiagnostics.watch_expire_time:type_name -> google.protobuf.Timestamp
+	41, // 16: alga.gmail.v1.GmailDiagnostics.last_push_time:type_name -> google.protobuf.Timestamp
+	41, // 17: alga.gmail.v1.GmailDiagnostics.last_sync_time:type_name -> google.protobuf.Timestamp
 	1,  // 18: alga.gmail.v1.GmailDiagnostics.last_error:type_name -> alga.gmail.v1.ProviderError
-	37, // 19: alga.gmail.v1.GmailDiagnostics.last_watch_time:type_name -> google.protobuf.Timestamp
-	37, // 20: alga.gmail.v1.GmailDiagnostics.last_provisioning_check_time:type_name -> google.protobuf.Timestamp
+	41, // 19: alga.gmail.v1.GmailDiagnostics.last_watch_time:type_name -> google.protobuf.Timestamp
+	41, // 20: alga.gmail.v1.GmailDiagnostics.last_provisioning_check_time:type_name -> google.protobuf.Timestamp
 	18, // 21: alga.gmail.v1.GmailDiagnostics.events:type_name -> alga.gmail.v1.ProviderEvent
-	37, // 22: alga.gmail.v1.ProviderEvent.create_time:type_name -> google.protobuf.Timestamp
+	41, // 22: alga.gmail.v1.ProviderEvent.create_time:type_name -> google.protobuf.Timestamp
 	3,  // 23: alga.gmail.v1.GetGmailProviderDiagnosticsResponse.provider:type_name -> alga.gmail.v1.GmailProvider
 	17, // 24: alga.gmail.v1.GetGmailProviderDiagnosticsResponse.diagnostics:type_name -> alga.gmail.v1.GmailDiagnostics
 	3,  // 25: alga.gmail.v1.RefreshGmailProviderResponse.provider:type_name -> alga.gmail.v1.GmailProvider
-	3,  // 26: alga.gmail.v1.ActivateGmailProviderResponse.provider:type_name -> alga.gmail.v1.GmailProvider
-	29, // 27: alga.gmail.v1.InboundMessage.attachments:type_name -> alga.gmail.v1.Attachment
-	37, // 28: alga.gmail.v1.InboundMessage.receive_time:type_name -> google.protobuf.Timestamp
-	30, // 29: alga.gmail.v1.ListInboundMessagesResponse.messages:type_name -> alga.gmail.v1.InboundMessage
-	30, // 30: alga.gmail.v1.StreamInboundMessagesResponse.message:type_name -> alga.gmail.v1.InboundMessage
-	4,  // 31: alga.gmail.v1.GmailProviderService.CreateGmailProvider:input_type -> alga.gmail.v1.CreateGmailProviderRequest
-	6,  // 32: alga.gmail.v1.GmailProviderService.GetGmailProvider:input_type -> alga.gmail.v1.GetGmailProviderRequest
-	8,  // 33: alga.gmail.v1.GmailProviderService.ListGmailProviders:input_type -> alga.gmail.v1.ListGmailProvidersRequest
-	10, // 34: alga.gmail.v1.GmailProviderService.UpdateGmailProvider:input_type -> alga.gmail.v1.UpdateGmailProviderRequest
-	12, // 35: alga.gmail.v1.GmailProviderService.DeleteGmailProvider:input_type -> alga.gmail.v1.DeleteGmailProviderRequest
-	14, // 36: alga.gmail.v1.GmailProviderService.ConnectGmailProvider:input_type -> alga.gmail.v1.ConnectGmailProviderRequest
-	19, // 37: alga.gmail.v1.GmailProviderService.GetGmailProviderDiagnostics:input_type -> alga.gmail.v1.GetGmailProviderDiagnosticsRequest
-	21, // 38: alga.gmail.v1.GmailProviderService.RefreshGmailProvider:input_type -> alga.gmail.v1.RefreshGmailProviderRequest
-	23, // 39: alga.gmail.v1.GmailProviderService.ActivateGmailProvider:input_type -> alga.gmail.v1.ActivateGmailProviderRequest
-	25, // 40: alga.gmail.v1.GmailProviderService.ResetGmailProviders:input_type -> alga.gmail.v1.ResetGmailProvidersRequest
-	27, // 41: alga.gmail.v1.GmailProviderService.HandleGmailPush:input_type -> alga.gmail.v1.HandleGmailPushRequest
-	31, // 42: alga.gmail.v1.InboundMailService.ListInboundMessages:input_type -> alga.gmail.v1.ListInboundMessagesRequest
-	33, // 43: alga.gmail.v1.InboundMailService.StreamInboundMessages:input_type -> alga.gmail.v1.StreamInboundMessagesRequest
-	35, // 44: alga.gmail.v1.InboundMailService.AcknowledgeInboundMessages:input_type -> alga.gmail.v1.AcknowledgeInboundMessagesRequest
-	5,  // 45: alga.gmail.v1.GmailProviderService.CreateGmailProvider:output_type -> alga.gmail.v1.CreateGmailProviderResponse
-	7,  // 46: alga.gmail.v1.GmailProviderService.GetGmailProvider:output_type -> alga.gmail.v1.GetGmailProviderResponse
-	9,  // 47: alga.gmail.v1.GmailProviderService.ListGmailProviders:output_type -> alga.gmail.v1.ListGmailProvidersResponse
-	11, // 48: alga.gmail.v1.GmailProviderService.UpdateGmailProvider:output_type -> alga.gmail.v1.UpdateGmailProviderResponse
-	13, // 49: alga.gmail.v1.GmailProviderService.DeleteGmailProvider:output_type -> alga.gmail.v1.DeleteGmailProviderResponse
-	15, // 50: alga.gmail.v1.GmailProviderService.ConnectGmailProvider:output_type -> alga.gmail.v1.ConnectGmailProviderResponse
-	20, // 51: alga.gmail.v1.GmailProviderService.GetGmailProviderDiagnostics:output_type -> alga.gmail.v1.GetGmailProviderDiagnosticsResponse
-	22, // 52: alga.gmail.v1.GmailProviderService.RefreshGmailProvider:output_type -> alga.gmail.v1.RefreshGmailProviderResponse
-	24, // 53: alga.gmail.v1.GmailProviderService.ActivateGmailProvider:output_type -> alga.gmail.v1.ActivateGmailProviderResponse
-	26, // 54: alga.gmail.v1.GmailProviderService.ResetGmailProviders:output_type -> alga.gmail.v1.ResetGmailProvidersResponse
-	28, // 55: alga.gmail.v1.GmailProviderService.HandleGmailPush:output_type -> alga.gmail.v1.HandleGmailPushResponse
-	32, // 56: alga.gmail.v1.InboundMailService.ListInboundMessages:output_type -> alga.gmail.v1.ListInboundMessagesResponse
-	34, // 57: alga.gmail.v1.InboundMailService.StreamInboundMessages:output_type -> alga.gmail.v1.StreamInboundMessagesResponse
-	36, // 58: alga.gmail.v1.InboundMailService.AcknowledgeInboundMessages:output_type -> alga.gmail.v1.AcknowledgeInboundMessagesResponse
-	45, // [45:59] is the sub-list for method output_type
-	31, // [31:45] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	41, // 26: alga.gmail.v1.ActivityDay.start_time:type_name -> google.protobuf.Timestamp
+	41, // 27: alga.gmail.v1.RecentMessage.receive_time:type_name -> google.protobuf.Timestamp
+	24, // 28: alga.gmail.v1.GetGmailProviderActivityResponse.days:type_name -> alga.gmail.v1.ActivityDay
+	25, // 29: alga.gmail.v1.GetGmailProviderActivityResponse.recent_messages:type_name -> alga.gmail.v1.RecentMessage
+	3,  // 30: alga.gmail.v1.ActivateGmailProviderResponse.provider:type_name -> alga.gmail.v1.GmailProvider
+	33, // 31: alga.gmail.v1.InboundMessage.attachments:type_name -> alga.gmail.v1.Attachment
+	41, // 32: alga.gmail.v1.InboundMessage.receive_time:type_name -> google.protobuf.Timestamp
+	34, // 33: alga.gmail.v1.ListInboundMessagesResponse.messages:type_name -> alga.gmail.v1.InboundMessage
+	34, // 34: alga.gmail.v1.StreamInboundMessagesResponse.message:type_name -> alga.gmail.v1.InboundMessage
+	4,  // 35: alga.gmail.v1.GmailProviderService.CreateGmailProvider:input_type -> alga.gmail.v1.CreateGmailProviderRequest
+	6,  // 36: alga.gmail.v1.GmailProviderService.GetGmailProvider:input_type -> alga.gmail.v1.GetGmailProviderRequest
+	8,  // 37: alga.gmail.v1.GmailProviderService.ListGmailProviders:input_type -> alga.gmail.v1.ListGmailProvidersRequest
+	10, // 38: alga.gmail.v1.GmailProviderService.UpdateGmailProvider:input_type -> alga.gmail.v1.UpdateGmailProviderRequest
+	12, // 39: alga.gmail.v1.GmailProviderService.DeleteGmailProvider:input_type -> alga.gmail.v1.DeleteGmailProviderRequest
+	14, // 40: alga.gmail.v1.GmailProviderService.ConnectGmailProvider:input_type -> alga.gmail.v1.ConnectGmailProviderRequest
+	19, // 41: alga.gmail.v1.GmailProviderService.GetGmailProviderDiagnostics:input_type -> alga.gmail.v1.GetGmailProviderDiagnosticsRequest
+	21, // 42: alga.gmail.v1.GmailProviderService.RefreshGmailProvider:input_type -> alga.gmail.v1.RefreshGmailProviderRequest
+	23, // 43: alga.gmail.v1.GmailProviderService.GetGmailProviderActivity:input_type -> alga.gmail.v1.GetGmailProviderActivityRequest
+	27, // 44: alga.gmail.v1.GmailProviderService.ActivateGmailProvider:input_type -> alga.gmail.v1.ActivateGmailProviderRequest
+	29, // 45: alga.gmail.v1.GmailProviderService.ResetGmailProviders:input_type -> alga.gmail.v1.ResetGmailProvidersRequest
+	31, // 46: alga.gmail.v1.GmailProviderService.HandleGmailPush:input_type -> alga.gmail.v1.HandleGmailPushRequest
+	35, // 47: alga.gmail.v1.InboundMailService.ListInboundMessages:input_type -> alga.gmail.v1.ListInboundMessagesRequest
+	37, // 48: alga.gmail.v1.InboundMailService.StreamInboundMessages:input_type -> alga.gmail.v1.StreamInboundMessagesRequest
+	39, // 49: alga.gmail.v1.InboundMailService.AcknowledgeInboundMessages:input_type -> alga.gmail.v1.AcknowledgeInboundMessagesRequest
+	5,  // 50: alga.gmail.v1.GmailProviderService.CreateGmailProvider:output_type -> alga.gmail.v1.CreateGmailProviderResponse
+	7,  // 51: alga.gmail.v1.GmailProviderService.GetGmailProvider:output_type -> alga.gmail.v1.GetGmailProviderResponse
+	9,  // 52: alga.gmail.v1.GmailProviderService.ListGmailProviders:output_type -> alga.gmail.v1.ListGmailProvidersResponse
+	11, // 53: alga.gmail.v1.GmailProviderService.UpdateGmailProvider:output_type -> alga.gmail.v1.UpdateGmailProviderResponse
+	13, // 54: alga.gmail.v1.GmailProviderService.DeleteGmailProvider:output_type -> alga.gmail.v1.DeleteGmailProviderResponse
+	15, // 55: alga.gmail.v1.GmailProviderService.ConnectGmailProvider:output_type -> alga.gmail.v1.ConnectGmailProviderResponse
+	20, // 56: alga.gmail.v1.GmailProviderService.GetGmailProviderDiagnostics:output_type -> alga.gmail.v1.GetGmailProviderDiagnosticsResponse
+	22, // 57: alga.gmail.v1.GmailProviderService.RefreshGmailProvider:output_type -> alga.gmail.v1.RefreshGmailProviderResponse
+	26, // 58: alga.gmail.v1.GmailProviderService.GetGmailProviderActivity:output_type -> alga.gmail.v1.GetGmailProviderActivityResponse
+	28, // 59: alga.gmail.v1.GmailProviderService.ActivateGmailProvider:output_type -> alga.gmail.v1.ActivateGmailProviderResponse
+	30, // 60: alga.gmail.v1.GmailProviderService.ResetGmailProviders:output_type -> alga.gmail.v1.ResetGmailProvidersResponse
+	32, // 61: alga.gmail.v1.GmailProviderService.HandleGmailPush:output_type -> alga.gmail.v1.HandleGmailPushResponse
+	36, // 62: alga.gmail.v1.InboundMailService.ListInboundMessages:output_type -> alga.gmail.v1.ListInboundMessagesResponse
+	38, // 63: alga.gmail.v1.InboundMailService.StreamInboundMessages:output_type -> alga.gmail.v1.StreamInboundMessagesResponse
+	40, // 64: alga.gmail.v1.InboundMailService.AcknowledgeInboundMessages:output_type -> alga.gmail.v1.AcknowledgeInboundMessagesResponse
+	50, // [50:65] is the sub-list for method output_type
+	35, // [35:50] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_alga_gmail_v1_gmail_proto_init() }
@@ -2638,7 +2927,7 @@ func file_alga_gmail_v1_gmail_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_alga_gmail_v1_gmail_proto_rawDesc), len(file_alga_gmail_v1_gmail_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   36,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

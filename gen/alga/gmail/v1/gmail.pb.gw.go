@@ -335,6 +335,59 @@ func local_request_GmailProviderService_RefreshGmailProvider_0(ctx context.Conte
 	return msg, metadata, err
 }
 
+var filter_GmailProviderService_GetGmailProviderActivity_0 = &utilities.DoubleArray{Encoding: map[string]int{"id": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
+
+func request_GmailProviderService_GetGmailProviderActivity_0(ctx context.Context, marshaler runtime.Marshaler, client GmailProviderServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetGmailProviderActivityRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "id")
+	}
+	protoReq.Id, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "id", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_GmailProviderService_GetGmailProviderActivity_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.GetGmailProviderActivity(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_GmailProviderService_GetGmailProviderActivity_0(ctx context.Context, marshaler runtime.Marshaler, server GmailProviderServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetGmailProviderActivityRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "id")
+	}
+	protoReq.Id, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "id", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_GmailProviderService_GetGmailProviderActivity_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.GetGmailProviderActivity(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 // RegisterGmailProviderServiceHandlerServer registers the http handlers for service GmailProviderService to "mux".
 // UnaryRPC     :call GmailProviderServiceServer directly.
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
@@ -500,6 +553,26 @@ func RegisterGmailProviderServiceHandlerServer(ctx context.Context, mux *runtime
 			return
 		}
 		forward_GmailProviderService_RefreshGmailProvider_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodGet, pattern_GmailProviderService_GetGmailProviderActivity_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/alga.gmail.v1.GmailProviderService/GetGmailProviderActivity", runtime.WithHTTPPathPattern("/api/v1/gmail/providers/{id}/activity"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_GmailProviderService_GetGmailProviderActivity_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_GmailProviderService_GetGmailProviderActivity_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
 
 	return nil
@@ -677,6 +750,23 @@ func RegisterGmailProviderServiceHandlerClient(ctx context.Context, mux *runtime
 		}
 		forward_GmailProviderService_RefreshGmailProvider_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_GmailProviderService_GetGmailProviderActivity_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/alga.gmail.v1.GmailProviderService/GetGmailProviderActivity", runtime.WithHTTPPathPattern("/api/v1/gmail/providers/{id}/activity"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_GmailProviderService_GetGmailProviderActivity_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_GmailProviderService_GetGmailProviderActivity_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	return nil
 }
 
@@ -689,6 +779,7 @@ var (
 	pattern_GmailProviderService_ConnectGmailProvider_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"api", "v1", "gmail", "providers", "id"}, "connect"))
 	pattern_GmailProviderService_GetGmailProviderDiagnostics_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"api", "v1", "gmail", "providers", "id", "diagnostics"}, ""))
 	pattern_GmailProviderService_RefreshGmailProvider_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"api", "v1", "gmail", "providers", "id"}, "refresh"))
+	pattern_GmailProviderService_GetGmailProviderActivity_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"api", "v1", "gmail", "providers", "id", "activity"}, ""))
 )
 
 var (
@@ -700,4 +791,5 @@ var (
 	forward_GmailProviderService_ConnectGmailProvider_0        = runtime.ForwardResponseMessage
 	forward_GmailProviderService_GetGmailProviderDiagnostics_0 = runtime.ForwardResponseMessage
 	forward_GmailProviderService_RefreshGmailProvider_0        = runtime.ForwardResponseMessage
+	forward_GmailProviderService_GetGmailProviderActivity_0    = runtime.ForwardResponseMessage
 )

@@ -27,6 +27,7 @@ const (
 	GmailProviderService_ConnectGmailProvider_FullMethodName        = "/alga.gmail.v1.GmailProviderService/ConnectGmailProvider"
 	GmailProviderService_GetGmailProviderDiagnostics_FullMethodName = "/alga.gmail.v1.GmailProviderService/GetGmailProviderDiagnostics"
 	GmailProviderService_RefreshGmailProvider_FullMethodName        = "/alga.gmail.v1.GmailProviderService/RefreshGmailProvider"
+	GmailProviderService_GetGmailProviderActivity_FullMethodName    = "/alga.gmail.v1.GmailProviderService/GetGmailProviderActivity"
 	GmailProviderService_ActivateGmailProvider_FullMethodName       = "/alga.gmail.v1.GmailProviderService/ActivateGmailProvider"
 	GmailProviderService_ResetGmailProviders_FullMethodName         = "/alga.gmail.v1.GmailProviderService/ResetGmailProviders"
 	GmailProviderService_HandleGmailPush_FullMethodName             = "/alga.gmail.v1.GmailProviderService/HandleGmailPush"
@@ -50,6 +51,9 @@ type GmailProviderServiceClient interface {
 	GetGmailProviderDiagnostics(ctx context.Context, in *GetGmailProviderDiagnosticsRequest, opts ...grpc.CallOption) (*GetGmailProviderDiagnosticsResponse, error)
 	// RefreshGmailProvider re-verifies provisioning and renews the watch now.
 	RefreshGmailProvider(ctx context.Context, in *RefreshGmailProviderRequest, opts ...grpc.CallOption) (*RefreshGmailProviderResponse, error)
+	// GetGmailProviderActivity shows a mailbox's traffic for the UI: daily counts (pushes, syncs, errors,
+	// messages) and its most recent inbound messages — received time, sender and subject only.
+	GetGmailProviderActivity(ctx context.Context, in *GetGmailProviderActivityRequest, opts ...grpc.CallOption) (*GetGmailProviderActivityResponse, error)
 	// ActivateGmailProvider is called by the oauth service after a successful callback. Internal.
 	ActivateGmailProvider(ctx context.Context, in *ActivateGmailProviderRequest, opts ...grpc.CallOption) (*ActivateGmailProviderResponse, error)
 	// ResetGmailProviders returns every provider of the tenant to DISCONNECTED. Internal.
@@ -146,6 +150,16 @@ func (c *gmailProviderServiceClient) RefreshGmailProvider(ctx context.Context, i
 	return out, nil
 }
 
+func (c *gmailProviderServiceClient) GetGmailProviderActivity(ctx context.Context, in *GetGmailProviderActivityRequest, opts ...grpc.CallOption) (*GetGmailProviderActivityResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetGmailProviderActivityResponse)
+	err := c.cc.Invoke(ctx, GmailProviderService_GetGmailProviderActivity_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *gmailProviderServiceClient) ActivateGmailProvider(ctx context.Context, in *ActivateGmailProviderRequest, opts ...grpc.CallOption) (*ActivateGmailProviderResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ActivateGmailProviderResponse)
@@ -194,6 +208,9 @@ type GmailProviderServiceServer interface {
 	GetGmailProviderDiagnostics(context.Context, *GetGmailProviderDiagnosticsRequest) (*GetGmailProviderDiagnosticsResponse, error)
 	// RefreshGmailProvider re-verifies provisioning and renews the watch now.
 	RefreshGmailProvider(context.Context, *RefreshGmailProviderRequest) (*RefreshGmailProviderResponse, error)
+	// GetGmailProviderActivity shows a mailbox's traffic for the UI: daily counts (pushes, syncs, errors,
+	// messages) and its most recent inbound messages — received time, sender and subject only.
+	GetGmailProviderActivity(context.Context, *GetGmailProviderActivityRequest) (*GetGmailProviderActivityResponse, error)
 	// ActivateGmailProvider is called by the oauth service after a successful callback. Internal.
 	ActivateGmailProvider(context.Context, *ActivateGmailProviderRequest) (*ActivateGmailProviderResponse, error)
 	// ResetGmailProviders returns every provider of the tenant to DISCONNECTED. Internal.
@@ -233,6 +250,9 @@ func (UnimplementedGmailProviderServiceServer) GetGmailProviderDiagnostics(conte
 }
 func (UnimplementedGmailProviderServiceServer) RefreshGmailProvider(context.Context, *RefreshGmailProviderRequest) (*RefreshGmailProviderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RefreshGmailProvider not implemented")
+}
+func (UnimplementedGmailProviderServiceServer) GetGmailProviderActivity(context.Context, *GetGmailProviderActivityRequest) (*GetGmailProviderActivityResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetGmailProviderActivity not implemented")
 }
 func (UnimplementedGmailProviderServiceServer) ActivateGmailProvider(context.Context, *ActivateGmailProviderRequest) (*ActivateGmailProviderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ActivateGmailProvider not implemented")
@@ -408,6 +428,24 @@ func _GmailProviderService_RefreshGmailProvider_Handler(srv interface{}, ctx con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _GmailProviderService_GetGmailProviderActivity_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetGmailProviderActivityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GmailProviderServiceServer).GetGmailProviderActivity(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GmailProviderService_GetGmailProviderActivity_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GmailProviderServiceServer).GetGmailProviderActivity(ctx, req.(*GetGmailProviderActivityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _GmailProviderService_ActivateGmailProvider_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ActivateGmailProviderRequest)
 	if err := dec(in); err != nil {
@@ -500,6 +538,10 @@ var GmailProviderService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RefreshGmailProvider",
 			Handler:    _GmailProviderService_RefreshGmailProvider_Handler,
+		},
+		{
+			MethodName: "GetGmailProviderActivity",
+			Handler:    _GmailProviderService_GetGmailProviderActivity_Handler,
 		},
 		{
 			MethodName: "ActivateGmailProvider",

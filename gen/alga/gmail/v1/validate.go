@@ -154,6 +154,25 @@ func (r *GetGmailProviderDiagnosticsRequest) Validate() error { return ValidateI
 
 func (r *RefreshGmailProviderRequest) Validate() error { return ValidateID("id", r.GetId()) }
 
+// Limits of GetGmailProviderActivity.
+const (
+	MaxActivityDays   = 31
+	MaxRecentMessages = 50
+)
+
+func (r *GetGmailProviderActivityRequest) Validate() error {
+	if err := ValidateID("id", r.GetId()); err != nil {
+		return err
+	}
+	if d := r.GetDays(); d < 0 || d > MaxActivityDays {
+		return invalid("days", "must be between 0 and %d (0 means 7)", MaxActivityDays)
+	}
+	if n := r.GetMessageCount(); n < 0 || n > MaxRecentMessages {
+		return invalid("message_count", "must be between 0 and %d (0 means 10)", MaxRecentMessages)
+	}
+	return nil
+}
+
 func (r *ActivateGmailProviderRequest) Validate() error {
 	if err := ValidateID("id", r.GetId()); err != nil {
 		return err
