@@ -19,7 +19,7 @@ type series struct{ Key, Label string }
 
 var (
 	gmailSeries    = []series{{"pushes", "Pushes received"}, {"syncs", "Syncs"}, {"errors", "Errors"}}
-	calendarSeries = []series{{"pushes", "Notifications received"}, {"syncs", "Syncs"}, {"errors", "Errors"}}
+	calendarSeries = []series{{"pushes", "Notifications received"}, {"syncs", "Syncs with changes"}, {"errors", "Errors"}}
 )
 
 func (d dayCount) value(key string) int {

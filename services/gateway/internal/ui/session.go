@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -294,7 +295,8 @@ func (s *Server) devSession(w http.ResponseWriter, r *http.Request) {
 // safeNext keeps a post-sign-in destination on the UI's own pages.
 func safeNext(next string) string {
 	u, err := url.Parse(next)
-	if err != nil || next == "" || u.IsAbs() || u.Host != "" || !strings.HasPrefix(u.Path, "/settings/integrations/") ||
+	if err != nil || next == "" || u.IsAbs() || u.Host != "" || path.Clean(u.Path) != u.Path ||
+		!strings.HasPrefix(u.Path, "/settings/integrations/") ||
 		strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
 		return GooglePath
 	}
