@@ -127,11 +127,16 @@ func renderChart(in chartInput) template.HTML {
 			fmt.Fprintf(&b, `<rect class="bar bar-%s" x="%.1f" y="%.1f" width="%.1f" height="%.1f"><title>%s %s: %d</title></rect>`,
 				s.Key, gx+float64(i)*bw, by, bw*0.9, bh, esc(d.Start.Format("Mon 2 Jan")), esc(s.Label), v)
 		}
-		fmt.Fprintf(&b, `<text class="tick" x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x0+dw/2, top+plotH+16, esc(d.Start.Format("Mon 2")))
+		if dw >= 50 {
+			fmt.Fprintf(&b, `<text class="tick" x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x0+dw/2, top+plotH+16, esc(d.Start.Format("Mon 2")))
+		} else {
+			fmt.Fprintf(&b, `<text class="tick" x="%.1f" y="%.1f" text-anchor="middle">%s</text><text class="tick" x="%.1f" y="%.1f" text-anchor="middle">%s</text>`,
+				x0+dw/2, top+plotH+14, esc(d.Start.Format("Mon")), x0+dw/2, top+plotH+26, d.Start.Format("2"))
+		}
 	}
 	if nx := x(in.Now); nx >= left && nx <= w-right {
 		fmt.Fprintf(&b, `<line class="now" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f"/><text class="tick" x="%.1f" y="%.1f" text-anchor="middle">now</text>`,
-			nx, top-4, nx, top+plotH, nx, top+plotH+30)
+			nx, top-4, nx, top+plotH, nx, top-6)
 	}
 	if !in.Expiry.IsZero() {
 		ex := x(in.Expiry)
