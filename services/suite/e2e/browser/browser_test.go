@@ -274,14 +274,9 @@ func (b *tab) open(path string) { b.t.Helper(); b.do(chromedp.Navigate(b.base + 
 
 func (b *tab) text(sel string) string {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-	if err != nil {
-		b.shot("failure")
-		b.t.Fatalf("text of %s: %v (at %s)", sel, err, b.location())
-	}
-	return s
+	// Read through the page (not a cached DOM node): the page may have just navigated by itself.
+	b.waitFor(sel, fmt.Sprintf(`document.querySelector(%q)`, sel))
+	return evalIn[string](b, fmt.Sprintf(`(document.querySelector(%q) || {textContent: ""}).textContent`, sel))
 }
 
 func evalIn[T any](b *tab, js string) T {
@@ -347,7 +342,9 @@ func (b *tab) narrow(name string) {
 	b.do(chromedp.Reload())
 	w := evalIn[int](b, `document.documentElement.scrollWidth`)
 	if w > 362 {
-		b.t.Errorf("%s: the page is %d px wide at a 360 px viewport", name, w)
+		wide := evalIn[[]string](b, `Array.from(document.querySelectorAll("body *")).filter(e => e.getBoundingClientRect().right > 362 && (!e.closest(".scroll") || e.classList.contains("scroll") || e.querySelector(".scroll")))
+			.slice(0, 5).map(e => e.tagName + "#" + e.id + "." + e.className + " " + Math.round(e.getBoundingClientRect().right))`)
+		b.t.Errorf("%s: the page is %d px wide at a 360 px viewport: %v", name, w, wide)
 	}
 	b.shot(name + "-360px")
 	b.do(chromedp.EmulateViewport(1280, 1000))

@@ -34,6 +34,7 @@ func attackerPage(target string) string {
 // exchanged for the session cookie, which page JavaScript cannot read, and writes from other origins
 // are refused.
 func TestProductionSignIn(t *testing.T) {
+	t.Parallel()
 	attacker := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		_, _ = w.Write([]byte(attackerPage(r.URL.Query().Get("target"))))

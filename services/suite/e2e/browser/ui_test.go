@@ -103,6 +103,7 @@ func (b *tab) reloadUntil(sel, want string) {
 }
 
 func TestUI(t *testing.T) {
+	t.Parallel()
 	e := newUIEnv(t)
 	sb := e.s.Sandbox.URL()
 
@@ -188,7 +189,8 @@ func TestUI(t *testing.T) {
 		// Test configuration.
 		b.do(chromedp.Click(chromedp.ID("test-config")))
 		b.waitFor("the test results", `document.querySelectorAll("#test-checks li").length > 0`)
-		require.Contains(t, b.text("#test-overall"), "PASS")
+		require.NotContains(t, b.text("#test-overall"), "FAIL")
+		require.NotContains(t, b.text("#test-checks"), "FAIL", "every check passes (the consent-screen reminder is a warning)")
 		require.Contains(t, b.text(`#test-checks li[data-check=oauth_client]`), "PASS")
 		b.shot("google-test")
 
@@ -285,6 +287,10 @@ func TestUI(t *testing.T) {
 		code := evalIn[int](b, `fetch("/api/v1/google/config", {method: "PUT", headers: {"Content-Type": "application/json",
 			"X-Alga-CSRF": document.querySelector('meta[name="alga-csrf"]').content}, body: JSON.stringify({project_id: "other-project"})}).then(r => r.status)`)
 		require.Equal(t, http.StatusForbidden, code)
+		// Nor may they read a mailbox's activity (recent messages).
+		b.expectFailure("/api/v1/gmail/providers/"+gmailID+"/activity", http.StatusForbidden)
+		code = evalIn[int](b, fmt.Sprintf(`fetch("/api/v1/gmail/providers/%s/activity").then(r => r.status)`, gmailID))
+		require.Equal(t, http.StatusForbidden, code)
 		// The mailbox page says so too.
 		b.open("/settings/integrations/email")
 		require.True(t, b.present("#read-only"))
@@ -329,6 +335,9 @@ func TestUI(t *testing.T) {
 		b.expectFailure("/api/v1/calendar/providers/"+calendarID, http.StatusNotFound)
 		code := evalIn[int](b, fmt.Sprintf(`fetch("/api/v1/calendar/providers/%s").then(r => r.status)`, calendarID))
 		require.Equal(t, http.StatusNotFound, code)
+		b.expectFailure("/api/v1/calendar/providers/"+calendarID+"/activity", http.StatusNotFound)
+		code = evalIn[int](b, fmt.Sprintf(`fetch("/api/v1/calendar/providers/%s/activity").then(r => r.status)`, calendarID))
+		require.Equal(t, http.StatusNotFound, code, "nor its latest changes")
 		b.shot("calendar-other-refused")
 	})
 
