@@ -253,7 +253,9 @@ func (b *tab) checkClean() {
 }
 
 // expectFailure announces a failed response the next steps cause on purpose.
-func (b *tab) expectFailure(urlPart string, status int) *allowance { return b.mon.allow(urlPart, status) }
+func (b *tab) expectFailure(urlPart string, status int) *allowance {
+	return b.mon.allow(urlPart, status)
+}
 
 func (b *tab) do(actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
