@@ -21,6 +21,7 @@ import (
 	"github.com/algapsa/alga-google/services/calendar/internal/channel"
 	"github.com/algapsa/alga-google/services/calendar/internal/service"
 	"github.com/algapsa/alga-google/services/calendar/internal/store"
+	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/jobs"
@@ -28,15 +29,27 @@ import (
 	"github.com/algapsa/alga-google/services/platform/target"
 )
 
-// Internal methods: service identities only (never mapped in http.yaml).
-var internalMethods = []string{
-	calendarv1.CalendarProviderService_ActivateCalendarProvider_FullMethodName,
-	calendarv1.CalendarProviderService_ResetCalendarProviders_FullMethodName,
-	calendarv1.CalendarProviderService_HandleCalendarNotification_FullMethodName,
-	calendarv1.CalendarProviderService_RenewCalendarChannel_FullMethodName,
-	calendarv1.CalendarProviderService_VerifyCalendarChannel_FullMethodName,
-	"/" + calendarv1.CalendarChangeService_ServiceDesc.ServiceName + "/",
-	"/" + maintenancev1.CalendarUpkeepService_ServiceDesc.ServiceName + "/",
+// Access is who may call each RPC of the calendar target: providers are the browser's; activation and
+// reset are oauth's, notification ingest the gateway's, channel upkeep the worker's and the change feed
+// the platform's (Alga PSA). The internal ones are never mapped in http.yaml.
+var Access = grpcserver.Access{
+	calendarv1.CalendarProviderService_CreateCalendarProvider_FullMethodName:         grpcserver.Users(),
+	calendarv1.CalendarProviderService_GetCalendarProvider_FullMethodName:            grpcserver.Users(),
+	calendarv1.CalendarProviderService_ListCalendarProviders_FullMethodName:          grpcserver.Users(),
+	calendarv1.CalendarProviderService_UpdateCalendarProvider_FullMethodName:         grpcserver.Users(),
+	calendarv1.CalendarProviderService_DeleteCalendarProvider_FullMethodName:         grpcserver.Users(),
+	calendarv1.CalendarProviderService_ConnectCalendarProvider_FullMethodName:        grpcserver.Users(),
+	calendarv1.CalendarProviderService_DisconnectCalendarProvider_FullMethodName:     grpcserver.Users(),
+	calendarv1.CalendarProviderService_GetCalendarProviderDiagnostics_FullMethodName: grpcserver.Users(),
+	calendarv1.CalendarProviderService_GetCalendarProviderActivity_FullMethodName:    grpcserver.Users(),
+	calendarv1.CalendarProviderService_ActivateCalendarProvider_FullMethodName:       grpcserver.Services(auth.SvcOAuth),
+	calendarv1.CalendarProviderService_ResetCalendarProviders_FullMethodName:         grpcserver.Services(auth.SvcOAuth),
+	calendarv1.CalendarProviderService_HandleCalendarNotification_FullMethodName:     grpcserver.Services(auth.SvcGateway),
+	calendarv1.CalendarProviderService_RenewCalendarChannel_FullMethodName:           grpcserver.Services(auth.SvcMaintenance),
+	calendarv1.CalendarProviderService_VerifyCalendarChannel_FullMethodName:          grpcserver.Services(auth.SvcMaintenance),
+
+	"/" + calendarv1.CalendarChangeService_ServiceDesc.ServiceName + "/":    grpcserver.Services(auth.SvcPlatform),
+	"/" + maintenancev1.CalendarUpkeepService_ServiceDesc.ServiceName + "/": grpcserver.Services(auth.SvcMaintenance),
 }
 
 // NewTarget returns the calendar target.
@@ -58,13 +71,13 @@ func (t *calendarTarget) Bind(b *config.Binder) { t.cfg.Bind(b) }
 // Migrations implements target.Target: the `calendar` schema and its queries.
 func (t *calendarTarget) Migrations() *pg.Migrations { return store.Migrations() }
 
-// Register registers the gRPC services (providers, the change feed, scheduled upkeep); their
-// dependencies arrive in Start.
+// Register registers the gRPC services (providers, the change feed, scheduled upkeep) and who may call
+// them (Access); their dependencies arrive in Start.
 func (t *calendarTarget) Register(srv *grpcserver.Server) {
 	calendarv1.RegisterCalendarProviderServiceServer(srv.GRPC, t.svc)
 	calendarv1.RegisterCalendarChangeServiceServer(srv.GRPC, t.svc.ChangeServer())
 	maintenancev1.RegisterCalendarUpkeepServiceServer(srv.GRPC, t.svc.UpkeepServer())
-	srv.RequireService(internalMethods...)
+	srv.Allow(Access)
 }
 
 // Start builds the dependencies, connects them to the service, then starts the sync worker (River,

@@ -36,8 +36,8 @@ func (t *Target) Bind(b *config.Binder) { t.cfg.Bind(b) }
 func (*Target) Migrations() *pg.Migrations { return store.Migrations() }
 
 // Register registers GmailProviderService, InboundMailService and maintenance's GmailUpkeepService
-// before the server serves, and the methods only service identities may call (all of the upkeep
-// service); the server answers them Unavailable until Start succeeds.
+// before the server serves, and who may call them (service.Access); the server answers them
+// Unavailable until Start succeeds.
 func (t *Target) Register(srv *grpcserver.Server) { t.svc.Register(srv) }
 
 // Start connects the service to its peers (oauth, secrets) and starts River in the gmail schema (the

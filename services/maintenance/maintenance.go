@@ -25,14 +25,19 @@ import (
 	"github.com/algapsa/alga-google/services/maintenance/internal/service"
 	"github.com/algapsa/alga-google/services/maintenance/internal/store"
 	"github.com/algapsa/alga-google/services/maintenance/internal/upkeep"
+	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/pg"
 	"github.com/algapsa/alga-google/services/platform/target"
 )
 
-// MethodsServiceOnly are the worker's methods only service identities may call.
-var MethodsServiceOnly = []string{"/" + m.MaintenanceScheduleService_ServiceDesc.ServiceName + "/"}
+// Access is who may call each RPC of the worker target: MaintenanceService is the browser's (and the
+// operator's `alga-google maintenance` command); the schedule sync is oauth's, after a saved setup.
+var Access = grpcserver.Access{
+	"/" + m.MaintenanceService_ServiceDesc.ServiceName + "/":         grpcserver.Users(auth.SvcCLI),
+	"/" + m.MaintenanceScheduleService_ServiceDesc.ServiceName + "/": grpcserver.Services(auth.SvcOAuth),
+}
 
 // Target is the worker target (see target.Target for the lifecycle).
 type Target struct {
@@ -65,9 +70,9 @@ func (t *Target) Config() *Config { return &t.cfg }
 func (*Target) Migrations() *pg.Migrations { return store.Migrations() }
 
 // Register registers MaintenanceService (browser-facing through the gateway) and
-// MaintenanceScheduleService (service identities only).
+// MaintenanceScheduleService (oauth only), and who may call them (Access).
 func (t *Target) Register(srv *grpcserver.Server) {
-	srv.RequireService(MethodsServiceOnly...)
+	srv.Allow(Access)
 	m.RegisterMaintenanceServiceServer(srv.GRPC, t.svc)
 	m.RegisterMaintenanceScheduleServiceServer(srv.GRPC, t.svc.Schedules())
 }

@@ -9,8 +9,11 @@ import (
 
 	"google.golang.org/grpc"
 
+	maintenancev1 "github.com/algapsa/alga-google/gen/alga/maintenance/v1"
+	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
 	"github.com/algapsa/alga-google/services/oauth/internal/service"
 	"github.com/algapsa/alga-google/services/oauth/internal/store"
+	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/pg"
@@ -33,12 +36,32 @@ func (t *oauthTarget) Bind(b *config.Binder) { t.cfg.Bind(b) }
 // Migrations implements target.Target: the `oauth` schema and its queries.
 func (*oauthTarget) Migrations() *pg.Migrations { return store.Migrations() }
 
-// Register implements target.Target: GoogleSetupService (users); OAuthFlowService, TokenService and
-// maintenance's TokenUpkeepService and TenantDirectoryService (service identities only).
+// Access is who may call each RPC of the oauth target: the Google setup is the browser's (gmail and
+// calendar read its status); the flows, tokens and upkeep are internal, each for the identities that
+// need it — the gateway only completes a callback, access tokens go only to the services calling Google.
+var Access = grpcserver.Access{
+	oauthv1.GoogleSetupService_GetGoogleConfig_FullMethodName:      grpcserver.Users(auth.SvcGmail, auth.SvcCalendar),
+	oauthv1.GoogleSetupService_UpdateGoogleConfig_FullMethodName:   grpcserver.Users(),
+	oauthv1.GoogleSetupService_TestGoogleConfig_FullMethodName:     grpcserver.Users(),
+	oauthv1.GoogleSetupService_ResetGoogleProviders_FullMethodName: grpcserver.Users(),
+
+	oauthv1.OAuthFlowService_BeginAuthorization_FullMethodName:    grpcserver.Services(auth.SvcGmail, auth.SvcCalendar),
+	oauthv1.OAuthFlowService_CompleteAuthorization_FullMethodName: grpcserver.Services(auth.SvcGateway),
+
+	oauthv1.TokenService_GetAccessToken_FullMethodName:   grpcserver.Services(auth.SvcGmail, auth.SvcCalendar, auth.SvcMaintenance),
+	oauthv1.TokenService_GetConnection_FullMethodName:    grpcserver.Services(auth.SvcGmail, auth.SvcCalendar),
+	oauthv1.TokenService_DeleteConnection_FullMethodName: grpcserver.Services(auth.SvcGmail, auth.SvcCalendar),
+	oauthv1.TokenService_ListConnections_FullMethodName:  grpcserver.Services(auth.SvcMaintenance),
+
+	"/" + maintenancev1.TokenUpkeepService_ServiceDesc.ServiceName + "/":     grpcserver.Services(auth.SvcMaintenance),
+	"/" + maintenancev1.TenantDirectoryService_ServiceDesc.ServiceName + "/": grpcserver.Services(auth.SvcMaintenance),
+}
+
+// Register implements target.Target: GoogleSetupService, OAuthFlowService, TokenService and
+// maintenance's TokenUpkeepService and TenantDirectoryService, and who may call them (Access).
 func (t *oauthTarget) Register(srv *grpcserver.Server) {
 	t.svc.Register(srv.GRPC)
-	srv.RequireService("/alga.oauth.v1.OAuthFlowService/", "/alga.oauth.v1.TokenService/",
-		"/alga.maintenance.v1.TokenUpkeepService/", "/alga.maintenance.v1.TenantDirectoryService/")
+	srv.Allow(Access)
 }
 
 // Start implements target.Target: connects the peers (secrets, gmail, calendar) and hands them to the

@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
+	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/pg"
@@ -64,11 +65,21 @@ func (t *Target) Bind(b *config.Binder) { t.cfg.Bind(b) }
 // Migrations implements target.Target: the `secrets` schema and its queries.
 func (t *Target) Migrations() *pg.Migrations { return store.Migrations() }
 
-// Register implements target.Target: SecretsService itself, with GetSecrets (plaintext values) reachable
-// by service identities only.
+// Access is who may call each RPC of the secrets target. GetSecrets (plaintext values) is for oauth and
+// gmail only, and the handler narrows gmail to the names it provisions Pub/Sub with (service.Readable):
+// only oauth reads OAuth client secrets and tokens.
+var Access = grpcserver.Access{
+	secretsv1.SecretsService_PutSecrets_FullMethodName:      grpcserver.Users(auth.SvcOAuth),
+	secretsv1.SecretsService_DescribeSecrets_FullMethodName: grpcserver.Users(auth.SvcOAuth),
+	secretsv1.SecretsService_GetSecrets_FullMethodName:      grpcserver.Services(auth.SvcOAuth, auth.SvcGmail),
+	secretsv1.SecretsService_DeleteSecrets_FullMethodName:   grpcserver.Users(),
+	secretsv1.SecretsService_ListSecretAudit_FullMethodName: grpcserver.Users(),
+}
+
+// Register implements target.Target: SecretsService itself, and who may call it (Access).
 func (t *Target) Register(srv *grpcserver.Server) {
 	secretsv1.RegisterSecretsServiceServer(srv.GRPC, t.svc)
-	srv.RequireService(service.GetSecretsMethod)
+	srv.Allow(Access)
 }
 
 // Start implements target.Target: builds the backend chain, checks every data key can be unwrapped with

@@ -109,6 +109,22 @@ func TestVerifyRejects(t *testing.T) {
 	}
 }
 
+// The service key is its own: missing, short or equal to the user key, the verifier refuses to exist,
+// so the user key can never mint a service token.
+func TestServiceKeyIsSeparate(t *testing.T) {
+	t.Parallel()
+	for name, cfg := range map[string]auth.VerifierConfig{
+		"missing":      {HS256Key: []byte(userKey)},
+		"short":        {HS256Key: []byte(userKey), ServiceKey: []byte("short")},
+		"the user key": {HS256Key: []byte(userKey), ServiceKey: []byte(userKey)},
+	} {
+		_, err := auth.NewVerifier(cfg)
+		require.Error(t, err, name)
+	}
+	_, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(userKey), ServiceKey: []byte(serviceKey)})
+	require.NoError(t, err)
+}
+
 func TestVerifyJWKS(t *testing.T) {
 	t.Parallel()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -141,7 +157,7 @@ func TestVerifyJWKS(t *testing.T) {
 }
 
 func FuzzVerify(f *testing.F) {
-	v, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(userKey), Issuer: "alga-psa", Audience: "alga-google"})
+	v, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(userKey), ServiceKey: []byte(serviceKey), Issuer: "alga-psa", Audience: "alga-google"})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -18,6 +18,28 @@ const (
 // PermSystemSettingsUpdate lets a user change the Google setup and manage Gmail providers.
 const PermSystemSettingsUpdate = "system_settings:update"
 
+// Service identities: the svc claim of a service token names its caller. Each target signs its peer
+// calls as its own identity, and each internal RPC declares which identities may call it
+// (grpcserver.Access), so a token of one identity reaches only that identity's RPCs.
+const (
+	// SvcGateway is the HTTP edge: it reaches only the OAuth callback and the webhook-ingest RPCs.
+	SvcGateway = "gateway"
+	// SvcSecrets is the secret store (it calls no peer).
+	SvcSecrets = "secrets"
+	// SvcOAuth is the Google setup and token custody: the only reader of OAuth client secrets.
+	SvcOAuth = "oauth"
+	// SvcGmail is the Gmail inbound service.
+	SvcGmail = "gmail"
+	// SvcCalendar is the Google Calendar service.
+	SvcCalendar = "calendar"
+	// SvcMaintenance is the worker target (scheduled upkeep).
+	SvcMaintenance = "maintenance"
+	// SvcPlatform is Alga PSA itself, an outside caller consuming inbound mail and calendar changes.
+	SvcPlatform = "platform"
+	// SvcCLI is the operator's `alga-google maintenance` command.
+	SvcCLI = "cli"
+)
+
 // Claims is the JWT body shared by user tokens and service tokens.
 type Claims struct {
 	jwt.RegisteredClaims

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto"
+	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,7 +27,8 @@ type VerifierConfig struct {
 	HS256Key []byte
 	// JWKS is a file path or http(s) URL of a JSON Web Key Set verifying asymmetric user tokens.
 	JWKS string
-	// ServiceKey verifies service tokens (claim svc). Defaults to HS256Key.
+	// ServiceKey verifies service tokens (claim svc). Required, and never the user key: whoever can
+	// mint user tokens must not be able to mint service tokens.
 	ServiceKey []byte
 	Issuer     string
 	Audience   string
@@ -43,14 +45,14 @@ type Verifier struct {
 
 // NewVerifier validates cfg and returns a Verifier.
 func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
-	if len(cfg.ServiceKey) == 0 {
-		cfg.ServiceKey = cfg.HS256Key
-	}
 	if len(cfg.HS256Key) == 0 && cfg.JWKS == "" {
 		return nil, errors.New("auth: configure ALGA_AUTH_HS256_KEY or ALGA_AUTH_JWKS")
 	}
 	if len(cfg.ServiceKey) < 32 {
-		return nil, errors.New("auth: the service token key (ALGA_SERVICE_TOKEN_KEY or ALGA_AUTH_HS256_KEY) must be at least 32 bytes")
+		return nil, errors.New("auth: the service token key (ALGA_SERVICE_TOKEN_KEY) must be at least 32 bytes")
+	}
+	if len(cfg.HS256Key) > 0 && hmac.Equal(cfg.ServiceKey, cfg.HS256Key) {
+		return nil, errors.New("auth: the service token key (ALGA_SERVICE_TOKEN_KEY) must differ from the user token key (ALGA_AUTH_HS256_KEY)")
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}

@@ -3,6 +3,10 @@
 package config
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"time"
 )
 
@@ -54,7 +58,7 @@ func (c *Config) Bind(b *Binder) {
 	b.String(&c.AuthJWKS, "auth-jwks", "ALGA_AUTH_JWKS", "", "JWKS file path or URL verifying asymmetric user tokens")
 	b.String(&c.AuthIssuer, "auth-issuer", "ALGA_AUTH_ISSUER", "alga-psa", "required iss of user tokens")
 	b.String(&c.AuthAudience, "auth-audience", "ALGA_AUTH_AUDIENCE", "alga-google", "required aud of every token")
-	b.String(&c.ServiceTokenKey, "service-token-key", "ALGA_SERVICE_TOKEN_KEY", "", "key (>= 32 bytes) signing service-to-service tokens; defaults to ALGA_AUTH_HS256_KEY")
+	b.String(&c.ServiceTokenKey, "service-token-key", "ALGA_SERVICE_TOKEN_KEY", "", "key (>= 32 bytes) signing service-to-service tokens; required, and different from ALGA_AUTH_HS256_KEY (--dev derives one when unset)")
 	b.String(&c.GoogleAPIRoot, "google-api-root", "ALGA_GOOGLE_API_ROOT", "", "root URL for every Google HTTP API (a Google-compatible emulator); unset = real Google")
 	b.String(&c.PubSubEmulatorHost, "pubsub-emulator-host", "PUBSUB_EMULATOR_HOST", "", "host:port of a Pub/Sub emulator; unset = real Pub/Sub")
 	b.String(&c.JobRunner, "job-runner", "ALGA_JOB_RUNNER", "river", "scheduled upkeep runner: river (embedded) or temporal")
@@ -71,10 +75,35 @@ func (c *Config) Bind(b *Binder) {
 	b.Bool(&c.Dev, "dev", "ALGA_DEV", false, "development mode: plain-http loopback base URL, in-process Google sandbox, dev sign-in, text logs")
 }
 
-// ServiceKey returns the key signing service tokens.
+// ServiceKey returns the key signing service tokens: ALGA_SERVICE_TOKEN_KEY, or — in --dev only, when
+// it is unset — a key derived from ALGA_AUTH_HS256_KEY (distinct from it, stable across restarts, so
+// `alga-google token --service` agrees with a running --dev suite). Nil when there is none.
 func (c *Config) ServiceKey() []byte {
 	if c.ServiceTokenKey != "" {
 		return []byte(c.ServiceTokenKey)
 	}
-	return []byte(c.AuthHS256Key)
+	if c.Dev && c.AuthHS256Key != "" {
+		m := hmac.New(sha256.New, []byte(c.AuthHS256Key))
+		m.Write([]byte("alga-google --dev service token key"))
+		return []byte(hex.EncodeToString(m.Sum(nil)))
+	}
+	return nil
+}
+
+// CheckServiceKey refuses a missing service key outside --dev, a short one, and one equal to the user
+// token key: whoever can mint user tokens must not be able to mint service tokens (which read secrets
+// and Google tokens of any tenant).
+func (c *Config) CheckServiceKey() error {
+	key := c.ServiceKey()
+	switch {
+	case len(key) == 0 && c.Dev:
+		return errors.New("ALGA_SERVICE_TOKEN_KEY is required (--dev derives one from ALGA_AUTH_HS256_KEY, which is not set either)")
+	case len(key) == 0:
+		return errors.New("ALGA_SERVICE_TOKEN_KEY is required: a key (>= 32 bytes) of its own signing service-to-service tokens")
+	case len(key) < 32:
+		return errors.New("ALGA_SERVICE_TOKEN_KEY must be at least 32 bytes")
+	case c.AuthHS256Key != "" && hmac.Equal(key, []byte(c.AuthHS256Key)):
+		return errors.New("ALGA_SERVICE_TOKEN_KEY must differ from ALGA_AUTH_HS256_KEY: the user token key must not mint service tokens")
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,8 +47,8 @@ type Server struct {
 	log    *slog.Logger
 	auth   *auth.Verifier
 
-	mu          sync.RWMutex
-	serviceOnly map[string]bool // full method or "/pkg.Service/" prefix
+	mu     sync.RWMutex
+	access map[string]Rule // full method or "/pkg.Service/" prefix
 	// gated maps a gRPC service name to the target that owns it; notReady lists targets still starting.
 	gated    map[string]string
 	notReady map[string]bool
@@ -58,7 +59,7 @@ type Validator interface{ Validate() error }
 
 // New builds the server and registers health and reflection.
 func New(opts Options) *Server {
-	s := &Server{log: opts.Logger, auth: opts.Verifier, serviceOnly: map[string]bool{}, Health: health.NewServer(),
+	s := &Server{log: opts.Logger, auth: opts.Verifier, access: map[string]Rule{}, Health: health.NewServer(),
 		gated: map[string]string{}, notReady: map[string]bool{}}
 	reg := opts.Registerer
 	if reg == nil {
@@ -101,26 +102,83 @@ func New(opts Options) *Server {
 	return s
 }
 
-// RequireService restricts methods (full names like "/alga.secrets.v1.SecretsService/GetSecrets", or a
-// service prefix ending in "/") to service identities. Users get PermissionDenied.
-func (s *Server) RequireService(methods ...string) {
+// Rule says who may call an RPC: internal users (browsers, through the gateway; the handler still checks
+// their permissions and tenant) when Users is set, and the service identities listed (the svc claim of
+// a service token, e.g. auth.SvcOAuth). Anyone else gets PermissionDenied from the auth interceptor.
+type Rule struct {
+	Users    bool
+	Services []string
+}
+
+// Users is the rule of a browser-facing RPC that the service identities listed may call too.
+func Users(services ...string) Rule { return Rule{Users: true, Services: services} }
+
+// Services is the rule of an internal RPC only the service identities listed may call.
+func Services(services ...string) Rule { return Rule{Services: services} }
+
+// Allows reports whether the identity may call a method with this rule.
+func (r Rule) Allows(id auth.Identity) bool {
+	if !id.IsService() {
+		return r.Users
+	}
+	return slices.Contains(r.Services, id.Service)
+}
+
+// Access is one target's table of who may call what: full method names
+// ("/alga.secrets.v1.SecretsService/GetSecrets") or service prefixes ending in "/"
+// ("/alga.gmail.v1.InboundMailService/") to their rule; a full name wins over its service's prefix.
+type Access map[string]Rule
+
+// Reasons (ErrorInfo) of the auth interceptor's refusals.
+const (
+	// ReasonServiceOnly: a user called an RPC only service identities may call.
+	ReasonServiceOnly = "SERVICE_ONLY"
+	// ReasonCallerNotAllowed: a service identity called an RPC its identity is not listed for.
+	ReasonCallerNotAllowed = "CALLER_NOT_ALLOWED"
+	// ReasonNoAccessRule: the RPC has no rule at all (every registered RPC must be declared).
+	ReasonNoAccessRule = "NO_ACCESS_RULE"
+)
+
+// Allow declares a target's access table (call it from Register, beside the registrations it covers).
+// An RPC no table declares is refused to everyone, so a new RPC is unreachable until it is declared.
+func (s *Server) Allow(table Access) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, m := range methods {
-		s.serviceOnly[m] = true
+	for m, r := range table {
+		s.access[m] = r
 	}
 }
 
-func (s *Server) isServiceOnly(method string) bool {
+// RuleOf returns the rule that applies to a full method name, if any.
+func (s *Server) RuleOf(method string) (Rule, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.serviceOnly[method] {
-		return true
+	if r, ok := s.access[method]; ok {
+		return r, true
 	}
 	if i := strings.LastIndex(method, "/"); i > 0 {
-		return s.serviceOnly[method[:i+1]]
+		r, ok := s.access[method[:i+1]]
+		return r, ok
 	}
-	return false
+	return Rule{}, false
+}
+
+// authorize checks the verified caller against the method's rule.
+func (s *Server) authorize(method string, id auth.Identity) error {
+	rule, ok := s.RuleOf(method)
+	switch {
+	case !ok:
+		return &errs.Error{Code: codes.PermissionDenied, Reason: ReasonNoAccessRule,
+			Message: "this method declares no callers and is available to no one"}
+	case rule.Allows(id):
+		return nil
+	case !id.IsService():
+		return &errs.Error{Code: codes.PermissionDenied, Reason: ReasonServiceOnly,
+			Message: "this method is available to internal services only"}
+	default:
+		return &errs.Error{Code: codes.PermissionDenied, Reason: ReasonCallerNotAllowed,
+			Message: fmt.Sprintf("the %q service identity may not call this method", id.Service)}
+	}
 }
 
 // Gate ties the gRPC services (full names like "alga.secrets.v1.SecretsService") to a target that is
@@ -198,8 +256,9 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 		s.log.InfoContext(ctx, "token rejected", "err", err)
 		return nil, errs.Unauthenticated("the bearer token is invalid or expired")
 	}
-	if !id.IsService() && s.isServiceOnly(method) {
-		return nil, errs.PermissionDenied("this method is available to internal services only")
+	if err := s.authorize(method, id); err != nil {
+		s.log.WarnContext(ctx, "call refused", "method", method, "caller_service", id.Service, "tenant", id.Tenant, "err", err)
+		return nil, err
 	}
 	ctx = auth.WithIdentity(ctx, id)
 	attrs := []slog.Attr{slog.String("tenant", id.Tenant)}

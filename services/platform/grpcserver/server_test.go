@@ -21,7 +21,18 @@ import (
 	"github.com/algapsa/alga-google/services/platform/logging"
 )
 
-const key = "grpcserver-test-key-0123456789abcdef"
+const (
+	key    = "grpcserver-test-key-0123456789abcdef"
+	svcKey = "grpcserver-test-service-key-0123456789"
+)
+
+// verifier verifies user tokens signed with key and service tokens signed with svcKey.
+func verifier(t *testing.T) *auth.Verifier {
+	t.Helper()
+	v, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(key), ServiceKey: []byte(svcKey), Issuer: "alga-psa", Audience: "alga-google", ServiceIssuer: "alga-google"})
+	require.NoError(t, err)
+	return v
+}
 
 // probe is a tiny service used to observe the interceptor chain.
 type probe struct {
@@ -55,11 +66,12 @@ type testBundle struct {
 
 func setup(t *testing.T) testBundle {
 	t.Helper()
-	v, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(key), Issuer: "alga-psa", Audience: "alga-google", ServiceIssuer: "alga-google"})
-	require.NoError(t, err)
-	srv := grpcserver.New(grpcserver.Options{Logger: logging.Discard(), Verifier: v, Registerer: prometheus.NewRegistry()})
+	srv := grpcserver.New(grpcserver.Options{Logger: logging.Discard(), Verifier: verifier(t), Registerer: prometheus.NewRegistry()})
 	secretsv1.RegisterSecretsServiceServer(srv.GRPC, probe{})
-	srv.RequireService("/alga.secrets.v1.SecretsService/GetSecrets")
+	srv.Allow(grpcserver.Access{
+		"/alga.secrets.v1.SecretsService/":           grpcserver.Users("oauth"),
+		"/alga.secrets.v1.SecretsService/GetSecrets": grpcserver.Services("oauth"),
+	})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = srv.GRPC.Serve(lis) }()
@@ -68,7 +80,7 @@ func setup(t *testing.T) testBundle {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	users, _ := auth.NewSigner([]byte(key), "alga-psa", "alga-google")
-	svcs, _ := auth.NewSigner([]byte(key), "alga-google", "alga-google")
+	svcs, _ := auth.NewSigner([]byte(svcKey), "alga-google", "alga-google")
 	return testBundle{srv: srv, client: secretsv1.NewSecretsServiceClient(conn), health: healthpb.NewHealthClient(conn), users: users, svcs: svcs}
 }
 

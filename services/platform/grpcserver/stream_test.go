@@ -32,11 +32,10 @@ func (p *streamProbe) StreamInboundMessages(req *gmailv1.StreamInboundMessagesRe
 // answers InvalidArgument naming the field.
 func TestStreamRequestsAreValidated(t *testing.T) {
 	t.Parallel()
-	v, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(key), Issuer: "alga-psa", Audience: "alga-google", ServiceIssuer: "alga-google"})
-	require.NoError(t, err)
-	srv := grpcserver.New(grpcserver.Options{Logger: logging.Discard(), Verifier: v, Registerer: prometheus.NewRegistry()})
+	srv := grpcserver.New(grpcserver.Options{Logger: logging.Discard(), Verifier: verifier(t), Registerer: prometheus.NewRegistry()})
 	probe := &streamProbe{ran: make(chan struct{})}
 	gmailv1.RegisterInboundMailServiceServer(srv.GRPC, probe)
+	srv.Allow(grpcserver.Access{"/alga.gmail.v1.InboundMailService/": grpcserver.Services("platform")})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = srv.GRPC.Serve(lis) }()
@@ -44,7 +43,7 @@ func TestStreamRequestsAreValidated(t *testing.T) {
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
-	svcs, _ := auth.NewSigner([]byte(key), "alga-google", "alga-google")
+	svcs, _ := auth.NewSigner([]byte(svcKey), "alga-google", "alga-google")
 	tok, _ := svcs.MintService("platform", "tenant-a", "", nil)
 	client := gmailv1.NewInboundMailServiceClient(conn)
 

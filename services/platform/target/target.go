@@ -4,6 +4,7 @@ package target
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -38,8 +39,9 @@ const (
 //  1. construct — New(): the service's gRPC implementations exist, without dependencies.
 //  2. bind — Bind(b): the service declares its own settings (flags + env) into its Config.
 //  3. register — Register(srv): called once, before the server serves (grpc-go refuses later
-//     registrations): registers the implementations themselves — no wrappers — and declares which
-//     methods only service identities may call. From now until Start returns nil, the server's start-up
+//     registrations): registers the implementations themselves — no wrappers — and declares who may
+//     call each method (srv.Allow with the target's one grpcserver.Access table, beside Register; an
+//     undeclared method is refused to everyone). From now until Start returns nil, the server's start-up
 //     gate answers the target's methods with Unavailable, so no handler runs without its dependencies.
 //  4. start — Start(ctx, deps): once the target's schema is migrated, connects the dependencies (pool,
 //     peers, River) into the implementations and starts background work, which runs until ctx ends. It
@@ -67,6 +69,9 @@ type Deps struct {
 	Verifier *auth.Verifier
 	// ServiceSigner mints service tokens (peer calls, the gateway's webhook calls).
 	ServiceSigner *auth.Signer
+	// Identity is the service identity (svc claim) the target's peer calls sign as: the binary hands
+	// each target its own Deps (As), so a target's calls carry its own name (see Identity).
+	Identity string
 	// UserSigner mints user tokens in --dev mode (dev sign-in); nil when no HS256 user key is configured.
 	UserSigner *auth.Signer
 	Base       urls.Base
@@ -79,17 +84,37 @@ type Deps struct {
 	// Upstreams are the gRPC targets the gateway serves and checks for readiness.
 	Upstreams []string
 
+	peers *peers
+}
+
+// peers are the connections of every target of the process, by identity and peer.
+type peers struct {
 	dialer grpcclient.Dialer
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
 }
 
-// SetDialer sets how peers are reached (in-process when they are local). Call before Peer.
+// Identity is the service identity a target signs its peer calls as (the worker target is
+// "maintenance"; every other target is its own name).
+func Identity(targetName string) string {
+	if targetName == Worker {
+		return auth.SvcMaintenance
+	}
+	return targetName
+}
+
+// SetDialer sets how peers are reached (in-process when they are local). Call before Peer; the
+// dialer's Service is replaced by the Identity of the Deps a target is handed.
 func (d *Deps) SetDialer(dialer grpcclient.Dialer) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.dialer = dialer
-	d.conns = map[string]*grpc.ClientConn{}
+	d.peers = &peers{dialer: dialer, conns: map[string]*grpc.ClientConn{}}
+}
+
+// As returns the dependencies of one target: the same everything, with peer calls signed as identity
+// (connections shared by the targets of the process that sign as the same identity).
+func (d *Deps) As(identity string) *Deps {
+	c := *d
+	c.Identity = identity
+	return &c
 }
 
 // Peer returns a (shared) connection to another target's gRPC services, with service credentials.
@@ -103,20 +128,26 @@ func (d *Deps) PeerRaw(name string) (*grpc.ClientConn, error) {
 }
 
 func (d *Deps) peer(name string, raw bool) (*grpc.ClientConn, error) {
-	key := name
-	if raw {
-		key += "#raw"
+	if d.peers == nil {
+		return nil, errors.New("target: no dialer set (Deps.SetDialer)")
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if c, ok := d.conns[key]; ok {
+	dialer := d.peers.dialer
+	if d.Identity != "" {
+		dialer.Service = d.Identity
+	}
+	key := dialer.Service + ">" + name
+	if raw {
+		key = "raw>" + name
+	}
+	d.peers.mu.Lock()
+	defer d.peers.mu.Unlock()
+	if c, ok := d.peers.conns[key]; ok {
 		return c, nil
 	}
 	addr, err := d.peerAddr(name)
 	if err != nil {
 		return nil, err
 	}
-	dialer := d.dialer
 	if !d.Local[name] {
 		dialer.ContextDialer = nil
 	}
@@ -129,7 +160,7 @@ func (d *Deps) peer(name string, raw bool) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dialing %s at %s: %w", name, addr, err)
 	}
-	d.conns[key] = c
+	d.peers.conns[key] = c
 	return c, nil
 }
 
@@ -149,11 +180,15 @@ func (d *Deps) peerAddr(name string) (string, error) {
 	return "", fmt.Errorf("no gRPC peer named %q", name)
 }
 
-// Close closes peer connections.
+// Close closes the peer connections of every target of the process.
 func (d *Deps) Close() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, c := range d.conns {
+	if d.peers == nil {
+		return
+	}
+	d.peers.mu.Lock()
+	defer d.peers.mu.Unlock()
+	for k, c := range d.peers.conns {
 		_ = c.Close()
+		delete(d.peers.conns, k)
 	}
 }

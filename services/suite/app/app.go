@@ -97,6 +97,9 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := cfg.CheckServiceKey(); err != nil {
+		return nil, err
+	}
 	verifier, err := auth.NewVerifier(auth.VerifierConfig{
 		HS256Key: []byte(cfg.AuthHS256Key), JWKS: cfg.AuthJWKS, ServiceKey: cfg.ServiceKey(),
 		Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience, ServiceIssuer: ServiceIssuer,
@@ -148,8 +151,9 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 		Google:   googleapi.New(cfg.GoogleAPIRoot, cfg.PubSubEmulatorHost),
 		Registry: reg, HTTP: http.NewServeMux(), Local: local, Upstreams: upstreams,
 	}
+	// Each target signs its peer calls as its own identity (target.Identity): see depsOf.
 	a.deps.SetDialer(grpcclient.Dialer{
-		Signer: serviceSigner, Service: "alga-google",
+		Signer:        serviceSigner,
 		ContextDialer: func(ctx context.Context, _ string) (net.Conn, error) { return a.inproc.DialContext(ctx) },
 	})
 
@@ -177,7 +181,7 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 			pending = append(pending, t)
 			continue
 		}
-		if err := t.Start(runCtx, a.deps); err != nil {
+		if err := t.Start(runCtx, a.depsOf(t)); err != nil {
 			cancel()
 			return nil, fmt.Errorf("starting %s: %w", t.Name(), err)
 		}
@@ -254,7 +258,15 @@ func (a *App) startTarget(ctx context.Context, t target.Target) error {
 			return fmt.Errorf("schema %s is not migrated yet: run `alga-google migrate`", m.Schema)
 		}
 	}
-	return t.Start(ctx, a.deps)
+	return t.Start(ctx, a.depsOf(t))
+}
+
+// depsOf is what target t is handed: the shared dependencies, with peer calls signed as the target's
+// own service identity.
+func (a *App) depsOf(t target.Target) *target.Deps {
+	a.poolMu.Lock()
+	defer a.poolMu.Unlock()
+	return a.deps.As(target.Identity(t.Name()))
 }
 
 // pool connects to PostgreSQL once, on first need.

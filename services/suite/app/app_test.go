@@ -12,11 +12,18 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
 
 	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/config"
+	"github.com/algapsa/alga-google/services/platform/errs"
+	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/logging"
 	"github.com/algapsa/alga-google/services/platform/pg"
 	"github.com/algapsa/alga-google/services/platform/pgtest"
@@ -167,4 +174,62 @@ func TestGatewayAnswersBadInputWith4xx(t *testing.T) {
 	code, body = get(t, b.base+"/metrics", "")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "grpc_server_handled_total")
+}
+
+// The service key is its own: start-up refuses a missing one outside --dev and one equal to the user
+// key anywhere; --dev derives a distinct one when none is given.
+func TestStartRefusesASharedOrMissingServiceKey(t *testing.T) {
+	t.Parallel()
+	start := func(cfg config.Config) error {
+		cfg.AuthIssuer, cfg.AuthAudience = "alga-psa", "alga-google"
+		a, err := app.Start(context.Background(), app.Options{Config: cfg, Logger: logging.Discard()})
+		if a != nil {
+			_ = a.Shutdown(context.Background())
+		}
+		return err
+	}
+	prod := config.Config{BaseURL: "https://helpdesk.example.com", AuthHS256Key: userKey}
+	require.ErrorContains(t, start(prod), "ALGA_SERVICE_TOKEN_KEY is required")
+	prod.ServiceTokenKey = userKey
+	require.ErrorContains(t, start(prod), "must differ from ALGA_AUTH_HS256_KEY")
+	dev := config.Config{BaseURL: "http://127.0.0.1:1", AuthHS256Key: userKey, ServiceTokenKey: userKey, Dev: true}
+	require.ErrorContains(t, start(dev), "must differ from ALGA_AUTH_HS256_KEY")
+
+	dev.ServiceTokenKey = ""
+	require.NoError(t, dev.CheckServiceKey())
+	require.NotEqual(t, []byte(userKey), dev.ServiceKey(), "--dev derives a key of its own")
+	require.GreaterOrEqual(t, len(dev.ServiceKey()), 32)
+}
+
+// Over the binary's own wiring: a service claim signed with the user key is refused as unauthenticated,
+// and the gateway's genuine identity cannot read raw secrets.
+func TestUserKeyMintsNoServiceToken(t *testing.T) {
+	t.Parallel()
+	b := setup(t, true)
+	require.NoError(t, b.app.WaitReady(context.Background()))
+	conn, err := grpc.NewClient(b.app.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	client := secretsv1.NewSecretsServiceClient(conn)
+	call := func(tok string) error {
+		ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+		_, err := client.GetSecrets(ctx, &secretsv1.GetSecretsRequest{Names: []string{"google_client_secret"}})
+		return err
+	}
+
+	users, err := auth.NewSigner([]byte(userKey), app.ServiceIssuer, "alga-google")
+	require.NoError(t, err)
+	forged, err := users.MintService(auth.SvcOAuth, "t1", "", nil)
+	require.NoError(t, err)
+	require.Equal(t, codes.Unauthenticated, status.Code(call(forged)))
+
+	gw, err := b.app.Deps().ServiceSigner.MintService(auth.SvcGateway, "t1", "", nil)
+	require.NoError(t, err)
+	err = call(gw)
+	require.Equal(t, codes.PermissionDenied, status.Code(err))
+	require.Equal(t, grpcserver.ReasonCallerNotAllowed, errs.ReasonOf(err))
+
+	ok, err := b.app.Deps().ServiceSigner.MintService(auth.SvcOAuth, "t1", "", nil)
+	require.NoError(t, err)
+	require.NoError(t, call(ok))
 }

@@ -175,6 +175,9 @@ func token(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var tok string
 	if *service != "" {
+		if err := cfg.CheckServiceKey(); err != nil {
+			return err
+		}
 		s, err := auth.NewSigner(cfg.ServiceKey(), app.ServiceIssuer, cfg.AuthAudience)
 		if err != nil {
 			return err

@@ -12,7 +12,28 @@ import (
 	"github.com/algapsa/alga-google/services/suite/cli"
 )
 
-const key = "cli-test-key-0123456789abcdef-0123456"
+const (
+	key    = "cli-test-key-0123456789abcdef-0123456"
+	svcKey = "cli-test-service-key-0123456789abcdef"
+)
+
+// A service token is signed with the service key, never the user key: without ALGA_SERVICE_TOKEN_KEY
+// (outside --dev) there is none to mint, and the one minted verifies as a service identity.
+func TestTokenServiceNeedsTheServiceKey(t *testing.T) {
+	t.Setenv("ALGA_AUTH_HS256_KEY", key)
+	var out, errOut bytes.Buffer
+	err := cli.Main(context.Background(), []string{"token", "--service", "gmail", "--tenant", "t1"}, &out, &errOut)
+	require.ErrorContains(t, err, "ALGA_SERVICE_TOKEN_KEY")
+
+	t.Setenv("ALGA_SERVICE_TOKEN_KEY", svcKey)
+	out.Reset()
+	require.NoError(t, cli.Main(context.Background(), []string{"token", "--service", "gmail", "--tenant", "t1"}, &out, &errOut))
+	v, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(key), ServiceKey: []byte(svcKey), Audience: "alga-google", ServiceIssuer: "alga-google"})
+	require.NoError(t, err)
+	id, err := v.Verify(context.Background(), strings.TrimSpace(out.String()))
+	require.NoError(t, err)
+	require.Equal(t, "gmail", id.Service)
+}
 
 func TestTokenMintsVerifiableUserToken(t *testing.T) {
 	t.Setenv("ALGA_AUTH_HS256_KEY", key)
@@ -20,7 +41,7 @@ func TestTokenMintsVerifiableUserToken(t *testing.T) {
 	err := cli.Main(context.Background(), []string{"token", "--tenant", "t1", "--user", "u1",
 		"--permissions", "system_settings:update,ticket_settings:update"}, &out, &errOut)
 	require.NoError(t, err, errOut.String())
-	v, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(key), Issuer: "alga-psa", Audience: "alga-google"})
+	v, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(key), ServiceKey: []byte(svcKey), Issuer: "alga-psa", Audience: "alga-google"})
 	require.NoError(t, err)
 	id, err := v.Verify(context.Background(), strings.TrimSpace(out.String()))
 	require.NoError(t, err)
@@ -33,7 +54,7 @@ func TestTokenClientUserTypeIsRefusedByVerifier(t *testing.T) {
 	t.Setenv("ALGA_AUTH_HS256_KEY", key)
 	var out bytes.Buffer
 	require.NoError(t, cli.Main(context.Background(), []string{"token", "--user-type", "client"}, &out, &out))
-	v, _ := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(key)})
+	v, _ := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(key), ServiceKey: []byte(svcKey)})
 	_, err := v.Verify(context.Background(), strings.TrimSpace(out.String()))
 	require.ErrorIs(t, err, auth.ErrForbiddenUserType)
 }

@@ -36,17 +36,20 @@ func maintenanceCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	if *tenant == "" {
 		return errors.New("--tenant is required")
 	}
+	if err := cfg.CheckServiceKey(); err != nil {
+		return err
+	}
 	signer, err := auth.NewSigner(cfg.ServiceKey(), app.ServiceIssuer, cfg.AuthAudience)
 	if err != nil {
-		return fmt.Errorf("%w (set ALGA_SERVICE_TOKEN_KEY or ALGA_AUTH_HS256_KEY)", err)
+		return err
 	}
-	conn, err := grpcclient.Dialer{Signer: signer, Service: "cli"}.Dial(cfg.WorkerAddr)
+	conn, err := grpcclient.Dialer{Signer: signer, Service: auth.SvcCLI}.Dial(cfg.WorkerAddr)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	client := m.NewMaintenanceServiceClient(conn)
-	ctx = grpcclient.ActFor(ctx, "cli", *tenant, "")
+	ctx = grpcclient.ActFor(ctx, auth.SvcCLI, *tenant, "")
 	var out proto.Message
 	switch args[0] {
 	case "run":

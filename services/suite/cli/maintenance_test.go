@@ -16,6 +16,7 @@ import (
 func TestMaintenanceRunThenStatus(t *testing.T) {
 	s := harness.Start(t, harness.Options{})
 	t.Setenv("ALGA_AUTH_HS256_KEY", s.Config.AuthHS256Key)
+	t.Setenv("ALGA_SERVICE_TOKEN_KEY", s.Config.ServiceTokenKey)
 	args := []string{"--tenant", "tenant-cli", "--worker-addr", s.App.GRPCAddr()}
 
 	var out, errOut bytes.Buffer
@@ -30,7 +31,7 @@ func TestMaintenanceRunThenStatus(t *testing.T) {
 
 	err := cli.Main(context.Background(), []string{"maintenance", "run", "--worker-addr", s.App.GRPCAddr()}, &out, &errOut)
 	require.ErrorContains(t, err, "--tenant is required")
-	t.Setenv("ALGA_AUTH_HS256_KEY", "another-key-that-the-suite-does-not-know-0123")
+	t.Setenv("ALGA_SERVICE_TOKEN_KEY", "another-key-that-the-suite-does-not-know-0123")
 	err = cli.Main(context.Background(), append([]string{"maintenance", "status"}, args...), &out, &errOut)
 	require.ErrorContains(t, err, "Unauthenticated")
 }

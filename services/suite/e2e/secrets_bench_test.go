@@ -36,7 +36,7 @@ func BenchmarkSecretWriteRead(b *testing.B) {
 
 	b.Run("secrets-service", func(b *testing.B) {
 		client := secretsv1.NewSecretsServiceClient(s.Conn(b))
-		cctx := harness.WithToken(ctx, s.ServiceToken("bench", "bench-tenant"))
+		cctx := harness.WithToken(ctx, s.ServiceToken("oauth", "bench-tenant"))
 		for b.Loop() {
 			if _, err := client.PutSecrets(cctx, &secretsv1.PutSecretsRequest{Writes: []*secretsv1.SecretWrite{{Name: "google_client_secret", Value: value}}}); err != nil {
 				b.Fatal(err)

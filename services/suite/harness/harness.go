@@ -156,10 +156,12 @@ func (s *Suite) Stop() {
 	_ = s.App.Shutdown(ctx)
 }
 
-// TestConfig is the configuration every test suite starts from (fixed test keys, dev mode).
+// TestConfig is the configuration every test suite starts from (fixed test keys — the service key its
+// own, never the user key — dev mode).
 func TestConfig() config.Config {
 	return config.Config{
 		AuthHS256Key:    "test-user-token-key-0123456789abcdef",
+		ServiceTokenKey: "test-service-token-key-0123456789abcdef",
 		AuthIssuer:      "alga-psa",
 		AuthAudience:    "alga-google",
 		JobRunner:       "river",

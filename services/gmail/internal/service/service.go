@@ -22,6 +22,7 @@ import (
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
 	"github.com/algapsa/alga-google/services/gmail/internal/push"
 	"github.com/algapsa/alga-google/services/gmail/internal/store"
+	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/feed"
 	"github.com/algapsa/alga-google/services/platform/googleapi"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
@@ -89,13 +90,25 @@ type Service struct {
 	Upkeep    *Upkeep
 }
 
-// MethodsServiceOnly are the RPCs only service identities may call.
-var MethodsServiceOnly = []string{
-	"/alga.gmail.v1.InboundMailService/",
-	"/alga.gmail.v1.GmailProviderService/ActivateGmailProvider",
-	"/alga.gmail.v1.GmailProviderService/ResetGmailProviders",
-	"/alga.gmail.v1.GmailProviderService/HandleGmailPush",
-	"/alga.maintenance.v1.GmailUpkeepService/",
+// Access is who may call each RPC of the gmail target: providers are the browser's (oauth reads one
+// to check the mailbox of a callback); activation and reset are oauth's, push ingest the gateway's,
+// the inbound feed the platform's (Alga PSA) and the upkeep the worker's.
+var Access = grpcserver.Access{
+	gmailv1.GmailProviderService_CreateGmailProvider_FullMethodName:         grpcserver.Users(),
+	gmailv1.GmailProviderService_GetGmailProvider_FullMethodName:            grpcserver.Users(auth.SvcOAuth),
+	gmailv1.GmailProviderService_ListGmailProviders_FullMethodName:          grpcserver.Users(),
+	gmailv1.GmailProviderService_UpdateGmailProvider_FullMethodName:         grpcserver.Users(),
+	gmailv1.GmailProviderService_DeleteGmailProvider_FullMethodName:         grpcserver.Users(),
+	gmailv1.GmailProviderService_ConnectGmailProvider_FullMethodName:        grpcserver.Users(),
+	gmailv1.GmailProviderService_GetGmailProviderDiagnostics_FullMethodName: grpcserver.Users(),
+	gmailv1.GmailProviderService_RefreshGmailProvider_FullMethodName:        grpcserver.Users(),
+	gmailv1.GmailProviderService_GetGmailProviderActivity_FullMethodName:    grpcserver.Users(),
+	gmailv1.GmailProviderService_ActivateGmailProvider_FullMethodName:       grpcserver.Services(auth.SvcOAuth),
+	gmailv1.GmailProviderService_ResetGmailProviders_FullMethodName:         grpcserver.Services(auth.SvcOAuth),
+	gmailv1.GmailProviderService_HandleGmailPush_FullMethodName:             grpcserver.Services(auth.SvcGateway),
+
+	"/" + gmailv1.InboundMailService_ServiceDesc.ServiceName + "/":       grpcserver.Services(auth.SvcPlatform),
+	"/" + maintenancev1.GmailUpkeepService_ServiceDesc.ServiceName + "/": grpcserver.Services(auth.SvcMaintenance),
 }
 
 // New returns the service's gRPC implementations, without dependencies: the server's start-up gate
@@ -109,9 +122,9 @@ func New() *Service {
 }
 
 // Register registers GmailProviderService, InboundMailService and maintenance's GmailUpkeepService (the
-// implementations themselves) and declares the methods only service identities may call.
+// implementations themselves) and who may call them (Access).
 func (s *Service) Register(srv *grpcserver.Server) {
-	srv.RequireService(MethodsServiceOnly...)
+	srv.Allow(Access)
 	gmailv1.RegisterGmailProviderServiceServer(srv.GRPC, s.Providers)
 	gmailv1.RegisterInboundMailServiceServer(srv.GRPC, s.Inbound)
 	maintenancev1.RegisterGmailUpkeepServiceServer(srv.GRPC, s.Upkeep)

@@ -49,6 +49,7 @@ var (
 	pushKey  = mustRSA()
 	otherKey = mustRSA()
 	authKey  = []byte("test-key-0123456789abcdef0123456789")
+	svcKey   = []byte("test-service-key-0123456789abcdef0123")
 )
 
 func mustRSA() *rsa.PrivateKey {
@@ -107,7 +108,7 @@ func setup(t *testing.T) *testBundle {
 	b.base, _ = urls.Parse("https://helpdesk.example.com", false)
 	b.logs = &lockedBuffer{}
 	b.userSigner, _ = auth.NewSigner(authKey, "alga-psa", "alga-google")
-	b.svcSigner, _ = auth.NewSigner(authKey, "alga-google", "alga-google")
+	b.svcSigner, _ = auth.NewSigner(svcKey, "alga-google", "alga-google")
 	b.startService(t)
 	return b
 }
@@ -117,7 +118,7 @@ func setup(t *testing.T) *testBundle {
 func (b *testBundle) startService(t *testing.T) {
 	t.Helper()
 	svc := New()
-	verifier, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: authKey, Issuer: "alga-psa", Audience: "alga-google", ServiceIssuer: "alga-google"})
+	verifier, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: authKey, ServiceKey: svcKey, Issuer: "alga-psa", Audience: "alga-google", ServiceIssuer: "alga-google"})
 	require.NoError(t, err)
 	srv := grpcserver.New(grpcserver.Options{Logger: logging.Discard(), Verifier: verifier, Registerer: prometheus.NewRegistry()})
 	svc.Register(srv)
@@ -158,8 +159,9 @@ func (b *testBundle) user(tenant string, perms ...string) context.Context {
 	return metadata.AppendToOutgoingContext(b.ctx, "authorization", "Bearer "+tok)
 }
 
-func (b *testBundle) service(tenant string) context.Context {
-	tok, err := b.svcSigner.MintService("oauth", tenant, "", nil)
+// service is a service identity (the callers of the target's access table) acting for tenant.
+func (b *testBundle) service(identity, tenant string) context.Context {
+	tok, err := b.svcSigner.MintService(identity, tenant, "", nil)
 	if err != nil {
 		panic(err)
 	}
@@ -188,7 +190,7 @@ func (b *testBundle) connect(t *testing.T, tenant, mailbox string, labels ...str
 	b.peers.mu.Lock()
 	b.peers.accounts[created.GetProvider().GetId()] = mailbox
 	b.peers.mu.Unlock()
-	act, err := b.providers().ActivateGmailProvider(b.service(tenant), &gmailv1.ActivateGmailProviderRequest{Id: created.GetProvider().GetId(), AccountEmail: mailbox})
+	act, err := b.providers().ActivateGmailProvider(b.service(auth.SvcOAuth, tenant), &gmailv1.ActivateGmailProviderRequest{Id: created.GetProvider().GetId(), AccountEmail: mailbox})
 	require.NoError(t, err)
 	return act.GetProvider()
 }
@@ -219,7 +221,7 @@ func envelope(sub, msgID, email string, historyID uint64) []byte {
 
 func (b *testBundle) push(t *testing.T, authz string, body []byte) int32 {
 	t.Helper()
-	resp, err := b.providers().HandleGmailPush(b.service(""), &gmailv1.HandleGmailPushRequest{Authorization: authz, Body: body})
+	resp, err := b.providers().HandleGmailPush(b.service(auth.SvcGateway, ""), &gmailv1.HandleGmailPushRequest{Authorization: authz, Body: body})
 	require.NoError(t, err)
 	return resp.GetHttpStatus()
 }
@@ -234,7 +236,7 @@ func (b *testBundle) waitMessages(t *testing.T, tenant, provider string, n int) 
 	t.Helper()
 	var got []*gmailv1.InboundMessage
 	require.Eventually(t, func() bool {
-		resp, err := b.inbound().ListInboundMessages(b.service(tenant), &gmailv1.ListInboundMessagesRequest{ProviderId: provider, IncludeAcknowledged: true})
+		resp, err := b.inbound().ListInboundMessages(b.service(auth.SvcPlatform, tenant), &gmailv1.ListInboundMessagesRequest{ProviderId: provider, IncludeAcknowledged: true})
 		require.NoError(t, err)
 		got = resp.GetMessages()
 		return len(got) >= n
@@ -409,15 +411,15 @@ func TestActivateProvisionsWatchesAndDeliversParsedMail(t *testing.T) {
 	require.Equal(t, "support@acme.test", m.GetMailbox())
 	require.NotEmpty(t, m.GetCursor())
 
-	ack, err := b.inbound().AcknowledgeInboundMessages(b.service("t1"), &gmailv1.AcknowledgeInboundMessagesRequest{MessageIds: []string{m.GetId()}})
+	ack, err := b.inbound().AcknowledgeInboundMessages(b.service(auth.SvcPlatform, "t1"), &gmailv1.AcknowledgeInboundMessagesRequest{MessageIds: []string{m.GetId()}})
 	require.NoError(t, err)
 	require.EqualValues(t, 1, ack.GetAcknowledged())
-	rest, err := b.inbound().ListInboundMessages(b.service("t1"), &gmailv1.ListInboundMessagesRequest{})
+	rest, err := b.inbound().ListInboundMessages(b.service(auth.SvcPlatform, "t1"), &gmailv1.ListInboundMessagesRequest{})
 	require.NoError(t, err)
 	require.Empty(t, rest.GetMessages())
 	_, err = b.inbound().ListInboundMessages(b.user("t1"), &gmailv1.ListInboundMessagesRequest{})
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "users cannot read inbound mail")
-	_, err = b.inbound().ListInboundMessages(b.service("t1"), &gmailv1.ListInboundMessagesRequest{AfterCursor: "garbage!"})
+	_, err = b.inbound().ListInboundMessages(b.service(auth.SvcPlatform, "t1"), &gmailv1.ListInboundMessagesRequest{AfterCursor: "garbage!"})
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
 }
 
@@ -521,7 +523,7 @@ func TestRoutingAcrossMailboxesAndTenants(t *testing.T) {
 	require.Equal(t, 1, b.count(t, "SELECT count(*) FROM gmail.notifications WHERE tenant = 't1' AND provider_id = $1", a2.GetId()))
 	require.Zero(t, b.count(t, "SELECT count(*) FROM gmail.notifications WHERE provider_id = $1", a1.GetId()))
 	// Tenant one's inbound API never shows tenant two's mail.
-	resp, err := b.inbound().ListInboundMessages(b.service("t1"), &gmailv1.ListInboundMessagesRequest{IncludeAcknowledged: true})
+	resp, err := b.inbound().ListInboundMessages(b.service(auth.SvcPlatform, "t1"), &gmailv1.ListInboundMessagesRequest{IncludeAcknowledged: true})
 	require.NoError(t, err)
 	for _, m := range resp.GetMessages() {
 		require.NotEqual(t, c1.GetId(), m.GetProviderId())
@@ -640,7 +642,7 @@ func TestDeleteAndResetStopWatches(t *testing.T) {
 	require.Equal(t, 1, b.gm.snapshot("support@acme.test").stops)
 	require.Contains(t, b.peers.deleted, p.GetId())
 
-	resp, err := b.providers().ResetGmailProviders(b.service("t1"), &gmailv1.ResetGmailProvidersRequest{})
+	resp, err := b.providers().ResetGmailProviders(b.service(auth.SvcOAuth, "t1"), &gmailv1.ResetGmailProvidersRequest{})
 	require.NoError(t, err)
 	require.EqualValues(t, 1, resp.GetProvidersReset())
 	require.Empty(t, resp.GetWarnings())
@@ -655,7 +657,7 @@ func TestDeleteAndResetStopWatches(t *testing.T) {
 	b.peers.mu.Lock()
 	delete(b.peers.accounts, r.GetId())
 	b.peers.mu.Unlock()
-	resp, err = b.providers().ResetGmailProviders(b.service("t1"), &gmailv1.ResetGmailProvidersRequest{})
+	resp, err = b.providers().ResetGmailProviders(b.service(auth.SvcOAuth, "t1"), &gmailv1.ResetGmailProvidersRequest{})
 	require.NoError(t, err)
 	require.NotEmpty(t, resp.GetWarnings())
 }
@@ -706,7 +708,7 @@ func TestStreamInboundMessages(t *testing.T) {
 	require.EqualValues(t, 204, b.notify(t, "t1", "support@acme.test", "st-1"))
 	first := b.waitMessages(t, "t1", p.GetId(), 1)
 
-	ctx, cancel := context.WithTimeout(b.service("t1"), 15*time.Second)
+	ctx, cancel := context.WithTimeout(b.service(auth.SvcPlatform, "t1"), 15*time.Second)
 	defer cancel()
 	stream, err := b.inbound().StreamInboundMessages(ctx, &gmailv1.StreamInboundMessagesRequest{})
 	require.NoError(t, err)

@@ -18,6 +18,7 @@ import (
 	m "github.com/algapsa/alga-google/gen/alga/maintenance/v1"
 	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
 	"github.com/algapsa/alga-google/services/gmail/internal/store"
+	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/errs"
 	"github.com/algapsa/alga-google/services/platform/logging"
 	"github.com/algapsa/alga-google/services/platform/urls"
@@ -35,7 +36,7 @@ func (b *testBundle) maintain(t *testing.T, tenant string, req *m.MaintainGmailP
 	if req.RunId == "" {
 		req.RunId = runID
 	}
-	resp, err := b.upkeep().MaintainGmailProvider(b.service(tenant), req)
+	resp, err := b.upkeep().MaintainGmailProvider(b.service(auth.SvcMaintenance, tenant), req)
 	require.NoError(t, err)
 	return resp
 }
@@ -43,7 +44,7 @@ func (b *testBundle) maintain(t *testing.T, tenant string, req *m.MaintainGmailP
 // listUpkeep returns the tenant's GmailUpkeep by provider id.
 func (b *testBundle) listUpkeep(t *testing.T, tenant string) map[string]*m.GmailUpkeep {
 	t.Helper()
-	resp, err := b.upkeep().ListGmailUpkeep(b.service(tenant), &m.ListGmailUpkeepRequest{})
+	resp, err := b.upkeep().ListGmailUpkeep(b.service(auth.SvcMaintenance, tenant), &m.ListGmailUpkeepRequest{})
 	require.NoError(t, err)
 	out := map[string]*m.GmailUpkeep{}
 	for _, p := range resp.GetProviders() {
@@ -174,7 +175,7 @@ func TestListGmailUpkeep(t *testing.T) {
 	// Service identities of a tenant only.
 	_, err = b.upkeep().ListGmailUpkeep(b.user("t1"), &m.ListGmailUpkeepRequest{})
 	require.Equal(t, codes.PermissionDenied, status.Code(err))
-	_, err = b.upkeep().ListGmailUpkeep(b.service(""), &m.ListGmailUpkeepRequest{})
+	_, err = b.upkeep().ListGmailUpkeep(b.service(auth.SvcMaintenance, ""), &m.ListGmailUpkeepRequest{})
 	require.Equal(t, codes.PermissionDenied, status.Code(err))
 	_, err = b.upkeep().MaintainGmailProvider(b.user("t1"), &m.MaintainGmailProviderRequest{ProviderId: connected.GetId(), RenewWatch: true})
 	require.Equal(t, codes.PermissionDenied, status.Code(err))
@@ -242,7 +243,7 @@ func TestMaintainNotDueAndSkippedMakeNoGoogleCalls(t *testing.T) {
 		{ProviderId: p.GetId(), RenewWatch: true, TokenFailure: &m.Outcome{Status: m.OutcomeStatus_OUTCOME_STATUS_FAILED,
 			FailureClass: m.FailureClass_FAILURE_CLASS_REVOKED, ErrorCode: "token_revoked"}},
 	} {
-		_, err := b.upkeep().MaintainGmailProvider(b.service("t1"), bad)
+		_, err := b.upkeep().MaintainGmailProvider(b.service(auth.SvcMaintenance, "t1"), bad)
 		require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", bad)
 	}
 }
@@ -538,7 +539,7 @@ func TestMaintainReconcileStoresMissedMailOnce(t *testing.T) {
 	}
 	done := make(chan *m.MaintainGmailProviderResponse)
 	go func() {
-		resp, err := b.upkeep().MaintainGmailProvider(b.service("t1"), &m.MaintainGmailProviderRequest{ProviderId: p.GetId(), Reconcile: true})
+		resp, err := b.upkeep().MaintainGmailProvider(b.service(auth.SvcMaintenance, "t1"), &m.MaintainGmailProviderRequest{ProviderId: p.GetId(), Reconcile: true})
 		if err != nil {
 			t.Error(err)
 		}
@@ -619,7 +620,7 @@ func TestGoogle401WithACachedTokenForcesARefreshAndClassifies(t *testing.T) {
 	b.gm.reject["tok:support@acme.test"] = true // the cached token is dead at Google
 	b.gm.mu.Unlock()
 
-	act, err := b.providers().ActivateGmailProvider(b.service("t1"), &gmailv1.ActivateGmailProviderRequest{Id: id, AccountEmail: "support@acme.test"})
+	act, err := b.providers().ActivateGmailProvider(b.service(auth.SvcOAuth, "t1"), &gmailv1.ActivateGmailProviderRequest{Id: id, AccountEmail: "support@acme.test"})
 	require.NoError(t, err)
 	p := act.GetProvider()
 	require.Equal(t, gmailv1.ProviderStatus_PROVIDER_STATUS_ERROR, p.GetStatus())

@@ -23,12 +23,14 @@ import (
 	m "github.com/algapsa/alga-google/gen/alga/maintenance/v1"
 	"github.com/algapsa/alga-google/services/maintenance/internal/store"
 	"github.com/algapsa/alga-google/services/maintenance/internal/upkeep"
+	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/errs"
 	"github.com/algapsa/alga-google/services/platform/grpcclient"
 )
 
-// ServiceName is the identity maintenance calls the other services as.
-const ServiceName = "worker"
+// ServiceName is the identity maintenance calls the other services as (the worker target's peer
+// connections sign as it: target.Identity).
+const ServiceName = auth.SvcMaintenance
 
 // Activities are the maintenance activities. Every field is set before the first call.
 type Activities struct {

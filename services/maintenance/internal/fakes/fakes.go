@@ -19,6 +19,7 @@ import (
 	m "github.com/algapsa/alga-google/gen/alga/maintenance/v1"
 	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/errs"
+	"github.com/algapsa/alga-google/services/platform/grpcserver"
 )
 
 // Call is one Maintain or Refresh request the fake received.
@@ -162,7 +163,15 @@ func (f *Fake) Token(tenant, id string) *m.TokenUpkeep {
 	return proto.Clone(f.tenant(tenant).Tokens[id]).(*m.TokenUpkeep)
 }
 
-// Register registers the four upkeep services on s.
+// Access is who may call the fakes: the worker, as the owners' tables say.
+var Access = grpcserver.Access{
+	"/" + m.GmailUpkeepService_ServiceDesc.ServiceName + "/":     grpcserver.Services(auth.SvcMaintenance),
+	"/" + m.CalendarUpkeepService_ServiceDesc.ServiceName + "/":  grpcserver.Services(auth.SvcMaintenance),
+	"/" + m.TokenUpkeepService_ServiceDesc.ServiceName + "/":     grpcserver.Services(auth.SvcMaintenance),
+	"/" + m.TenantDirectoryService_ServiceDesc.ServiceName + "/": grpcserver.Services(auth.SvcMaintenance),
+}
+
+// Register registers the four upkeep services on s (a grpcserver.Server's GRPC; declare Access on it).
 func (f *Fake) Register(s grpc.ServiceRegistrar) {
 	m.RegisterGmailUpkeepServiceServer(s, &gmailSrv{f: f})
 	m.RegisterCalendarUpkeepServiceServer(s, &calendarSrv{f: f})

@@ -93,6 +93,7 @@ func Start(t testing.TB, opts Options) *Env {
 		fake.PushEndpoint = base.GmailPushEndpoint()
 	}
 	fake.Register(srv.GRPC)
+	srv.Allow(fakes.Access)
 
 	fs := flagSet()
 	tg := maintenance.New()
@@ -122,9 +123,10 @@ func Start(t testing.TB, opts Options) *Env {
 		HTTP:  http.NewServeMux(),
 		Local: map[string]bool{target.Gmail: true, target.Calendar: true, target.OAuth: true, target.Worker: true},
 	}
-	deps.SetDialer(grpcclient.Dialer{Signer: services, Service: "alga-google",
+	deps.SetDialer(grpcclient.Dialer{Signer: services,
 		ContextDialer: func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }})
 	t.Cleanup(deps.Close)
+	deps = deps.As(target.Identity(target.Worker))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := tg.Migrations().Apply(ctx, pool); err != nil {

@@ -36,6 +36,7 @@ import (
 
 const (
 	testKey  = "oauth-service-test-key-0123456789abcdef"
+	svcKey   = "oauth-test-service-token-key-0123456789"
 	baseURL  = "https://helpdesk.example.com"
 	clientA  = "123456789012-abcdefghijklmnop.apps.googleusercontent.com"
 	secretA  = "GOCSPX-planted-secret-AAAA1234"
@@ -71,10 +72,10 @@ func setup(t *testing.T, n int, pubsubHost string) *testBundle {
 	pool, dbURL := pgtest.NewPool(t)
 	require.NoError(t, store.Migrations().Apply(ctx, pool))
 
-	verifier, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(testKey), Issuer: "alga-psa", Audience: "alga-google", ServiceIssuer: "alga-google"})
+	verifier, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(testKey), ServiceKey: []byte(svcKey), Issuer: "alga-psa", Audience: "alga-google", ServiceIssuer: "alga-google"})
 	require.NoError(t, err)
 	users, _ := auth.NewSigner([]byte(testKey), "alga-psa", "alga-google")
-	svcs, _ := auth.NewSigner([]byte(testKey), "alga-google", "alga-google")
+	svcs, _ := auth.NewSigner([]byte(svcKey), "alga-google", "alga-google")
 
 	b := &testBundle{pool: pool, secrets: oauthtest.NewSecrets(), gmail: oauthtest.NewGmail(), google: oauthtest.NewGoogle(), users: users, svcs: svcs}
 	t.Cleanup(b.google.Close)
@@ -85,7 +86,13 @@ func setup(t *testing.T, n int, pubsubHost string) *testBundle {
 	calendarv1.RegisterCalendarProviderServiceServer(peers.GRPC, &oauthtest.Calendar{})
 	b.schedules = &scheduleRecorder{}
 	maintenancev1.RegisterMaintenanceScheduleServiceServer(peers.GRPC, b.schedules)
-	peers.RequireService("/alga.secrets.v1.SecretsService/GetSecrets")
+	// The peers' fakes answer oauth, as their owners' access tables do.
+	peers.Allow(grpcserver.Access{
+		"/alga.secrets.v1.SecretsService/":                 grpcserver.Services(auth.SvcOAuth),
+		"/alga.gmail.v1.GmailProviderService/":             grpcserver.Services(auth.SvcOAuth),
+		"/alga.calendar.v1.CalendarProviderService/":       grpcserver.Services(auth.SvcOAuth),
+		"/alga.maintenance.v1.MaintenanceScheduleService/": grpcserver.Services(auth.SvcOAuth),
+	})
 	peerAddr := serve(t, peers.GRPC)
 
 	base, err := urls.Parse(baseURL, false)
@@ -104,9 +111,9 @@ func setup(t *testing.T, n int, pubsubHost string) *testBundle {
 			Logger: testLogger(), Pool: ipool, Server: srv, Verifier: verifier, ServiceSigner: svcs, Base: base,
 			Google: googleapi.New(b.google.URL(), pubsubHost), Local: map[string]bool{target.OAuth: true},
 		}
-		deps.SetDialer(grpcclient.Dialer{Signer: svcs, Service: "alga-google"})
+		deps.SetDialer(grpcclient.Dialer{Signer: svcs})
 		t.Cleanup(deps.Close)
-		require.NoError(t, tg.Start(ctx, deps))
+		require.NoError(t, tg.Start(ctx, deps.As(target.Identity(target.OAuth))))
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = conn.Close() })

@@ -42,5 +42,5 @@ func TestSavedSetupSyncsTheMaintenanceSchedule(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 1, "")
 	b.configure(t, "tenant-sched")
-	require.Equal(t, []string{"alga-google/tenant-sched/configured"}, b.schedules.seen())
+	require.Equal(t, []string{"oauth/tenant-sched/configured"}, b.schedules.seen(), "oauth calls as its own identity")
 }

@@ -184,7 +184,7 @@ func TestTenantIsolationAndDeleteAndReset(t *testing.T) {
 	_, err := tokens.GetAccessToken(b.service(t, "gmail", "tenant-b", ""), &oauthv1.GetAccessTokenRequest{Kind: gmailKind, ProviderId: p1})
 	require.Equal(t, codes.NotFound, status.Code(err), "another tenant cannot reach the connection")
 
-	list, err := tokens.ListConnections(b.service(t, "worker", "tenant-a", ""), &oauthv1.ListConnectionsRequest{})
+	list, err := tokens.ListConnections(b.service(t, "maintenance", "tenant-a", ""), &oauthv1.ListConnectionsRequest{})
 	require.NoError(t, err)
 	require.Len(t, list.Connections, 1)
 	connID := list.Connections[0].ConnectionId
@@ -202,7 +202,7 @@ func TestTenantIsolationAndDeleteAndReset(t *testing.T) {
 	// Reset: providers reset through their services (Calendar not implemented yet → a warning), every
 	// connection and its tokens cleared.
 	require.Equal(t, "connected", b.connect(t, "tenant-a", "u1", gmailKind, p1, "support@acme.test"))
-	list, _ = tokens.ListConnections(b.service(t, "worker", "tenant-a", ""), &oauthv1.ListConnectionsRequest{})
+	list, _ = tokens.ListConnections(b.service(t, "maintenance", "tenant-a", ""), &oauthv1.ListConnectionsRequest{})
 	connID = list.Connections[0].ConnectionId
 	resp, err := b.instances[0].setup.ResetGoogleProviders(b.admin(t, "tenant-a"), &oauthv1.ResetGoogleProvidersRequest{})
 	require.NoError(t, err)
@@ -212,7 +212,7 @@ func TestTenantIsolationAndDeleteAndReset(t *testing.T) {
 	require.Contains(t, resp.Warnings[1], "Calendar")
 	_, ok = b.secrets.Value("tenant-a", "google_oauth_token_"+connID)
 	require.False(t, ok)
-	list, _ = tokens.ListConnections(b.service(t, "worker", "tenant-a", ""), &oauthv1.ListConnectionsRequest{})
+	list, _ = tokens.ListConnections(b.service(t, "maintenance", "tenant-a", ""), &oauthv1.ListConnectionsRequest{})
 	require.Empty(t, list.Connections)
 }
 

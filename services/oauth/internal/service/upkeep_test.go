@@ -20,7 +20,7 @@ const runID = "7d3c2b1a-0f9e-4d8c-b7a6-5e4d3c2b1a09"
 // upkeepOf returns the tenant's connection of provider as ListTokenUpkeep reports it.
 func (b *testBundle) upkeepOf(t *testing.T, tenant, provider string) *m.TokenUpkeep {
 	t.Helper()
-	list, err := b.instances[0].upkeep.ListTokenUpkeep(b.service(t, "worker", tenant, ""), &m.ListTokenUpkeepRequest{})
+	list, err := b.instances[0].upkeep.ListTokenUpkeep(b.service(t, "maintenance", tenant, ""), &m.ListTokenUpkeepRequest{})
 	require.NoError(t, err)
 	for _, c := range list.Connections {
 		if c.ProviderId == provider {
@@ -34,7 +34,7 @@ func (b *testBundle) upkeepOf(t *testing.T, tenant, provider string) *m.TokenUpk
 // refreshConn asks RefreshConnection for a connection, with the last refresh time the decision saw.
 func (b *testBundle) refreshConn(t *testing.T, tenant string, c *m.TokenUpkeep, force bool) *m.RefreshConnectionResponse {
 	t.Helper()
-	resp, err := b.instances[0].upkeep.RefreshConnection(b.service(t, "worker", tenant, ""),
+	resp, err := b.instances[0].upkeep.RefreshConnection(b.service(t, "maintenance", tenant, ""),
 		&m.RefreshConnectionRequest{ConnectionId: c.ConnectionId, SeenRefreshTime: c.LastRefreshTime, Force: force, RunId: runID})
 	require.NoError(t, err)
 	return resp
@@ -58,7 +58,7 @@ func TestListTokenUpkeep(t *testing.T) {
 	require.Equal(t, "activation_failed", b.connect(t, "tenant-a", "tech-7", calendarKind, cal1, "tech@acme.test"))
 	upkeep := b.instances[0].upkeep
 
-	list, err := upkeep.ListTokenUpkeep(b.service(t, "worker", "tenant-a", ""), &m.ListTokenUpkeepRequest{})
+	list, err := upkeep.ListTokenUpkeep(b.service(t, "maintenance", "tenant-a", ""), &m.ListTokenUpkeepRequest{})
 	require.NoError(t, err)
 	require.Len(t, list.Connections, 2)
 	byKind := map[m.ProviderKind]*m.TokenUpkeep{}
@@ -94,12 +94,12 @@ func TestListTokenUpkeep(t *testing.T) {
 	require.Equal(t, m.ConnectionState_CONNECTION_STATE_REVOKED, b.upkeepOf(t, "tenant-a", cal1).State)
 
 	// Another tenant sees none of them; users and tenant-less calls are refused.
-	other, err := upkeep.ListTokenUpkeep(b.service(t, "worker", "tenant-b", ""), &m.ListTokenUpkeepRequest{})
+	other, err := upkeep.ListTokenUpkeep(b.service(t, "maintenance", "tenant-b", ""), &m.ListTokenUpkeepRequest{})
 	require.NoError(t, err)
 	require.Empty(t, other.Connections)
 	_, err = upkeep.ListTokenUpkeep(b.admin(t, "tenant-a"), &m.ListTokenUpkeepRequest{})
 	require.Equal(t, codes.PermissionDenied, status.Code(err))
-	_, err = upkeep.ListTokenUpkeep(b.service(t, "worker", "", ""), &m.ListTokenUpkeepRequest{})
+	_, err = upkeep.ListTokenUpkeep(b.service(t, "maintenance", "", ""), &m.ListTokenUpkeepRequest{})
 	require.Equal(t, codes.PermissionDenied, status.Code(err))
 	_, err = upkeep.RefreshConnection(b.admin(t, "tenant-a"), &m.RefreshConnectionRequest{ConnectionId: g.ConnectionId})
 	require.Equal(t, codes.PermissionDenied, status.Code(err))
@@ -169,7 +169,7 @@ func TestRefreshConnectionAsked(t *testing.T) {
 		{"tenant-b", decided.ConnectionId},
 		{"tenant-a", "5f0c7b1e-0000-4000-8000-000000000000"},
 	} {
-		r, err := b.instances[0].upkeep.RefreshConnection(b.service(t, "worker", c.tenant, ""), &m.RefreshConnectionRequest{ConnectionId: c.id})
+		r, err := b.instances[0].upkeep.RefreshConnection(b.service(t, "maintenance", c.tenant, ""), &m.RefreshConnectionRequest{ConnectionId: c.id})
 		require.NoError(t, err)
 		require.Equal(t, m.OutcomeStatus_OUTCOME_STATUS_SKIPPED, r.Outcome.Status, c.id)
 		require.Equal(t, m.ConnectionState_CONNECTION_STATE_DISCONNECTED, r.State)
@@ -182,7 +182,7 @@ func TestRefreshConnectionAsked(t *testing.T) {
 	require.EqualValues(t, 4, b.google.RefreshCalls.Load(), "nothing was called for the skipped ones")
 
 	for _, bad := range []string{"", "not-a-uuid"} {
-		_, err = b.instances[0].upkeep.RefreshConnection(b.service(t, "worker", "tenant-a", ""), &m.RefreshConnectionRequest{ConnectionId: bad})
+		_, err = b.instances[0].upkeep.RefreshConnection(b.service(t, "maintenance", "tenant-a", ""), &m.RefreshConnectionRequest{ConnectionId: bad})
 		require.Equal(t, codes.InvalidArgument, status.Code(err), "connection_id must be a UUID: %q", bad)
 	}
 }
@@ -361,7 +361,7 @@ func TestRefreshConnectionRacesGetAccessToken(t *testing.T) {
 			in := b.instances[i%3]
 			<-start
 			if i < 3 {
-				outcomes[i], errsSeen[i] = in.upkeep.RefreshConnection(b.service(t, "worker", "tenant-a", ""),
+				outcomes[i], errsSeen[i] = in.upkeep.RefreshConnection(b.service(t, "maintenance", "tenant-a", ""),
 					&m.RefreshConnectionRequest{ConnectionId: decided.ConnectionId, SeenRefreshTime: decided.LastRefreshTime, RunId: runID})
 				return
 			}
@@ -389,7 +389,7 @@ func TestTenantDirectory(t *testing.T) {
 	dir := b.instances[0].directory
 	list := func() map[string]time.Time {
 		t.Helper()
-		resp, err := dir.ListConfiguredTenants(b.service(t, "worker", "", ""), &m.ListConfiguredTenantsRequest{})
+		resp, err := dir.ListConfiguredTenants(b.service(t, "maintenance", "", ""), &m.ListConfiguredTenantsRequest{})
 		require.NoError(t, err)
 		out := map[string]time.Time{}
 		for _, c := range resp.Tenants {
@@ -415,7 +415,7 @@ func TestTenantDirectory(t *testing.T) {
 	require.Len(t, got, 2)
 	require.Contains(t, got, "tenant-a")
 	require.Contains(t, got, "tenant-b")
-	resp, err := dir.ListConfiguredTenants(b.service(t, "worker", "", ""), &m.ListConfiguredTenantsRequest{})
+	resp, err := dir.ListConfiguredTenants(b.service(t, "maintenance", "", ""), &m.ListConfiguredTenantsRequest{})
 	require.NoError(t, err)
 	require.Equal(t, "tenant-a", resp.Tenants[0].Tenant, "ordered by tenant")
 
@@ -457,7 +457,7 @@ func TestTenantDirectory(t *testing.T) {
 	// Only a service acting for no tenant may list the tenants.
 	for name, ctx := range map[string]context.Context{
 		"user":                  b.admin(t, "tenant-a"),
-		"service for a tenant":  b.service(t, "worker", "tenant-a", ""),
+		"service for a tenant":  b.service(t, "maintenance", "tenant-a", ""),
 		"service for a user":    b.service(t, "gmail", "tenant-a", "u1"),
 		"tenant-less user call": b.user(t, "", "u1"),
 	} {

@@ -213,7 +213,7 @@ func TestRotateKEK(t *testing.T) {
 	_, err = secrets.RotateKEK(ctx, b.pool, newKEK, newKey(t), "kek-2", logging.Discard())
 	require.ErrorContains(t, err, "new key id")
 
-	audit, err := after.ListSecretAudit(b.service(t, "t1"), &secretsv1.ListSecretAuditRequest{})
+	audit, err := after.ListSecretAudit(b.admin(t, "t1"), &secretsv1.ListSecretAuditRequest{})
 	require.NoError(t, err)
 	rotations := 0
 	for _, e := range audit.GetEvents() {

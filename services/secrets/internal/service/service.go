@@ -6,6 +6,7 @@ package service
 import (
 	"context"
 	"log/slog"
+	"slices"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -15,8 +16,12 @@ import (
 	"github.com/algapsa/alga-google/services/secrets/internal/store"
 )
 
-// GetSecretsMethod is the raw-read RPC, reachable by service identities only.
-const GetSecretsMethod = secretsv1.SecretsService_GetSecrets_FullMethodName
+// Readable lists, per service identity other than oauth, the only names GetSecrets returns it (the
+// secrets target's Access table decides who may call GetSecrets at all). oauth — the owner of the
+// Google setup and of the tokens — reads any name; gmail reads what it provisions Pub/Sub with.
+var Readable = map[string][]string{
+	auth.SvcGmail: {"google_service_account_key", "google_project_id"},
+}
 
 // Server is the SecretsService. New makes it without dependencies, for registration before the gRPC
 // server serves; the target's Start hands it its dependencies (Use) before the server's start-up gate
@@ -124,6 +129,13 @@ func (s *Server) GetSecrets(ctx context.Context, req *secretsv1.GetSecretsReques
 	tenant, actor, err := caller(ctx, accessRaw)
 	if err != nil {
 		return nil, err
+	}
+	if id, _ := auth.FromContext(ctx); id.Service != auth.SvcOAuth {
+		for _, n := range req.GetNames() {
+			if !slices.Contains(Readable[id.Service], n) {
+				return nil, errs.PermissionDenied("the %s service may not read the secret %q", id.Service, n)
+			}
+		}
 	}
 	vals, err := s.backend.Get(ctx, tenant, actor, req.GetNames())
 	if err != nil {

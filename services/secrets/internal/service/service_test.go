@@ -150,7 +150,7 @@ func TestTenantIsolationAndPermissions(t *testing.T) {
 	requireCode(t, err, codes.PermissionDenied)
 
 	// A service token without a tenant cannot make tenant-scoped calls.
-	tok, err = b.svcs.MintService("gateway", "", "", nil)
+	tok, err = b.svcs.MintService(auth.SvcOAuth, "", "", nil)
 	require.NoError(t, err)
 	_, err = b.client.GetSecrets(withToken(tok), &secretsv1.GetSecretsRequest{Names: []string{"google_client_secret"}})
 	requireCode(t, err, codes.FailedPrecondition)

@@ -33,6 +33,7 @@ import (
 
 const (
 	authKey  = "secrets-test-hs256-key-0123456789abcdef"
+	svcKey   = "secrets-test-service-key-0123456789abcd"
 	issuer   = "alga-psa"
 	svcIss   = "alga-google"
 	audience = "alga-google"
@@ -85,7 +86,7 @@ func setup(t *testing.T) *testBundle {
 	var err error
 	b.users, err = auth.NewSigner([]byte(authKey), issuer, audience)
 	require.NoError(t, err)
-	b.svcs, err = auth.NewSigner([]byte(authKey), svcIss, audience)
+	b.svcs, err = auth.NewSigner([]byte(svcKey), svcIss, audience)
 	require.NoError(t, err)
 	return b
 }
@@ -105,7 +106,7 @@ func (b *testBundle) serve(t *testing.T, cfg secrets.Config) secretsv1.SecretsSe
 func (b *testBundle) tryServe(t *testing.T, cfg secrets.Config) (secretsv1.SecretsServiceClient, error) {
 	t.Helper()
 	log := logging.New(b.logs, "debug")
-	v, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(authKey), Issuer: issuer, Audience: audience, ServiceIssuer: svcIss})
+	v, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(authKey), ServiceKey: []byte(svcKey), Issuer: issuer, Audience: audience, ServiceIssuer: svcIss})
 	require.NoError(t, err)
 	srv := grpcserver.New(grpcserver.Options{Logger: log, Verifier: v, Registerer: prometheus.NewRegistry()})
 	deps := &target.Deps{Config: config.Config{}, Logger: log, Pool: b.pool, Server: srv}
@@ -148,7 +149,13 @@ func (b *testBundle) user(t *testing.T, tenant string) context.Context {
 // service is the oauth service acting for tenant.
 func (b *testBundle) service(t *testing.T, tenant string) context.Context {
 	t.Helper()
-	tok, err := b.svcs.MintService("oauth", tenant, "", nil)
+	return b.serviceAs(t, auth.SvcOAuth, tenant)
+}
+
+// serviceAs is a service identity acting for tenant.
+func (b *testBundle) serviceAs(t *testing.T, identity, tenant string) context.Context {
+	t.Helper()
+	tok, err := b.svcs.MintService(identity, tenant, "", nil)
 	require.NoError(t, err)
 	return withToken(tok)
 }

@@ -65,7 +65,7 @@ func TestRegisterBeforeServe(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	log := logging.New(b.logs, "debug")
-	v, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(authKey), Issuer: issuer, Audience: audience, ServiceIssuer: svcIss})
+	v, err := auth.NewVerifier(auth.VerifierConfig{HS256Key: []byte(authKey), ServiceKey: []byte(svcKey), Issuer: issuer, Audience: audience, ServiceIssuer: svcIss})
 	require.NoError(t, err)
 	srv := grpcserver.New(grpcserver.Options{Logger: log, Verifier: v, Registerer: prometheus.NewRegistry()})
 	tgt := secrets.NewTargetWithConfig(secrets.Config{KEKBase64: b64(b.kek), KEKID: "kek-1", Backend: "postgres"})
