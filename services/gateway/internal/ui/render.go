@@ -32,6 +32,15 @@ var funcs = template.FuncMap{
 	"upper1": upper1,
 	"add":    func(a, b int) int { return a + b },
 	"dict":   dict,
+	"pretty": pretty,
+}
+
+// pretty shows an enum value such as "CONNECTION_STATUS_EXPIRED_TESTING" as "expired testing".
+func pretty(s string) string {
+	for _, p := range []string{"CONNECTION_STATUS_", "PROVIDER_STATUS_"} {
+		s = strings.TrimPrefix(s, p)
+	}
+	return strings.ReplaceAll(strings.ToLower(s), "_", " ")
 }
 
 // dict builds a map for passing several values to a sub-template.
