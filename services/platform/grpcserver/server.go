@@ -1,5 +1,8 @@
 // Package grpcserver builds the gRPC server every target is served by, with one named interceptor chain:
-// otel stats handler → metrics → logging → auth → validation → recovery → error rewrite.
+// otel stats handler → recovery → metrics → logging → start-up gate → auth → validation → recovery →
+// error rewrite. Recovery is outermost, so no panic anywhere in the chain (a verifier, a validator)
+// ends the process; the inner one keeps a handler's panic an ordinary Internal call that metrics and
+// logs record.
 // Health says SERVING for a target only after the target reported its dependencies ready.
 package grpcserver
 
@@ -34,18 +37,24 @@ import (
 
 // Options configure a Server.
 type Options struct {
-	Logger   *slog.Logger
-	Verifier *auth.Verifier
+	Logger *slog.Logger
+	// Verifier checks bearer tokens (an *auth.Verifier).
+	Verifier TokenVerifier
 	// Registerer receives the gRPC metrics; nil means prometheus.DefaultRegisterer.
 	Registerer prometheus.Registerer
 }
 
-// Server is a grpc.Server plus its health service and the set of service-only methods.
+// TokenVerifier verifies a bearer token and returns the identity it carries (*auth.Verifier).
+type TokenVerifier interface {
+	Verify(ctx context.Context, raw string) (auth.Identity, error)
+}
+
+// Server is a grpc.Server plus its health service and the access tables of its methods.
 type Server struct {
 	GRPC   *grpc.Server
 	Health *health.Server
 	log    *slog.Logger
-	auth   *auth.Verifier
+	auth   TokenVerifier
 
 	mu     sync.RWMutex
 	access map[string]Rule // full method or "/pkg.Service/" prefix
@@ -76,6 +85,7 @@ func New(opts Options) *Server {
 	s.GRPC = grpc.NewServer(
 		grpc.StatsHandler(otelgrpc.NewServerHandler()),
 		grpc.ChainUnaryInterceptor(
+			recovery.UnaryServerInterceptor(recoveryOpt),
 			metrics.UnaryServerInterceptor(),
 			s.unaryLogging,
 			s.unaryGate,
@@ -85,6 +95,7 @@ func New(opts Options) *Server {
 			s.unaryRewrite,
 		),
 		grpc.ChainStreamInterceptor(
+			recovery.StreamServerInterceptor(recoveryOpt),
 			metrics.StreamServerInterceptor(),
 			s.streamLogging,
 			s.streamGate,
