@@ -2,19 +2,12 @@ package auth
 
 import (
 	"context"
-	"crypto"
 	"crypto/hmac"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -35,6 +28,14 @@ type VerifierConfig struct {
 	// ServiceIssuer is the iss of service tokens.
 	ServiceIssuer string
 	HTTPClient    *http.Client
+	// JWKSMaxAge bounds how long a fetched key set is trusted (a shorter Cache-Control max-age wins);
+	// then it is fetched again, and a key it no longer lists stops verifying. Default 1h.
+	JWKSMaxAge time.Duration
+	// JWKSMinInterval is the least time between two fetches of the key set (an unknown kid or an
+	// expired set asks for one). Default 1m.
+	JWKSMinInterval time.Duration
+	// JWKSFetchTimeout bounds one fetch. Default 10s.
+	JWKSFetchTimeout time.Duration
 }
 
 // Verifier checks bearer tokens.
@@ -59,7 +60,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	}
 	v := &Verifier{cfg: cfg}
 	if cfg.JWKS != "" {
-		v.jwks = &jwksCache{source: cfg.JWKS, client: cfg.HTTPClient}
+		v.jwks = newJWKSCache(cfg)
 	}
 	return v, nil
 }
@@ -135,73 +136,4 @@ func slicesContains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// jwksCache holds a key set loaded from a file or URL, reloaded (at most once a minute) on an unknown kid.
-type jwksCache struct {
-	source string
-	client *http.Client
-
-	mu       sync.Mutex
-	set      jose.JSONWebKeySet
-	loadedAt time.Time
-}
-
-func (c *jwksCache) key(ctx context.Context, kid string) (crypto.PublicKey, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if k := c.lookup(kid); k != nil {
-		return k, nil
-	}
-	if time.Since(c.loadedAt) < time.Minute && !c.loadedAt.IsZero() {
-		return nil, fmt.Errorf("unknown key id %q", kid)
-	}
-	if err := c.load(ctx); err != nil {
-		return nil, err
-	}
-	if k := c.lookup(kid); k != nil {
-		return k, nil
-	}
-	return nil, fmt.Errorf("unknown key id %q", kid)
-}
-
-func (c *jwksCache) lookup(kid string) crypto.PublicKey {
-	for _, k := range c.set.Keys {
-		if (kid == "" || k.KeyID == kid) && k.Valid() {
-			return k.Public().Key
-		}
-	}
-	return nil
-}
-
-func (c *jwksCache) load(ctx context.Context) error {
-	var body []byte
-	var err error
-	if strings.HasPrefix(c.source, "http://") || strings.HasPrefix(c.source, "https://") {
-		req, rerr := http.NewRequestWithContext(ctx, http.MethodGet, c.source, nil)
-		if rerr != nil {
-			return rerr
-		}
-		resp, rerr := c.client.Do(req)
-		if rerr != nil {
-			return fmt.Errorf("fetching JWKS: %w", rerr)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("fetching JWKS: status %d", resp.StatusCode)
-		}
-		body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	} else {
-		body, err = os.ReadFile(c.source)
-	}
-	if err != nil {
-		return fmt.Errorf("reading JWKS: %w", err)
-	}
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(body, &set); err != nil {
-		return fmt.Errorf("parsing JWKS: %w", err)
-	}
-	c.set = set
-	c.loadedAt = time.Now()
-	return nil
 }

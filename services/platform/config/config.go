@@ -24,6 +24,10 @@ type Config struct {
 	AuthIssuer      string
 	AuthAudience    string
 	ServiceTokenKey string
+	// AuthJWKSMaxAge and AuthJWKSMinInterval: how long a fetched JWKS is trusted at most, and the least
+	// time between two fetches.
+	AuthJWKSMaxAge      time.Duration
+	AuthJWKSMinInterval time.Duration
 
 	GoogleAPIRoot      string
 	PubSubEmulatorHost string
@@ -56,6 +60,8 @@ func (c *Config) Bind(b *Binder) {
 	b.String(&c.GRPCAddr, "grpc-addr", "ALGA_GRPC_ADDR", ":9090", "gRPC listen address of the services")
 	b.String(&c.AuthHS256Key, "auth-hs256-key", "ALGA_AUTH_HS256_KEY", "", "shared key (>= 32 bytes) verifying HS256 user tokens")
 	b.String(&c.AuthJWKS, "auth-jwks", "ALGA_AUTH_JWKS", "", "JWKS file path or URL verifying asymmetric user tokens")
+	b.Duration(&c.AuthJWKSMaxAge, "auth-jwks-max-age", "ALGA_AUTH_JWKS_MAX_AGE", time.Hour, "longest a fetched JWKS is trusted (a shorter Cache-Control max-age wins); keys it no longer lists stop verifying then")
+	b.Duration(&c.AuthJWKSMinInterval, "auth-jwks-min-interval", "ALGA_AUTH_JWKS_MIN_INTERVAL", time.Minute, "least time between two JWKS fetches (an unknown key id or an expired set asks for one)")
 	b.String(&c.AuthIssuer, "auth-issuer", "ALGA_AUTH_ISSUER", "alga-psa", "required iss of user tokens")
 	b.String(&c.AuthAudience, "auth-audience", "ALGA_AUTH_AUDIENCE", "alga-google", "required aud of every token")
 	b.String(&c.ServiceTokenKey, "service-token-key", "ALGA_SERVICE_TOKEN_KEY", "", "key (>= 32 bytes) signing service-to-service tokens; required, and different from ALGA_AUTH_HS256_KEY (--dev derives one when unset)")

@@ -103,6 +103,7 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	verifier, err := auth.NewVerifier(auth.VerifierConfig{
 		HS256Key: []byte(cfg.AuthHS256Key), JWKS: cfg.AuthJWKS, ServiceKey: cfg.ServiceKey(),
 		Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience, ServiceIssuer: ServiceIssuer,
+		JWKSMaxAge: cfg.AuthJWKSMaxAge, JWKSMinInterval: cfg.AuthJWKSMinInterval,
 	})
 	if err != nil {
 		return nil, err
