@@ -18,6 +18,10 @@ const (
 // PermSystemSettingsUpdate lets a user change the Google setup and manage Gmail providers.
 const PermSystemSettingsUpdate = "system_settings:update"
 
+// PermSystemSettingsRead lets a user see system settings such as which tenant secrets exist (names,
+// versions, the last-4 hint of a client secret); PermSystemSettingsUpdate implies it.
+const PermSystemSettingsRead = "system_settings:read"
+
 // Service identities: the svc claim of a service token names its caller. Each target signs its peer
 // calls as its own identity, and each internal RPC declares which identities may call it
 // (grpcserver.Access), so a token of one identity reaches only that identity's RPCs.

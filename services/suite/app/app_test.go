@@ -147,15 +147,24 @@ func TestGatewayAnswersBadInputWith4xx(t *testing.T) {
 	code, body = post("/api/v1/secrets:batchPut", `{"writes": [{"name": "../etc/passwd", "value": "x"}]}`, b.token)
 	require.Equal(t, http.StatusBadRequest, code, body)
 	require.Contains(t, body, "writes[0].name")
-	code, body = post("/api/v1/secrets:batchPut", `{"writes": [{"name": "google_client_secret", "value": "planted-secret-value-123"}]}`, "")
+	code, body = post("/api/v1/secrets:batchPut", `{"writes": [{"name": "acme_client_secret", "value": "planted-secret-value-123"}]}`, "")
 	require.Equal(t, http.StatusUnauthorized, code, body)
-	code, body = post("/api/v1/secrets:batchPut", `{"writes": [{"name": "google_client_secret", "value": "planted-secret-value-123"}]}`, b.token)
+	code, body = post("/api/v1/secrets:batchPut", `{"writes": [{"name": "acme_client_secret", "value": "planted-secret-value-123"}]}`, b.token)
 	require.Equal(t, http.StatusOK, code, body)
 	require.NotContains(t, body, "planted-secret-value")
+	// The names the services own are not the generic API's: 403 naming the reason.
+	for _, name := range []string{"google_client_secret", "google_service_account_key", "google_oauth_token_x"} {
+		code, body = post("/api/v1/secrets:batchPut", `{"writes": [{"name": "`+name+`", "value": "planted-secret-value-123"}]}`, b.token)
+		require.Equal(t, http.StatusForbidden, code, body)
+		require.Contains(t, body, "RESERVED_SECRET_NAME")
+		require.Contains(t, body, "reserved to the oauth service")
+		code, body = post("/api/v1/secrets:batchDelete", `{"names": ["`+name+`"]}`, b.token)
+		require.Equal(t, http.StatusForbidden, code, body)
+	}
 
 	code, body = get(t, b.base+"/api/v1/secrets", b.token)
 	require.Equal(t, http.StatusOK, code, body)
-	require.Contains(t, body, `"google_client_secret"`)
+	require.Contains(t, body, `"acme_client_secret"`)
 	require.Contains(t, body, "••••-123", "the last-4 hint of a client secret")
 	require.NotContains(t, body, "planted-secret-value")
 

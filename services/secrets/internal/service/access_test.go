@@ -17,8 +17,10 @@ import (
 func TestGetSecretsLeastPrivilege(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.put(t, "t1", "google_client_secret", "GOCSPX-abcdefgh-wxyz", "google_project_id", "acme-1",
-		"google_service_account_key", `{"type":"service_account"}`)
+	_, err := b.client.PutSecrets(b.service(t, "t1"), &secretsv1.PutSecretsRequest{Writes: []*secretsv1.SecretWrite{
+		{Name: "google_client_secret", Value: "GOCSPX-abcdefgh-wxyz"}, {Name: "google_project_id", Value: "acme-1"},
+		{Name: "google_service_account_key", Value: `{"type":"service_account"}`}}})
+	require.NoError(t, err)
 	get := func(identity string, names ...string) (*secretsv1.GetSecretsResponse, error) {
 		return b.client.GetSecrets(b.serviceAs(t, identity, "t1"), &secretsv1.GetSecretsRequest{Names: names})
 	}

@@ -62,9 +62,9 @@ func TestNoPlaintextAtRest(t *testing.T) {
 	b := setup(t)
 	const planted = "planted-CLIENT-secret-Zq9Vm-Tkrw"
 	const tail = "Tkrw" // last four characters: no hex digits, so a bytea's hex text cannot contain them by chance
-	b.put(t, "t1", "google_client_secret", planted, "google_calendar_client_secret", planted, "google_project_id", planted)
-	b.put(t, "t2", "google_client_secret", planted)
-	require.Equal(t, planted, b.get(t, b.client, "t1", "google_client_secret")["google_client_secret"])
+	b.put(t, "t1", "acme_client_secret", planted, "acme_calendar_client_secret", planted, "acme_project_id", planted)
+	b.put(t, "t2", "acme_client_secret", planted)
+	require.Equal(t, planted, b.get(t, b.client, "t1", "acme_client_secret")["acme_client_secret"])
 	d, err := b.client.DescribeSecrets(b.admin(t, "t1"), &secretsv1.DescribeSecretsRequest{})
 	require.NoError(t, err)
 	require.Equal(t, "••••"+tail, d.GetSecrets()[0].GetHint())
@@ -138,13 +138,13 @@ func TestRotateKEK(t *testing.T) {
 	ctx := ctxTimeout(t)
 	tenants := []string{"t1", "t2", "t3"}
 	for _, tn := range tenants {
-		b.put(t, tn, "google_client_secret", "secret-of-"+tn+"-abcdefgh")
+		b.put(t, tn, "acme_client_secret", "secret-of-"+tn+"-abcdefgh")
 	}
 
 	// Replicas during the rotation hold the new key as current and the old one as previous.
 	newKEK := newKey(t)
 	during := b.serve(t, secrets.Config{KEKBase64: b64(newKEK), KEKID: "kek-2", KEKPrevious: "kek-1:" + b64(b.kek), Backend: "postgres"})
-	b.put(t, "t4", "google_client_secret", "secret-of-t4-abcdefgh") // a new tenant, still via the old replica
+	b.put(t, "t4", "acme_client_secret", "secret-of-t4-abcdefgh") // a new tenant, still via the old replica
 
 	// Readers keep working while the rotation runs.
 	stop := make(chan struct{})
@@ -161,7 +161,7 @@ func TestRotateKEK(t *testing.T) {
 			default:
 			}
 			for _, tn := range tenants {
-				resp, err := during.GetSecrets(b.service(t, tn), &secretsv1.GetSecretsRequest{Names: []string{"google_client_secret"}})
+				resp, err := during.GetSecrets(b.service(t, tn), &secretsv1.GetSecretsRequest{Names: []string{"acme_client_secret"}})
 				if err == nil && (len(resp.GetSecrets()) != 1 || resp.GetSecrets()[0].GetValue() != "secret-of-"+tn+"-abcdefgh") {
 					err = context.Canceled
 				}
@@ -200,7 +200,7 @@ func TestRotateKEK(t *testing.T) {
 	// After the rotation the old KEK is no longer needed: a replica with only the new key reads everything.
 	after := b.serve(t, secrets.Config{KEKBase64: b64(newKEK), KEKID: "kek-2", Backend: "postgres"})
 	for _, tn := range append(tenants, "t4") {
-		require.Equal(t, "secret-of-"+tn+"-abcdefgh", b.get(t, after, tn, "google_client_secret")["google_client_secret"])
+		require.Equal(t, "secret-of-"+tn+"-abcdefgh", b.get(t, after, tn, "acme_client_secret")["acme_client_secret"])
 	}
 	// …and a replica with only the old key refuses to start rather than fail on every request.
 	_, err = b.tryServe(t, secrets.Config{KEKBase64: b64(b.kek), KEKID: "kek-1", Backend: "postgres"})
@@ -230,8 +230,8 @@ func TestShredTenant(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := ctxTimeout(t)
-	b.put(t, "doomed", "google_client_secret", "doomed-secret-value-1", "google_client_id", "doomed-id")
-	b.put(t, "keeper", "google_client_secret", "keeper-secret-value-1")
+	b.put(t, "doomed", "acme_client_secret", "doomed-secret-value-1", "acme_client_id", "doomed-id")
+	b.put(t, "keeper", "acme_client_secret", "keeper-secret-value-1")
 
 	// A "backup" of the doomed tenant's rows taken before the shred.
 	type row struct {
@@ -249,11 +249,11 @@ func TestShredTenant(t *testing.T) {
 	require.Len(t, backup, 2)
 
 	require.NoError(t, secrets.ShredTenant(ctx, b.pool, "doomed"))
-	require.Empty(t, b.get(t, b.client, "doomed", "google_client_secret", "google_client_id"))
+	require.Empty(t, b.get(t, b.client, "doomed", "acme_client_secret", "acme_client_id"))
 	d, err := b.client.DescribeSecrets(b.admin(t, "doomed"), &secretsv1.DescribeSecretsRequest{})
 	require.NoError(t, err)
 	require.Empty(t, d.GetSecrets())
-	require.Equal(t, "keeper-secret-value-1", b.get(t, b.client, "keeper", "google_client_secret")["google_client_secret"])
+	require.Equal(t, "keeper-secret-value-1", b.get(t, b.client, "keeper", "acme_client_secret")["acme_client_secret"])
 
 	// The tenant can start over (new data key); the backed-up ciphertexts never open again.
 	b.put(t, "doomed", "fresh", "fresh-value")

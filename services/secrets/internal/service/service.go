@@ -5,9 +5,12 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
@@ -45,10 +48,46 @@ func (s *Server) Use(backend store.Backend, audit *store.AuditLog, log *slog.Log
 type access int
 
 const (
-	accessRead  access = iota // any internal user, any service
+	accessRead  access = iota // users with system_settings:read (or :update), any service
 	accessWrite               // users with system_settings:update, any service
 	accessRaw                 // services only
 )
+
+// Reserved secret names are owned by one service identity, which alone writes (and deletes) them: the
+// Google setup keys go through the setup's checks (PUT /api/v1/google/config), the OAuth tokens through
+// the callback and token custody. The generic API — browser users through the gateway, or any other
+// identity — refuses them with PermissionDenied (RESERVED_SECRET_NAME).
+var reserved = []struct {
+	name   string // a full name, or a prefix ending in "_"
+	prefix bool
+	owner  string
+	why    string
+}{
+	{"google_client_id", false, auth.SvcOAuth, "it is part of the Google setup: change it in the Google settings (PUT /api/v1/google/config)"},
+	{"google_client_secret", false, auth.SvcOAuth, "it is part of the Google setup: change it in the Google settings (PUT /api/v1/google/config)"},
+	{"google_calendar_client_id", false, auth.SvcOAuth, "it is part of the Google setup: change it in the Google settings (PUT /api/v1/google/config)"},
+	{"google_calendar_client_secret", false, auth.SvcOAuth, "it is part of the Google setup: change it in the Google settings (PUT /api/v1/google/config)"},
+	{"google_project_id", false, auth.SvcOAuth, "it is part of the Google setup: change it in the Google settings (PUT /api/v1/google/config)"},
+	{"google_service_account_key", false, auth.SvcOAuth, "it is part of the Google setup: change it in the Google settings (PUT /api/v1/google/config)"},
+	{"google_oauth_token_", true, auth.SvcOAuth, "it holds an OAuth token, stored only by the OAuth callback and refreshes"},
+}
+
+// checkReserved refuses a write or delete of a reserved name by anyone but its owner.
+func checkReserved(ctx context.Context, names ...string) error {
+	id, _ := auth.FromContext(ctx)
+	for _, n := range names {
+		for _, r := range reserved {
+			if (r.prefix && strings.HasPrefix(n, r.name)) || (!r.prefix && n == r.name) {
+				if id.Service == r.owner {
+					break
+				}
+				return (&errs.Error{Code: codes.PermissionDenied, Reason: "RESERVED_SECRET_NAME",
+					Message: fmt.Sprintf("the secret %q is reserved to the %s service: %s", n, r.owner, r.why)}).With("name", n)
+			}
+		}
+	}
+	return nil
+}
 
 // caller resolves the tenant and actor of a request and checks the caller may do what it asks.
 func caller(ctx context.Context, need access) (string, store.Actor, error) {
@@ -66,6 +105,10 @@ func caller(ctx context.Context, need access) (string, store.Actor, error) {
 		return "", store.Actor{}, errs.PermissionDenied("the token's tenant id is not a valid tenant id")
 	}
 	switch need {
+	case accessRead:
+		if !id.IsService() && !id.Has(auth.PermSystemSettingsRead) && !id.Has(auth.PermSystemSettingsUpdate) {
+			return "", store.Actor{}, errs.PermissionDenied("listing secrets needs the %s permission", auth.PermSystemSettingsRead)
+		}
 	case accessWrite:
 		if !id.IsService() && !id.Has(auth.PermSystemSettingsUpdate) {
 			return "", store.Actor{}, errs.PermissionDenied("changing secrets or reading their audit trail needs the %s permission", auth.PermSystemSettingsUpdate)
@@ -89,6 +132,13 @@ func caller(ctx context.Context, need access) (string, store.Actor, error) {
 func (s *Server) PutSecrets(ctx context.Context, req *secretsv1.PutSecretsRequest) (*secretsv1.PutSecretsResponse, error) {
 	tenant, actor, err := caller(ctx, accessWrite)
 	if err != nil {
+		return nil, err
+	}
+	touched := append([]string(nil), req.GetDeleteNames()...)
+	for _, w := range req.GetWrites() {
+		touched = append(touched, w.GetName())
+	}
+	if err := checkReserved(ctx, touched...); err != nil {
 		return nil, err
 	}
 	writes := make([]store.Write, len(req.GetWrites()))
@@ -152,6 +202,9 @@ func (s *Server) GetSecrets(ctx context.Context, req *secretsv1.GetSecretsReques
 func (s *Server) DeleteSecrets(ctx context.Context, req *secretsv1.DeleteSecretsRequest) (*secretsv1.DeleteSecretsResponse, error) {
 	tenant, actor, err := caller(ctx, accessWrite)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkReserved(ctx, req.GetNames()...); err != nil {
 		return nil, err
 	}
 	deleted, err := s.backend.Delete(ctx, tenant, actor, req.GetNames())

@@ -18,59 +18,59 @@ func TestPutDescribeGetDelete(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 
-	resp := b.put(t, "t1", "google_client_id", "123-abc.apps.googleusercontent.com", "google_client_secret", "GOCSPX-abcdefgh-wxyz")
+	resp := b.put(t, "t1", "acme_client_id", "123-abc.apps.googleusercontent.com", "acme_client_secret", "GOCSPX-abcdefgh-wxyz")
 	require.Len(t, resp.GetSecrets(), 2)
-	require.Equal(t, "google_client_id", resp.GetSecrets()[0].GetName())
+	require.Equal(t, "acme_client_id", resp.GetSecrets()[0].GetName())
 	require.EqualValues(t, 1, resp.GetSecrets()[0].GetVersion())
 	require.Empty(t, resp.GetSecrets()[0].GetHint(), "only *_secret names get a hint")
 	require.Equal(t, "••••wxyz", resp.GetSecrets()[1].GetHint())
 
 	// Describe everything: sorted by name, never a value.
-	all, err := b.client.DescribeSecrets(b.user(t, "t1"), &secretsv1.DescribeSecretsRequest{})
+	all, err := b.client.DescribeSecrets(b.reader(t, "t1"), &secretsv1.DescribeSecretsRequest{})
 	require.NoError(t, err)
 	require.Len(t, all.GetSecrets(), 2)
-	require.Equal(t, "google_client_id", all.GetSecrets()[0].GetName())
-	require.Equal(t, "google_client_secret", all.GetSecrets()[1].GetName())
+	require.Equal(t, "acme_client_id", all.GetSecrets()[0].GetName())
+	require.Equal(t, "acme_client_secret", all.GetSecrets()[1].GetName())
 	require.Equal(t, "••••wxyz", all.GetSecrets()[1].GetHint())
 	require.NotNil(t, all.GetSecrets()[1].GetUpdateTime())
 
 	// Describe by name: absent names come back with present=false, in request order.
-	some, err := b.client.DescribeSecrets(b.user(t, "t1"), &secretsv1.DescribeSecretsRequest{Names: []string{"google_project_id", "google_client_secret"}})
+	some, err := b.client.DescribeSecrets(b.reader(t, "t1"), &secretsv1.DescribeSecretsRequest{Names: []string{"acme_project_id", "acme_client_secret"}})
 	require.NoError(t, err)
 	require.Len(t, some.GetSecrets(), 2)
-	require.Equal(t, "google_project_id", some.GetSecrets()[0].GetName())
+	require.Equal(t, "acme_project_id", some.GetSecrets()[0].GetName())
 	require.False(t, some.GetSecrets()[0].GetPresent())
 	require.True(t, some.GetSecrets()[1].GetPresent())
 
 	// Short secrets get a hint that gives nothing away.
-	b.put(t, "t1", "google_calendar_client_secret", "short")
-	d, err := b.client.DescribeSecrets(b.user(t, "t1"), &secretsv1.DescribeSecretsRequest{Names: []string{"google_calendar_client_secret"}})
+	b.put(t, "t1", "acme_calendar_client_secret", "short")
+	d, err := b.client.DescribeSecrets(b.reader(t, "t1"), &secretsv1.DescribeSecretsRequest{Names: []string{"acme_calendar_client_secret"}})
 	require.NoError(t, err)
 	require.Equal(t, "••••", d.GetSecrets()[0].GetHint())
 
 	// Get (service): only what exists.
-	vals := b.get(t, b.client, "t1", "google_client_secret", "google_project_id")
-	require.Equal(t, map[string]string{"google_client_secret": "GOCSPX-abcdefgh-wxyz"}, vals)
+	vals := b.get(t, b.client, "t1", "acme_client_secret", "acme_project_id")
+	require.Equal(t, map[string]string{"acme_client_secret": "GOCSPX-abcdefgh-wxyz"}, vals)
 
 	// Overwrite bumps the version.
-	resp = b.put(t, "t1", "google_client_secret", "GOCSPX-second-value-qrst")
+	resp = b.put(t, "t1", "acme_client_secret", "GOCSPX-second-value-qrst")
 	require.EqualValues(t, 2, resp.GetSecrets()[0].GetVersion())
 
 	// Delete; absent names are not an error. A re-created secret continues the version sequence.
-	del, err := b.client.DeleteSecrets(b.admin(t, "t1"), &secretsv1.DeleteSecretsRequest{Names: []string{"google_client_secret", "google_project_id"}})
+	del, err := b.client.DeleteSecrets(b.admin(t, "t1"), &secretsv1.DeleteSecretsRequest{Names: []string{"acme_client_secret", "acme_project_id"}})
 	require.NoError(t, err)
-	require.Equal(t, []string{"google_client_secret"}, del.GetDeletedNames())
-	require.Empty(t, b.get(t, b.client, "t1", "google_client_secret"))
-	resp = b.put(t, "t1", "google_client_secret", "GOCSPX-third-value-mnop")
+	require.Equal(t, []string{"acme_client_secret"}, del.GetDeletedNames())
+	require.Empty(t, b.get(t, b.client, "t1", "acme_client_secret"))
+	resp = b.put(t, "t1", "acme_client_secret", "GOCSPX-third-value-mnop")
 	require.EqualValues(t, 3, resp.GetSecrets()[0].GetVersion())
 
 	// Writes and deletes in one batch.
 	_, err = b.client.PutSecrets(b.admin(t, "t1"), &secretsv1.PutSecretsRequest{
-		Writes:      []*secretsv1.SecretWrite{{Name: "google_project_id", Value: "my-project"}},
-		DeleteNames: []string{"google_client_id"},
+		Writes:      []*secretsv1.SecretWrite{{Name: "acme_project_id", Value: "my-project"}},
+		DeleteNames: []string{"acme_client_id"},
 	})
 	require.NoError(t, err)
-	require.Equal(t, map[string]string{"google_project_id": "my-project"}, b.get(t, b.client, "t1", "google_project_id", "google_client_id"))
+	require.Equal(t, map[string]string{"acme_project_id": "my-project"}, b.get(t, b.client, "t1", "acme_project_id", "acme_client_id"))
 }
 
 func TestPutIsAtomicAndConditional(t *testing.T) {
@@ -107,22 +107,22 @@ func TestPutIsAtomicAndConditional(t *testing.T) {
 func TestTenantIsolationAndPermissions(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.put(t, "tenant-a", "google_client_secret", "tenant-a-secret-value-1234")
+	b.put(t, "tenant-a", "acme_client_secret", "tenant-a-secret-value-1234")
 
 	// Tenant B's tokens never see or touch tenant A's secrets.
 	d, err := b.client.DescribeSecrets(b.admin(t, "tenant-b"), &secretsv1.DescribeSecretsRequest{})
 	require.NoError(t, err)
 	require.Empty(t, d.GetSecrets())
-	d, err = b.client.DescribeSecrets(b.admin(t, "tenant-b"), &secretsv1.DescribeSecretsRequest{Names: []string{"google_client_secret"}})
+	d, err = b.client.DescribeSecrets(b.admin(t, "tenant-b"), &secretsv1.DescribeSecretsRequest{Names: []string{"acme_client_secret"}})
 	require.NoError(t, err)
 	require.False(t, d.GetSecrets()[0].GetPresent())
-	require.Empty(t, b.get(t, b.client, "tenant-b", "google_client_secret"))
-	del, err := b.client.DeleteSecrets(b.admin(t, "tenant-b"), &secretsv1.DeleteSecretsRequest{Names: []string{"google_client_secret"}})
+	require.Empty(t, b.get(t, b.client, "tenant-b", "acme_client_secret"))
+	del, err := b.client.DeleteSecrets(b.admin(t, "tenant-b"), &secretsv1.DeleteSecretsRequest{Names: []string{"acme_client_secret"}})
 	require.NoError(t, err)
 	require.Empty(t, del.GetDeletedNames())
-	b.put(t, "tenant-b", "google_client_secret", "tenant-b-secret-value-5678")
-	require.Equal(t, "tenant-a-secret-value-1234", b.get(t, b.client, "tenant-a", "google_client_secret")["google_client_secret"])
-	require.Equal(t, "tenant-b-secret-value-5678", b.get(t, b.client, "tenant-b", "google_client_secret")["google_client_secret"])
+	b.put(t, "tenant-b", "acme_client_secret", "tenant-b-secret-value-5678")
+	require.Equal(t, "tenant-a-secret-value-1234", b.get(t, b.client, "tenant-a", "acme_client_secret")["acme_client_secret"])
+	require.Equal(t, "tenant-b-secret-value-5678", b.get(t, b.client, "tenant-b", "acme_client_secret")["acme_client_secret"])
 	audit, err := b.client.ListSecretAudit(b.admin(t, "tenant-b"), &secretsv1.ListSecretAuditRequest{})
 	require.NoError(t, err)
 	for _, e := range audit.GetEvents() {
@@ -130,18 +130,24 @@ func TestTenantIsolationAndPermissions(t *testing.T) {
 	}
 
 	// Users never read raw values, whatever their permissions.
-	_, err = b.client.GetSecrets(b.admin(t, "tenant-a"), &secretsv1.GetSecretsRequest{Names: []string{"google_client_secret"}})
+	_, err = b.client.GetSecrets(b.admin(t, "tenant-a"), &secretsv1.GetSecretsRequest{Names: []string{"acme_client_secret"}})
 	requireCode(t, err, codes.PermissionDenied)
 
-	// A user without system_settings:update may describe, not write, delete or read the audit.
-	_, err = b.client.DescribeSecrets(b.user(t, "tenant-a"), &secretsv1.DescribeSecretsRequest{})
+	// A user with system_settings:read (not :update) may describe, not write, delete or read the audit.
+	_, err = b.client.DescribeSecrets(b.reader(t, "tenant-a"), &secretsv1.DescribeSecretsRequest{})
 	require.NoError(t, err)
-	_, err = b.client.PutSecrets(b.user(t, "tenant-a"), &secretsv1.PutSecretsRequest{Writes: []*secretsv1.SecretWrite{{Name: "x", Value: "y"}}})
+	_, err = b.client.PutSecrets(b.reader(t, "tenant-a"), &secretsv1.PutSecretsRequest{Writes: []*secretsv1.SecretWrite{{Name: "x", Value: "y"}}})
 	requireCode(t, err, codes.PermissionDenied)
-	_, err = b.client.DeleteSecrets(b.user(t, "tenant-a"), &secretsv1.DeleteSecretsRequest{Names: []string{"google_client_secret"}})
+	_, err = b.client.DeleteSecrets(b.reader(t, "tenant-a"), &secretsv1.DeleteSecretsRequest{Names: []string{"acme_client_secret"}})
 	requireCode(t, err, codes.PermissionDenied)
-	_, err = b.client.ListSecretAudit(b.user(t, "tenant-a"), &secretsv1.ListSecretAuditRequest{})
+	_, err = b.client.ListSecretAudit(b.reader(t, "tenant-a"), &secretsv1.ListSecretAuditRequest{})
 	requireCode(t, err, codes.PermissionDenied)
+	// An internal user without permissions does not even learn which secrets exist.
+	st := requireCode(t, func() error {
+		_, err := b.client.DescribeSecrets(b.user(t, "tenant-a"), &secretsv1.DescribeSecretsRequest{})
+		return err
+	}(), codes.PermissionDenied)
+	require.Contains(t, st.Message(), auth.PermSystemSettingsRead)
 
 	// Client users are refused everywhere.
 	tok, err := b.users.MintUser(auth.UserToken{Subject: "c1", Tenant: "tenant-a", UserType: auth.UserTypeClient, Permissions: []string{auth.PermSystemSettingsUpdate}})
@@ -152,7 +158,7 @@ func TestTenantIsolationAndPermissions(t *testing.T) {
 	// A service token without a tenant cannot make tenant-scoped calls.
 	tok, err = b.svcs.MintService(auth.SvcOAuth, "", "", nil)
 	require.NoError(t, err)
-	_, err = b.client.GetSecrets(withToken(tok), &secretsv1.GetSecretsRequest{Names: []string{"google_client_secret"}})
+	_, err = b.client.GetSecrets(withToken(tok), &secretsv1.GetSecretsRequest{Names: []string{"acme_client_secret"}})
 	requireCode(t, err, codes.FailedPrecondition)
 	_, err = b.client.DescribeSecrets(withToken(tok), &secretsv1.DescribeSecretsRequest{})
 	requireCode(t, err, codes.FailedPrecondition)
@@ -274,9 +280,9 @@ func TestConcurrentWritersOneName(t *testing.T) {
 func TestAuditTrail(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.put(t, "t1", "google_client_secret", "audited-secret-value-abcd")
-	b.get(t, b.client, "t1", "google_client_secret")
-	_, err := b.client.DeleteSecrets(b.admin(t, "t1"), &secretsv1.DeleteSecretsRequest{Names: []string{"google_client_secret"}})
+	b.put(t, "t1", "acme_client_secret", "audited-secret-value-abcd")
+	b.get(t, b.client, "t1", "acme_client_secret")
+	_, err := b.client.DeleteSecrets(b.admin(t, "t1"), &secretsv1.DeleteSecretsRequest{Names: []string{"acme_client_secret"}})
 	require.NoError(t, err)
 
 	resp, err := b.client.ListSecretAudit(b.admin(t, "t1"), &secretsv1.ListSecretAuditRequest{})

@@ -138,6 +138,14 @@ func (b *testBundle) admin(t *testing.T, tenant string) context.Context {
 	return withToken(tok)
 }
 
+// reader is a user of tenant with system_settings:read.
+func (b *testBundle) reader(t *testing.T, tenant string) context.Context {
+	t.Helper()
+	tok, err := b.users.MintUser(auth.UserToken{Subject: "reader-" + tenant, Tenant: tenant, Permissions: []string{auth.PermSystemSettingsRead}})
+	require.NoError(t, err)
+	return withToken(tok)
+}
+
 // user is an internal user of tenant without permissions.
 func (b *testBundle) user(t *testing.T, tenant string) context.Context {
 	t.Helper()
