@@ -39,7 +39,12 @@ type (
 	ExpirationPolicy         = api.ExpirationPolicy
 	Subscription             = api.Subscription
 	Delivery                 = api.Delivery
+	SeedGrantsRequest        = api.SeedGrantsRequest
+	SeededGrant              = api.SeededGrant
 )
+
+// MaxSeedGrants bounds the accounts of one SeedGrants call.
+const MaxSeedGrants = api.MaxSeedGrants
 
 // Publishing statuses of a project's OAuth consent screen.
 const (
@@ -264,6 +269,19 @@ func (c *AdminClient) Channels(ctx context.Context) ([]Channel, error) {
 // RevokeGrant revokes what email granted clientID: every token of the pair answers invalid_grant / 401.
 func (c *AdminClient) RevokeGrant(ctx context.Context, email, clientID string) error {
 	return c.do(ctx, http.MethodPost, "/grants/revoke", api.RevokeGrantRequest{Email: email, ClientID: clientID}, nil)
+}
+
+// SeedGrants stores, for each account of req, what an approved offline consent (prompt=consent) and its
+// code exchange leave behind — the grant, a refresh token and an access token — without the consent page
+// or a token request, and returns the token responses in the order of req.Accounts. Missing accounts are
+// created as test users of the client's project. At most MaxSeedGrants accounts per call; nothing is
+// counted (no Google endpoint was called).
+func (c *AdminClient) SeedGrants(ctx context.Context, req SeedGrantsRequest) ([]SeededGrant, error) {
+	var out api.SeedGrantsResponse
+	if err := c.do(ctx, http.MethodPost, "/grants", req, &out); err != nil {
+		return nil, err
+	}
+	return out.Grants, nil
 }
 
 // AdvanceClock moves the sandbox clock forward by d (Now reads it). Watches, channels, tokens, history

@@ -222,6 +222,10 @@ const AdminAPIHelp = `Google sandbox admin API (JSON over HTTP, under ROOT/sandb
     GET    /channels                              every events.watch channel
 
   OAuth, clock, faults, observation
+    POST   /grants                                {"clientId","scopes":[...],"accounts":[emails]} -> {"grants":[{"email",
+                                                   "accessToken","refreshToken","expiresIn","scope","tokenType"}]}: an
+                                                   approved offline consent + code exchange per account, without the
+                                                   requests (missing accounts become test users; at most 1000)
     POST   /grants/revoke                         {"email","clientId"}
     GET    /clock     POST /clock/advance         {"duration":"168h"}
     GET|POST|DELETE /faults                       {"endpoint","clientId","rate429","rate5xx","status5xx","latency":"250ms",

@@ -138,6 +138,36 @@ type RevokeGrantRequest struct {
 	ClientID string `json:"clientId"`
 }
 
+// SeedGrantsRequest stores, for each account, what an approved offline consent (access_type=offline,
+// prompt=consent) and its code exchange leave behind — the grant, a refresh token and an access token —
+// without the consent page and the token request (tests and benchmarks that need thousands of connected
+// accounts). An account that does not exist yet is created as a test user of the client's project.
+type SeedGrantsRequest struct {
+	ClientID string   `json:"clientId"`
+	Scopes   []string `json:"scopes"`
+	// Accounts are email addresses; at most MaxSeedGrants per request.
+	Accounts []string `json:"accounts"`
+}
+
+// MaxSeedGrants bounds the accounts of one SeedGrantsRequest.
+const MaxSeedGrants = 1000
+
+// SeededGrant is the token response the code exchange would have answered for one account.
+type SeededGrant struct {
+	Email        string `json:"email"`
+	AccessToken  string `json:"accessToken"`
+	RefreshToken string `json:"refreshToken"`
+	// ExpiresIn is the access token's lifetime in seconds (3599, as Google answers).
+	ExpiresIn int    `json:"expiresIn"`
+	Scope     string `json:"scope"`
+	TokenType string `json:"tokenType"`
+}
+
+// SeedGrantsResponse lists the grants in the order of the request's accounts.
+type SeedGrantsResponse struct {
+	Grants []SeededGrant `json:"grants"`
+}
+
 // AdvanceClockRequest moves the sandbox clock forward.
 type AdvanceClockRequest struct {
 	// Duration is a Go duration string ("168h", "90s").

@@ -67,6 +67,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("PUT "+a+"/users/{email}/calendars/{calendarId}/events/{eventId}", s.adminUpdateEvent)
 	mux.HandleFunc("DELETE "+a+"/users/{email}/calendars/{calendarId}/events/{eventId}", s.adminDeleteEvent)
 	mux.HandleFunc("POST "+a+"/users/{email}/calendars/{calendarId}/invalidateSyncTokens", s.adminInvalidateSync)
+	mux.HandleFunc("POST "+a+"/grants", s.adminSeedGrants)
 	mux.HandleFunc("POST "+a+"/grants/revoke", s.adminRevokeGrant)
 	mux.HandleFunc("GET "+a+"/clock", s.adminClock)
 	mux.HandleFunc("POST "+a+"/clock/advance", s.adminAdvance)
@@ -273,19 +274,93 @@ func (s *Server) adminCreateUser(w http.ResponseWriter, r *http.Request) {
 		adminError(w, 409, "user %q already exists", email)
 		return
 	}
-	name := req.Name
+	u := s.newUser(email, req.Name, req.Projects, req.SecondCalendar)
+	writeJSON(w, 200, s.userView(u))
+}
+
+// newUser creates an account (email already normalized and free): a mailbox and a primary calendar, a
+// secondary one when asked. Caller holds s.mu.
+func (s *Server) newUser(email, name string, projects []string, secondCalendar bool) *user {
 	if name == "" {
 		local, _, _ := strings.Cut(email, "@")
 		name = strings.ToUpper(local[:1]) + local[1:] + " Tester"
 	}
-	u := &user{email: email, name: name, id: randDigits(21), projects: slices.Clone(req.Projects)}
+	u := &user{email: email, name: name, id: randDigits(21), projects: slices.Clone(projects)}
 	u.mb = newMailbox(uint64(1000 + len(s.users)*100))
 	u.calendars = []*calendar{newCalendar(u, email, email, true)}
-	if req.SecondCalendar {
+	if secondCalendar {
 		u.calendars = append(u.calendars, newCalendar(u, randString(lowerAlnum, 26)+"@group.calendar.google.com", "Team", false))
 	}
 	s.users[email] = u
-	writeJSON(w, 200, s.userView(u))
+	return u
+}
+
+// adminSeedGrants stores, for each account, what an approved offline consent with prompt=consent and its
+// code exchange leave behind (consentTokens: the grant, a refresh token, an access token) and answers the
+// token responses, without the consent page and the token request: how tests and benchmarks arrange
+// thousands of connected accounts. Missing accounts are created as test users of the client's project.
+// Nothing is counted — no Google endpoint was called. The request is checked whole before anything is
+// stored.
+func (s *Server) adminSeedGrants(w http.ResponseWriter, r *http.Request) {
+	var req api.SeedGrantsRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if len(req.Accounts) == 0 || len(req.Accounts) > api.MaxSeedGrants {
+		adminError(w, 400, "accounts: 1 to %d email addresses", api.MaxSeedGrants)
+		return
+	}
+	if len(req.Scopes) == 0 {
+		adminError(w, 400, "scopes: at least one scope is required")
+		return
+	}
+	for _, sc := range req.Scopes {
+		if !validScope(sc) {
+			adminError(w, 400, "invalid scope %q", sc)
+			return
+		}
+	}
+	emails := make([]string, len(req.Accounts))
+	seen := map[string]bool{}
+	for i, a := range req.Accounts {
+		email := strings.ToLower(strings.TrimSpace(a))
+		if !emailRE.MatchString(email) {
+			adminError(w, 400, "invalid email %q", a)
+			return
+		}
+		if seen[email] {
+			adminError(w, 400, "account %q is listed twice", email)
+			return
+		}
+		seen[email] = true
+		emails[i] = email
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.clients[req.ClientID]
+	if c == nil || c.deleted {
+		adminError(w, 404, "no such client")
+		return
+	}
+	p := s.projects[c.projectID]
+	for _, email := range emails {
+		// As on the consent page: an app in testing admits its test users only.
+		if u := s.users[email]; u != nil && p != nil && p.status != "production" && len(u.projects) > 0 && !slices.Contains(u.projects, p.id) {
+			adminError(w, 403, "account %s is not a test user of project %s (publishing status %s)", email, p.id, p.status)
+			return
+		}
+	}
+	out := api.SeedGrantsResponse{Grants: make([]api.SeededGrant, 0, len(emails))}
+	for _, email := range emails {
+		u := s.users[email]
+		if u == nil {
+			u = s.newUser(email, "", []string{c.projectID}, false)
+		}
+		t := s.consentTokens(u, c, slices.Clone(req.Scopes), true, true)
+		out.Grants = append(out.Grants, api.SeededGrant{Email: email, AccessToken: t.AccessToken, RefreshToken: t.RefreshToken,
+			ExpiresIn: t.ExpiresIn, Scope: t.Scope, TokenType: t.TokenType})
+	}
+	writeJSON(w, 200, out)
 }
 
 func (s *Server) userView(u *user) api.User {

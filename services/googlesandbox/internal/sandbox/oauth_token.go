@@ -210,6 +210,18 @@ func (s *Server) exchangeCode(cid, secret string, f url.Values) (*tokenResponse,
 	if u == nil {
 		return nil, &oauthErr{status: 400, code: "invalid_grant", desc: "Account has been deleted"}
 	}
+	resp := s.consentTokens(u, c, ac.scopes, ac.offline, ac.forceConsent)
+	if slices.Contains(ac.scopes, "openid") {
+		resp.IDToken = s.idToken(u, c.id, ac.scopes, ac.nonce)
+	}
+	return resp, nil
+}
+
+// consentTokens records u's consent to c for scopes (the grant, its scopes and consent time) and issues
+// what the code exchange answers: an access token, and a refresh token for an offline request when the
+// consent was forced or the grant has no live one. The admin API's SeedGrants uses it too. Caller holds
+// s.mu.
+func (s *Server) consentTokens(u *user, c *oauthClient, scopes []string, offline, forceConsent bool) *tokenResponse {
 	gk := grantKey{u.email, c.id}
 	g := s.grants[gk]
 	hadLiveRefresh := false
@@ -225,17 +237,17 @@ func (s *Server) exchangeCode(cid, secret string, f url.Values) (*tokenResponse,
 	}
 	now := s.now()
 	g.consentAt = now
-	for _, sc := range ac.scopes {
+	for _, sc := range scopes {
 		if !slices.Contains(g.scopes, sc) {
 			g.scopes = append(g.scopes, sc)
 		}
 	}
-	resp := &tokenResponse{TokenType: "Bearer", Scope: strings.Join(ac.scopes, " ")}
+	resp := &tokenResponse{TokenType: "Bearer", Scope: strings.Join(scopes, " ")}
 	var rt *refreshToken
-	if ac.offline && (ac.forceConsent || !hadLiveRefresh) {
+	if offline && (forceConsent || !hadLiveRefresh) {
 		p := s.projects[c.projectID]
 		rt = &refreshToken{token: "1//0" + randString(lowerAlnum+"ABCDEFGHIJKLMNOPQRSTUVWXYZ_-", 100), email: u.email,
-			clientID: c.id, scopes: ac.scopes, issued: now, testing: p != nil && p.status == "testing"}
+			clientID: c.id, scopes: scopes, issued: now, testing: p != nil && p.status == "testing"}
 		s.refreshTokens[rt.token] = rt
 		g.refresh = append(g.refresh, rt)
 		s.enforceRefreshLimit(g)
@@ -244,13 +256,10 @@ func (s *Server) exchangeCode(cid, secret string, f url.Values) (*tokenResponse,
 			resp.RefreshTokenExpiresIn = int(TestingRefreshTTL/time.Second) - 1
 		}
 	}
-	at := s.issueAccess(u.email, c.id, ac.scopes, rt, nil, u)
+	at := s.issueAccess(u.email, c.id, scopes, rt, nil, u)
 	resp.AccessToken = at.token
 	resp.ExpiresIn = int(AccessTokenLifetime/time.Second) - 1
-	if slices.Contains(ac.scopes, "openid") {
-		resp.IDToken = s.idToken(u, c.id, ac.scopes, ac.nonce)
-	}
-	return resp, nil
+	return resp
 }
 
 // enforceRefreshLimit silently invalidates the oldest live refresh tokens beyond the limit. Caller holds s.mu.
