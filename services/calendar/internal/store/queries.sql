@@ -223,3 +223,31 @@ SELECT event_type, step, error_code, message, run_id, create_time FROM calendar.
 WHERE tenant = @tenant AND provider_id = @provider_id
 ORDER BY seq DESC
 LIMIT @limit;
+
+-- Test helpers (package calendartesting): other modules' tests arrange the calendar service's state
+-- through these instead of writing its tables.
+
+-- name: TestAgeTenant
+-- Every recorded time of the tenant's providers and channels — Google's channel expirations included —
+-- and of their notifications, diagnostics steps and timelines, moved back by @by: as if all of it had
+-- happened that long ago.
+WITH providers AS (
+    UPDATE calendar.providers SET
+        last_sync_time = last_sync_time - @by::interval, connect_time = connect_time - @by::interval,
+        create_time = create_time - @by::interval, update_time = update_time - @by::interval,
+        channel_lease_until = channel_lease_until - @by::interval
+    WHERE tenant = @tenant
+    RETURNING id
+), channels AS (
+    UPDATE calendar.channels SET
+        expire_time = expire_time - @by::interval, last_notification_time = last_notification_time - @by::interval,
+        create_time = create_time - @by::interval, update_time = update_time - @by::interval
+    WHERE tenant = @tenant
+), notifications AS (
+    UPDATE calendar.notifications SET receive_time = receive_time - @by::interval WHERE tenant = @tenant
+), steps AS (
+    UPDATE calendar.provider_steps SET check_time = check_time - @by::interval WHERE tenant = @tenant
+), timeline AS (
+    UPDATE calendar.provider_timeline SET create_time = create_time - @by::interval WHERE tenant = @tenant
+)
+SELECT count(*) FROM providers;

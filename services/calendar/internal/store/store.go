@@ -518,3 +518,12 @@ func ListTimeline(ctx context.Context, db DB, tenant, providerID string, limit i
 	}
 	return pgx.CollectRows(rows, pgx.RowToStructByName[TimelineEvent])
 }
+
+// AgeTenant moves every recorded time of the tenant's providers and channels (Google's channel
+// expirations included), notifications, diagnostics steps and timelines back by `by`, and reports how
+// many providers it moved (test helper).
+func AgeTenant(ctx context.Context, db DB, tenant string, by time.Duration) (int, error) {
+	var n int
+	err := db.QueryRow(ctx, q("TestAgeTenant"), pg.Args{"tenant": tenant, "by": by}).Scan(&n)
+	return n, err
+}

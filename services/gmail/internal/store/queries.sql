@@ -238,3 +238,25 @@ RETURNING holder;
 
 -- name: ReleaseSyncLease
 DELETE FROM gmail.sync_leases WHERE tenant = @tenant AND provider_id = @provider_id AND holder = @holder;
+
+-- Test helpers (package gmailtesting): other modules' tests arrange the gmail service's state through
+-- these instead of writing its tables.
+
+-- name: TestAgeTenant
+-- Every recorded time of the tenant's providers — Google's watch expiration included — and of their
+-- diagnostics steps and timelines, moved back by @by: as if all of it had happened that long ago.
+WITH providers AS (
+    UPDATE gmail.providers SET
+        watch_expire_time = watch_expire_time - @by::interval, last_push_time = last_push_time - @by::interval,
+        last_sync_time = last_sync_time - @by::interval, connect_time = connect_time - @by::interval,
+        last_watch_time = last_watch_time - @by::interval,
+        last_provisioning_check_time = last_provisioning_check_time - @by::interval,
+        create_time = create_time - @by::interval, update_time = update_time - @by::interval
+    WHERE tenant = @tenant
+    RETURNING id
+), steps AS (
+    UPDATE gmail.provider_steps SET check_time = check_time - @by::interval WHERE tenant = @tenant
+), events AS (
+    UPDATE gmail.provider_events SET create_time = create_time - @by::interval WHERE tenant = @tenant
+)
+SELECT count(*) FROM providers;

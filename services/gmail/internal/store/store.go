@@ -532,3 +532,12 @@ func ReleaseSyncLease(ctx context.Context, db DB, tenant, provider, holder strin
 	_, err := db.Exec(ctx, q("ReleaseSyncLease"), pg.Args{"tenant": tenant, "provider_id": provider, "holder": holder})
 	return err
 }
+
+// AgeTenant moves every recorded time of the tenant's providers (Google's watch expiration included),
+// their diagnostics steps and timelines back by `by`, and reports how many providers it moved (test
+// helper).
+func AgeTenant(ctx context.Context, db DB, tenant string, by time.Duration) (int, error) {
+	var n int
+	err := db.QueryRow(ctx, q("TestAgeTenant"), pg.Args{"tenant": tenant, "by": by}).Scan(&n)
+	return n, err
+}

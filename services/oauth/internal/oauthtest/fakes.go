@@ -407,6 +407,18 @@ func (g *Google) token(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// Grant issues tokens for email's consent to clientID with scope, as an approved consent and its code
+// exchange would (without the requests): an access token and a refresh token the token endpoint honours.
+func (g *Google) Grant(clientID, email, scope string) (accessToken, refreshToken string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.serial++
+	at, rt := fmt.Sprintf("at-%d", g.serial), fmt.Sprintf("rt-%d", g.serial)
+	gr := grant{clientID: clientID, email: email, scope: scope}
+	g.access[at], g.refresh[rt] = gr, gr
+	return at, rt
+}
+
 // ValidAccessToken reports whether the fake issued tok.
 func (g *Google) ValidAccessToken(tok string) bool {
 	g.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/oauth2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -293,30 +294,46 @@ func (s *Flow) storeGrant(ctx context.Context, st store.State, c client, email s
 		return store.Connection{}, err
 	}
 	now := s.now()
-	scopes := strings.Fields(stored.Scope)
-	if len(scopes) == 0 {
-		scopes = scopesFor(st.Kind)
-	}
-	expiry := stored.Expiry
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return store.Connection{}, err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck
-	conn, err := store.UpsertConnection(ctx, tx, store.Connection{
-		ID: connID, Tenant: st.Tenant, Kind: st.Kind, ProviderID: st.ProviderID, UserID: st.UserID,
-		AccountEmail: strings.ToLower(email), ClientID: c.ID, Scopes: scopes, AccessTokenExpiresAt: &expiry,
-	}, now)
+	conn, err := saveConnection(ctx, tx, connectionOf(connID, st.Tenant, st.Kind, st.ProviderID, st.UserID, email, c.ID, stored), now)
 	if err != nil {
-		return store.Connection{}, err
-	}
-	if err := store.InsertEvent(ctx, tx, st.Tenant, conn.ID, store.Event{Type: "connected", Message: "Connected as " + conn.AccountEmail + ".", CreatedAt: now}); err != nil {
 		return store.Connection{}, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return store.Connection{}, err
 	}
 	s.log.InfoContext(ctx, "google account connected", "kind", st.Kind, "provider", st.ProviderID, "connection", conn.ID)
+	return conn, nil
+}
+
+// connectionOf is the connection row of a grant whose token is stored: the granted scopes (those asked
+// for when Google did not say), the account in lower case and the access token's expiry.
+func connectionOf(connID, tenant, kind, providerID, userID, email, clientID string, stored storedToken) store.Connection {
+	scopes := strings.Fields(stored.Scope)
+	if len(scopes) == 0 {
+		scopes = scopesFor(kind)
+	}
+	expiry := stored.Expiry
+	return store.Connection{
+		ID: connID, Tenant: tenant, Kind: kind, ProviderID: providerID, UserID: userID,
+		AccountEmail: strings.ToLower(email), ClientID: clientID, Scopes: scopes, AccessTokenExpiresAt: &expiry,
+	}
+}
+
+// saveConnection records a connected grant (a reconnect keeps the row's id) and its "connected" timeline
+// event, in the caller's transaction.
+func saveConnection(ctx context.Context, tx pgx.Tx, c store.Connection, now time.Time) (store.Connection, error) {
+	conn, err := store.UpsertConnection(ctx, tx, c, now)
+	if err != nil {
+		return store.Connection{}, err
+	}
+	if err := store.InsertEvent(ctx, tx, c.Tenant, conn.ID, store.Event{Type: "connected", Message: "Connected as " + conn.AccountEmail + ".", CreatedAt: now}); err != nil {
+		return store.Connection{}, err
+	}
 	return conn, nil
 }
 

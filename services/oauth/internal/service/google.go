@@ -60,12 +60,21 @@ func (s *core) readToken(ctx context.Context, connectionID string) (storedToken,
 }
 
 func (s *core) writeToken(ctx context.Context, connectionID string, t storedToken) error {
-	raw, err := json.Marshal(t)
+	w, err := tokenWrite(connectionID, t)
 	if err != nil {
 		return err
 	}
-	_, err = s.secrets.PutSecrets(ctx, &secretsv1.PutSecretsRequest{Writes: []*secretsv1.SecretWrite{{Name: TokenSecretName(connectionID), Value: string(raw)}}})
+	_, err = s.secrets.PutSecrets(ctx, &secretsv1.PutSecretsRequest{Writes: []*secretsv1.SecretWrite{w}})
 	return err
+}
+
+// tokenWrite is the secrets-service write that stores a connection's token.
+func tokenWrite(connectionID string, t storedToken) (*secretsv1.SecretWrite, error) {
+	raw, err := json.Marshal(t)
+	if err != nil {
+		return nil, err
+	}
+	return &secretsv1.SecretWrite{Name: TokenSecretName(connectionID), Value: string(raw)}, nil
 }
 
 // accountEmail reads the Google account that consented: userinfo, or (when the grant's scopes do not

@@ -117,3 +117,19 @@ WHERE account_email = @account_email;
 
 -- name: TestExpireAuthStates
 UPDATE oauth.auth_states SET expires_at = now() - interval '1 second' WHERE provider_id = @provider_id;
+
+-- name: TestAgeTenant
+-- Every recorded time of the tenant's connections and their timelines, moved back by @by: as if all of
+-- it had happened that long ago (the access token's recorded expiry included).
+WITH conns AS (
+    UPDATE oauth.connections SET
+        consented_at = consented_at - @by::interval, connected_at = connected_at - @by::interval,
+        last_refresh_at = last_refresh_at - @by::interval,
+        access_token_expires_at = access_token_expires_at - @by::interval,
+        updated_at = updated_at - @by::interval
+    WHERE tenant = @tenant
+    RETURNING id
+), events AS (
+    UPDATE oauth.connection_events SET created_at = created_at - @by::interval WHERE tenant = @tenant
+)
+SELECT count(*) FROM conns;

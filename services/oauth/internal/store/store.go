@@ -322,3 +322,12 @@ func AgeConsent(ctx context.Context, db DB, accountEmail string, by time.Duratio
 func ExpireAuthStates(ctx context.Context, db DB, providerID string) error {
 	return affectedOne(db.Exec(ctx, q("TestExpireAuthStates"), pg.Args{"provider_id": providerID}))
 }
+
+// AgeTenant moves every recorded time of the tenant's connections (consent, connect, last refresh, the
+// access token's expiry) and of their timelines back by `by`, and reports how many connections it moved
+// (test helper).
+func AgeTenant(ctx context.Context, db DB, tenant string, by time.Duration) (int, error) {
+	var n int
+	err := db.QueryRow(ctx, q("TestAgeTenant"), pg.Args{"tenant": tenant, "by": by}).Scan(&n)
+	return n, err
+}
