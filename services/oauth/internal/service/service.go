@@ -8,10 +8,10 @@ package service
 
 import (
 	"context"
-	"hash/fnv"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -124,16 +124,14 @@ type core struct {
 	log       *slog.Logger
 	now       func() time.Time
 	backoff   time.Duration
-	stripes   [64]chan struct{}
+	keysMu    sync.Mutex
+	keys      map[string]*keyLock
 	lockSlots chan struct{}
 }
 
 // New returns the services, without dependencies (SetDeps).
 func New() *Service {
-	c := &core{lockSlots: make(chan struct{}, maxConcurrentLocked)}
-	for i := range c.stripes {
-		c.stripes[i] = make(chan struct{}, 1)
-	}
+	c := &core{lockSlots: make(chan struct{}, maxConcurrentLocked), keys: map[string]*keyLock{}}
 	return &Service{Setup: &Setup{core: c}, Flow: &Flow{core: c}, Tokens: &Tokens{core: c},
 		Upkeep: &Upkeep{core: c}, Directory: &Directory{core: c}, core: c}
 }
@@ -247,22 +245,48 @@ func (s *core) redirectURI(kind string) string {
 	return s.base.GmailRedirectURI()
 }
 
-// lockStripe serializes work on one key within this process (the row lock does it across replicas; this
-// keeps waiters from each holding a database connection).
-func (s *core) lockStripe(ctx context.Context, key string) (func(), error) {
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	ch := s.stripes[h.Sum32()%uint32(len(s.stripes))]
+// lockKey serializes work on one key (a connection) within this process — across replicas the row
+// lock and the refresh lease do it — so the callers waiting on one connection hold no database
+// connection. Every key has its own lock: a slow refresh of one connection delays no other.
+func (s *core) lockKey(ctx context.Context, key string) (func(), error) {
+	s.keysMu.Lock()
+	l := s.keys[key]
+	if l == nil {
+		l = &keyLock{ch: make(chan struct{}, 1)}
+		s.keys[key] = l
+	}
+	l.refs++
+	s.keysMu.Unlock()
+	forget := func() {
+		s.keysMu.Lock()
+		defer s.keysMu.Unlock()
+		if l.refs--; l.refs == 0 {
+			delete(s.keys, key)
+		}
+	}
 	select {
-	case ch <- struct{}{}:
+	case l.ch <- struct{}{}:
 	case <-ctx.Done():
+		forget()
 		return nil, ctx.Err()
 	}
+	return func() { <-l.ch; forget() }, nil
+}
+
+// keyLock is one key's lock and how many callers hold or wait for it.
+type keyLock struct {
+	ch   chan struct{}
+	refs int
+}
+
+// dbSlot bounds the refresh and delete transactions this process has open at once (each holds a
+// database connection) to maxConcurrentLocked, so a burst of refreshes leaves the pool to the rest.
+// A transaction is short: the request to Google's token endpoint is made outside it.
+func (s *core) dbSlot(ctx context.Context) (func(), error) {
 	select {
 	case s.lockSlots <- struct{}{}:
+		return func() { <-s.lockSlots }, nil
 	case <-ctx.Done():
-		<-ch
 		return nil, ctx.Err()
 	}
-	return func() { <-s.lockSlots; <-ch }, nil
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/oauth2"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -145,10 +147,10 @@ func tokenResponse(t storedToken, conn store.Connection) *oauthv1.GetAccessToken
 }
 
 // GetAccessToken implements TokenService: a fresh access token, refreshed at most once at a time per
-// connection across every replica (row lock, then re-check). With force_refresh it asks Google even when
-// the cached token is still valid (a caller that got a 401 with it: the grant may have been revoked
-// before the token expired) and even when the connection failed permanently before; a caller that
-// waited on the lock while another refreshed gets that refresh's token. Failures, recorded on the
+// connection across every replica (row lock and refresh lease, then re-check). With force_refresh it
+// asks Google even when the cached token is still valid (a caller that got a 401 with it: the grant may
+// have been revoked before the token expired) and even when the connection failed permanently before;
+// a caller that waited while another refreshed gets that refresh's token. Failures, recorded on the
 // connection before answering, carry an ErrorInfo reason callers branch on (errs.ReasonOf):
 //
 //   - REAUTHORIZATION_REQUIRED (FailedPrecondition): the grant is unusable until the user reconnects;
@@ -234,68 +236,114 @@ type refreshResult struct {
 	fail *failure
 }
 
-// refresh is the one refresh of a connection's access token: in-process stripe lock, then the row lock
-// (FOR UPDATE, bounded wait) so one refresh runs at a time per connection across replicas; re-check
-// (done); a permanently failed connection fails fast unless forced; the tenant's current OAuth client;
-// Google's token endpoint; and every outcome recorded on the connection (status, message, remedy,
-// timeline event) in the same transaction. A success clears an earlier failure.
+// refresh is the one refresh of a connection's access token: in-process key lock, then under the row
+// lock (FOR UPDATE, bounded wait) the re-check (done); a permanently failed connection fails fast unless
+// forced; the tenant's current OAuth client; a refresh lease, so one refresh runs at a time per
+// connection across replicas; Google's token endpoint, asked outside any transaction; and every outcome
+// recorded on the connection (status, message, remedy, timeline event) under the row lock again, in the
+// transaction that releases the lease. A success clears an earlier failure.
+//
+// No database connection and no process-wide slot is held while Google answers: a tenant whose Google
+// answers slowly (or who has many connections to refresh) delays no other tenant's refresh.
 func (s *core) refresh(ctx context.Context, r refreshRequest) (refreshResult, error) {
-	unlock, err := s.lockStripe(ctx, r.tenant+"/"+r.kind+"/"+r.providerID)
+	unlock, err := s.lockKey(ctx, r.tenant+"/"+r.kind+"/"+r.providerID)
 	if err != nil {
 		return refreshResult{}, err
 	}
 	defer unlock()
+	waitUntil := time.Now().Add(refreshLockTimeout)
+	for {
+		res, call, err := s.beginRefresh(ctx, r)
+		if err != nil || call == nil {
+			return res, err
+		}
+		if call.busy { // another replica is asking Google: its outcome is what the re-check will find
+			if time.Now().After(waitUntil) {
+				return refreshResult{}, errs.Unavailable("GOOGLE_UNAVAILABLE", "another refresh of this connection is still waiting for Google's token endpoint; retry later").
+					With("status", oauthv1.ConnectionStatus_CONNECTION_STATUS_TRANSIENT_ERROR.String()).
+					With("failure_class", failureClass(failure{transient: true}).String())
+			}
+			select {
+			case <-ctx.Done():
+				return refreshResult{}, ctx.Err()
+			case <-time.After(leasePoll):
+			}
+			continue
+		}
+		gctx, cancel := context.WithTimeout(ctx, refreshLease-5*time.Second)
+		newTok, calls, callErr := s.refreshWithRetry(gctx, call.client, r.kind, call.token.RefreshToken, r.attempts)
+		cancel()
+		if callErr != nil && ctx.Err() != nil {
+			s.releaseLease(ctx, call)
+			return refreshResult{}, ctx.Err()
+		}
+		res, err = s.finishRefresh(ctx, r, call, newTok, calls, callErr)
+		if err != nil {
+			s.releaseLease(ctx, call)
+		}
+		return res, err
+	}
+}
+
+// refreshLease bounds a refresh in flight: the token-endpoint requests it covers are cut short 5 s
+// before, and a lease left by a replica that died mid-refresh lets the others in after it.
+const refreshLease = 45 * time.Second
+
+// leasePoll is how often a caller waiting on another replica's refresh of the same connection looks again.
+const leasePoll = 50 * time.Millisecond
+
+// refreshCall is a refresh about to ask Google: what was read under the row lock, the tenant's client
+// and the lease taken. busy: another replica holds a live lease (nothing was taken).
+type refreshCall struct {
+	conn   store.Connection
+	token  storedToken
+	client client
+	holder string
+	busy   bool
+}
+
+// beginRefresh is a refresh's first transaction. It answers a result (call nil) when nothing is to be
+// asked of Google: done, a recorded permanent failure, or a failure found before asking (recorded);
+// else a call holding the refresh lease, or a busy call.
+func (s *core) beginRefresh(ctx context.Context, r refreshRequest) (refreshResult, *refreshCall, error) {
+	release, err := s.dbSlot(ctx)
+	if err != nil {
+		return refreshResult{}, nil, err
+	}
+	defer release()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return refreshResult{}, err
+		return refreshResult{}, nil, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
 	if err := store.SetLockTimeout(ctx, tx, refreshLockTimeout); err != nil {
-		return refreshResult{}, err
+		return refreshResult{}, nil, err
 	}
 	conn, err := store.GetConnectionForUpdate(ctx, tx, r.tenant, r.kind, r.providerID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && r.connectionID != "" && conn.ID != r.connectionID) {
-		return refreshResult{}, errConnectionGone
+		return refreshResult{}, nil, errConnectionGone
 	}
 	if err != nil {
-		return refreshResult{}, err
+		return refreshResult{}, nil, err
 	}
 	tok, err := s.readToken(ctx, conn.ID)
 	if err != nil && !errors.Is(err, errNoToken) {
-		return refreshResult{}, err
+		return refreshResult{}, nil, err
 	}
 	now := s.now()
 	if r.done != nil && r.done(conn, tok, now) {
-		return refreshResult{conn: conn, token: tok}, tx.Commit(ctx)
+		return refreshResult{conn: conn, token: tok}, nil, tx.Commit(ctx)
 	}
 	if permanentStatus(conn.Status) && !r.force {
 		f := recordedFailure(conn)
-		return refreshResult{conn: conn, fail: &f}, tx.Commit(ctx)
+		return refreshResult{conn: conn, fail: &f}, nil, tx.Commit(ctx)
 	}
-	res := refreshResult{conn: conn}
-	fail := func(f failure) (refreshResult, error) {
-		updated, err := store.MarkFailed(ctx, tx, r.tenant, conn.ID, f.status, f.message, f.remedy, now)
-		if err != nil {
-			return refreshResult{}, err
-		}
-		what := f.message
-		if f.notConfigured != nil {
-			what = f.notConfigured.Message
-		}
-		if err := store.InsertEvent(ctx, tx, r.tenant, conn.ID, store.Event{Type: "refresh_failed", Message: inRun(f.reason+": "+what, r.runID), CreatedAt: now}); err != nil {
-			return refreshResult{}, err
-		}
-		if permanentStatus(f.status) && !permanentStatus(conn.Status) {
-			if err := store.InsertEvent(ctx, tx, r.tenant, conn.ID, store.Event{Type: "reauthorization_required", Message: f.remedy, CreatedAt: now}); err != nil {
-				return refreshResult{}, err
-			}
-		}
-		if err := tx.Commit(ctx); err != nil {
-			return refreshResult{}, err
-		}
-		s.log.WarnContext(ctx, "token refresh failed", "kind", r.kind, "provider", r.providerID, "status", f.status, "reason", f.reason, "google_calls", res.calls)
-		res.conn, res.fail = updated, &f
-		return res, nil
+	lease, held, err := store.GetRefreshLease(ctx, tx, conn.ID)
+	if err != nil {
+		return refreshResult{}, nil, err
+	}
+	if held && lease.ExpiresAt.After(now) {
+		return refreshResult{}, &refreshCall{busy: true}, tx.Commit(ctx)
 	}
 	c, err := s.loadClient(ctx, r.kind)
 	var notConfigured *errs.Error
@@ -309,40 +357,74 @@ func (s *core) refresh(ctx context.Context, r refreshRequest) (refreshResult, er
 		if permanentStatus(conn.Status) {
 			f.status, f.message, f.remedy = conn.Status, conn.StatusMessage, conn.Remedy
 		}
-		return fail(f)
+		res, err := s.recordFailure(ctx, tx, r, conn, f, 0, now)
+		return res, nil, err
+	}
+	if err != nil {
+		return refreshResult{}, nil, err
+	}
+	if c.ID != conn.ClientID {
+		res, err := s.recordFailure(ctx, tx, r, conn, failure{status: store.StatusClientInvalid, reason: "client_changed",
+			message: fmt.Sprintf("The %s OAuth client in the Google setup changed since this account connected; its grant belongs to the previous client.", kindLabel(r.kind)),
+			remedy:  fmt.Sprintf("Reconnect the %s provider (Connect) so the account consents to the current OAuth client.", kindLabel(r.kind))}, 0, now)
+		return res, nil, err
+	}
+	if tok.RefreshToken == "" {
+		res, err := s.recordFailure(ctx, tx, r, conn, failure{status: store.StatusReauthRequired, reason: "no_refresh_token",
+			message: "No refresh token is stored for this connection.",
+			remedy:  fmt.Sprintf("Reconnect the %s provider (Connect).", kindLabel(r.kind))}, 0, now)
+		return res, nil, err
+	}
+	holder := uuid.NewString()
+	if err := store.TakeRefreshLease(ctx, tx, conn.ID, holder, now.Add(refreshLease)); err != nil {
+		return refreshResult{}, nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return refreshResult{}, nil, err
+	}
+	return refreshResult{}, &refreshCall{conn: conn, token: tok, client: c, holder: holder}, nil
+}
+
+// finishRefresh is a refresh's second transaction: under the row lock again, it records what Google
+// answered (the new token, or the classified failure) and releases the lease.
+func (s *core) finishRefresh(ctx context.Context, r refreshRequest, call *refreshCall, newTok *oauth2.Token, calls int, callErr error) (refreshResult, error) {
+	release, err := s.dbSlot(ctx)
+	if err != nil {
+		return refreshResult{}, err
+	}
+	defer release()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return refreshResult{}, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	if err := store.SetLockTimeout(ctx, tx, refreshLockTimeout); err != nil {
+		return refreshResult{}, err
+	}
+	conn, err := store.GetConnectionForUpdate(ctx, tx, r.tenant, r.kind, r.providerID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && conn.ID != call.conn.ID) {
+		return refreshResult{}, errConnectionGone // deleted meanwhile (its lease with it): the answer is dropped
 	}
 	if err != nil {
 		return refreshResult{}, err
 	}
-	if c.ID != conn.ClientID {
-		return fail(failure{status: store.StatusClientInvalid, reason: "client_changed",
-			message: fmt.Sprintf("The %s OAuth client in the Google setup changed since this account connected; its grant belongs to the previous client.", kindLabel(r.kind)),
-			remedy:  fmt.Sprintf("Reconnect the %s provider (Connect) so the account consents to the current OAuth client.", kindLabel(r.kind))})
+	if err := store.ReleaseRefreshLease(ctx, tx, conn.ID, call.holder); err != nil {
+		return refreshResult{}, err
 	}
-	if tok.RefreshToken == "" {
-		return fail(failure{status: store.StatusReauthRequired, reason: "no_refresh_token",
-			message: "No refresh token is stored for this connection.",
-			remedy:  fmt.Sprintf("Reconnect the %s provider (Connect).", kindLabel(r.kind))})
+	now := s.now()
+	if callErr != nil {
+		return s.recordFailure(ctx, tx, r, conn, classifyRefresh(classifyTokenError(callErr), conn, now), calls, now)
 	}
-	newTok, calls, err := s.refreshWithRetry(ctx, c, r.kind, tok.RefreshToken, r.attempts)
-	res.calls = calls
-	if err != nil {
-		if ctx.Err() != nil {
-			return refreshResult{}, ctx.Err()
-		}
-		return fail(classifyRefresh(classifyTokenError(err), conn, now))
-	}
-	merged := tokenFrom(newTok, c.ID)
+	merged := tokenFrom(newTok, call.client.ID)
 	if merged.RefreshToken == "" { // never erase a stored refresh token
-		merged.RefreshToken = tok.RefreshToken
+		merged.RefreshToken = call.token.RefreshToken
 	}
 	if merged.Scope == "" {
-		merged.Scope = tok.Scope
+		merged.Scope = call.token.Scope
 	}
 	if err := s.writeToken(ctx, conn.ID, merged); err != nil {
 		return refreshResult{}, err
 	}
-	now = s.now()
 	updated, err := store.MarkRefreshed(ctx, tx, r.tenant, conn.ID, merged.Expiry, now)
 	if err != nil {
 		return refreshResult{}, err
@@ -357,8 +439,43 @@ func (s *core) refresh(ctx context.Context, r refreshRequest) (refreshResult, er
 	if err := tx.Commit(ctx); err != nil {
 		return refreshResult{}, err
 	}
-	res.conn, res.token = updated, merged
-	return res, nil
+	return refreshResult{conn: updated, token: merged, calls: calls}, nil
+}
+
+// recordFailure records a classified failure on the connection in tx (status, message, remedy, timeline
+// events) and commits it.
+func (s *core) recordFailure(ctx context.Context, tx pgx.Tx, r refreshRequest, conn store.Connection, f failure, calls int, now time.Time) (refreshResult, error) {
+	updated, err := store.MarkFailed(ctx, tx, r.tenant, conn.ID, f.status, f.message, f.remedy, now)
+	if err != nil {
+		return refreshResult{}, err
+	}
+	what := f.message
+	if f.notConfigured != nil {
+		what = f.notConfigured.Message
+	}
+	if err := store.InsertEvent(ctx, tx, r.tenant, conn.ID, store.Event{Type: "refresh_failed", Message: inRun(f.reason+": "+what, r.runID), CreatedAt: now}); err != nil {
+		return refreshResult{}, err
+	}
+	if permanentStatus(f.status) && !permanentStatus(conn.Status) {
+		if err := store.InsertEvent(ctx, tx, r.tenant, conn.ID, store.Event{Type: "reauthorization_required", Message: f.remedy, CreatedAt: now}); err != nil {
+			return refreshResult{}, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return refreshResult{}, err
+	}
+	s.log.WarnContext(ctx, "token refresh failed", "kind", r.kind, "provider", r.providerID, "status", f.status, "reason", f.reason, "google_calls", calls)
+	return refreshResult{conn: updated, fail: &f, calls: calls}, nil
+}
+
+// releaseLease ends a refresh's lease after it could not record its outcome (best effort: an unreleased
+// lease expires).
+func (s *core) releaseLease(ctx context.Context, call *refreshCall) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := store.ReleaseRefreshLease(rctx, s.pool, call.conn.ID, call.holder); err != nil {
+		s.log.WarnContext(rctx, "releasing a refresh lease", "connection", call.conn.ID, "err", err)
+	}
 }
 
 // inRun names the maintenance run an event belongs to.
@@ -474,11 +591,16 @@ func (s *Tokens) DeleteConnection(ctx context.Context, req *oauthv1.DeleteConnec
 		return nil, err
 	}
 	kind := kindName(req.GetKind())
-	unlock, err := s.lockStripe(ctx, id.Tenant+"/"+kind+"/"+req.GetProviderId())
+	unlock, err := s.lockKey(ctx, id.Tenant+"/"+kind+"/"+req.GetProviderId())
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	release, err := s.dbSlot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, err
