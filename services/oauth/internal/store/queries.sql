@@ -74,6 +74,17 @@ UPDATE oauth.connections SET status = @status, status_message = @message, remedy
 WHERE tenant = @tenant AND id = @id
 RETURNING *;
 
+-- name: GetRefreshLease
+-- Under the connection's row lock (as TakeRefreshLease): the refresh in flight, if any.
+SELECT holder, expires_at FROM oauth.refresh_leases WHERE connection_id = @connection_id;
+
+-- name: TakeRefreshLease
+INSERT INTO oauth.refresh_leases (connection_id, holder, expires_at) VALUES (@connection_id, @holder, @expires_at)
+ON CONFLICT (connection_id) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at;
+
+-- name: ReleaseRefreshLease
+DELETE FROM oauth.refresh_leases WHERE connection_id = @connection_id AND holder = @holder;
+
 -- name: DeleteConnection
 DELETE FROM oauth.connections WHERE tenant = @tenant AND id = @id;
 

@@ -260,6 +260,35 @@ func MarkFailed(ctx context.Context, db DB, tenant, id, status, message, remedy 
 	return oneConnection(rows)
 }
 
+// RefreshLease is a refresh of a connection in flight: who holds it and until when. The request to
+// Google is made outside any transaction; the lease (read and taken under the connection's row lock)
+// keeps the other replicas from refreshing the connection meanwhile.
+type RefreshLease struct {
+	Holder    string
+	ExpiresAt time.Time
+}
+
+// GetRefreshLease reads the connection's lease (ok is false when none is recorded).
+func GetRefreshLease(ctx context.Context, db DB, connectionID string) (lease RefreshLease, ok bool, err error) {
+	err = db.QueryRow(ctx, q("GetRefreshLease"), pg.Args{"connection_id": connectionID}).Scan(&lease.Holder, &lease.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return RefreshLease{}, false, nil
+	}
+	return lease, err == nil, err
+}
+
+// TakeRefreshLease records holder's lease on the connection until expiresAt, replacing any other.
+func TakeRefreshLease(ctx context.Context, db DB, connectionID, holder string, expiresAt time.Time) error {
+	_, err := db.Exec(ctx, q("TakeRefreshLease"), pg.Args{"connection_id": connectionID, "holder": holder, "expires_at": expiresAt})
+	return err
+}
+
+// ReleaseRefreshLease ends holder's lease on the connection (a lease another holder took over is left).
+func ReleaseRefreshLease(ctx context.Context, db DB, connectionID, holder string) error {
+	_, err := db.Exec(ctx, q("ReleaseRefreshLease"), pg.Args{"connection_id": connectionID, "holder": holder})
+	return err
+}
+
 // DeleteConnection deletes a connection and its timeline.
 func DeleteConnection(ctx context.Context, db DB, tenant, id string) error {
 	_, err := db.Exec(ctx, q("DeleteConnection"), pg.Args{"tenant": tenant, "id": id})
