@@ -251,3 +251,31 @@ WITH providers AS (
     UPDATE calendar.provider_timeline SET create_time = create_time - @by::interval WHERE tenant = @tenant
 )
 SELECT count(*) FROM providers;
+
+-- name: ActivityDays
+-- One row per UTC day of the last @days days (today included) with the provider's traffic:
+-- notifications accepted, syncs that recorded changes (a sync records its changes in one transaction,
+-- so they share one record_time), failures on its timeline and changes recorded.
+SELECT d.day AS start_time,
+    (SELECT count(*) FROM calendar.notifications n
+      WHERE n.tenant = @tenant AND n.provider_id = @provider_id
+        AND n.receive_time >= d.day AND n.receive_time < d.day + interval '1 day') AS notifications,
+    (SELECT count(DISTINCT c.record_time) FROM calendar.changes c
+      WHERE c.tenant = @tenant AND c.provider_id = @provider_id
+        AND c.record_time >= d.day AND c.record_time < d.day + interval '1 day') AS syncs,
+    (SELECT count(*) FROM calendar.provider_timeline t
+      WHERE t.tenant = @tenant AND t.provider_id = @provider_id AND t.error_code <> ''
+        AND t.create_time >= d.day AND t.create_time < d.day + interval '1 day') AS errors,
+    (SELECT count(*) FROM calendar.changes c
+      WHERE c.tenant = @tenant AND c.provider_id = @provider_id
+        AND c.record_time >= d.day AND c.record_time < d.day + interval '1 day') AS changes
+FROM generate_series(date_trunc('day', now(), 'UTC') - make_interval(days => @days::int - 1),
+                     date_trunc('day', now(), 'UTC'), interval '1 day') AS d(day)
+ORDER BY d.day;
+
+-- name: RecentChanges
+-- The latest changes of a provider, for the UI: what and when (no description or location).
+SELECT record_time, change_type, summary, start_time, start_date, all_day FROM calendar.changes
+WHERE tenant = @tenant AND provider_id = @provider_id
+ORDER BY seq DESC
+LIMIT @limit;

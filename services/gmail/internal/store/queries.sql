@@ -260,3 +260,35 @@ WITH providers AS (
     UPDATE gmail.provider_events SET create_time = create_time - @by::interval WHERE tenant = @tenant
 )
 SELECT count(*) FROM providers;
+
+-- name: ActivityDays
+-- One row per UTC day of the last @days days (today included) with the provider's traffic: pushes
+-- received, syncs (push-triggered batches — every notification a batch covers gets its one process_time
+-- — plus maintenance reconciles), failures on its timeline and messages stored.
+SELECT d.day AS start_time,
+    (SELECT count(*) FROM gmail.notifications n
+      WHERE n.tenant = @tenant AND n.provider_id = @provider_id
+        AND n.receive_time >= d.day AND n.receive_time < d.day + interval '1 day') AS pushes,
+    (SELECT count(DISTINCT n.process_time) FROM gmail.notifications n
+      WHERE n.tenant = @tenant AND n.provider_id = @provider_id
+        AND n.process_time >= d.day AND n.process_time < d.day + interval '1 day')
+    + (SELECT count(*) FROM gmail.provider_events e
+      WHERE e.tenant = @tenant AND e.provider_id = @provider_id AND e.type IN ('reconciled', 'reconcile_ok')
+        AND e.create_time >= d.day AND e.create_time < d.day + interval '1 day') AS syncs,
+    (SELECT count(*) FROM gmail.provider_events e
+      WHERE e.tenant = @tenant AND e.provider_id = @provider_id
+        AND (e.error_code <> '' OR e.type LIKE '%failed' OR e.type LIKE '%failure')
+        AND e.create_time >= d.day AND e.create_time < d.day + interval '1 day') AS errors,
+    (SELECT count(*) FROM gmail.messages m
+      WHERE m.tenant = @tenant AND m.provider_id = @provider_id
+        AND m.create_time >= d.day AND m.create_time < d.day + interval '1 day') AS messages
+FROM generate_series(date_trunc('day', now(), 'UTC') - make_interval(days => @days::int - 1),
+                     date_trunc('day', now(), 'UTC'), interval '1 day') AS d(day)
+ORDER BY d.day;
+
+-- name: RecentMessages
+-- The newest inbound messages of a provider, for the UI: when, from whom, about what (nothing else).
+SELECT receive_time, from_address, subject FROM gmail.messages
+WHERE tenant = @tenant AND provider_id = @provider_id
+ORDER BY receive_time DESC, seq DESC
+LIMIT @limit;
