@@ -256,8 +256,7 @@ func TestRiverTenantsAreIsolated(t *testing.T) {
 		t.Logf("A %s %s: %v", p.GetName(), p.GetStatus(), p.GetSteps())
 	}
 	require.GreaterOrEqual(t, aRun.GetDuration().AsDuration(), 6*700*time.Millisecond)
-	require.Less(t, bRun.GetDuration().AsDuration(), 500*time.Millisecond, "B's run took its normal time")
-	require.True(t, bRun.GetEndTime().AsTime().Before(aRun.GetEndTime().AsTime()))
+	requireNotHeldBehind(t, bRun, aRun)
 
 	// A's revoked grant: ERROR on the provider with the revoked-grant remedy, its watch not touched.
 	require.Equal(t, m.RunStatus_RUN_STATUS_PARTIAL, aRun.GetStatus())
@@ -377,8 +376,8 @@ func TestTemporalTenantsAreIsolated(t *testing.T) {
 	require.Equal(t, m.Trigger_TRIGGER_SCHEDULE, bRun.GetTrigger())
 	require.Equal(t, m.RunStatus_RUN_STATUS_SUCCEEDED, bRun.GetStatus())
 	require.Equal(t, m.OutcomeStatus_OUTCOME_STATUS_OK, provider(t, bRun, bID).GetStatus())
-	require.Less(t, bRun.GetDuration().AsDuration(), 2*time.Second, "B's run took its normal time")
 	require.GreaterOrEqual(t, aRun.GetDuration().AsDuration(), 4*700*time.Millisecond)
+	requireNotHeldBehind(t, bRun, aRun)
 
 	f := provider(t, aRun, aID)
 	require.Equal(t, m.OutcomeStatus_OUTCOME_STATUS_FAILED, f.GetStatus())
@@ -410,4 +409,14 @@ func writeHistory(t *testing.T, ctx context.Context, c client.Client, workflowID
 	path := filepath.Join("internal", "workflow", "testdata", "tenant_maintenance_history.json")
 	require.NoError(t, os.WriteFile(path, append(js, '\n'), 0o644))
 	t.Logf("wrote %s (%d events)", path, len(h.Events))
+}
+
+// requireNotHeldBehind asserts that B's run, started with A's, took its normal time rather than A's:
+// it finished first, in well under half of A's time. The bound is relative to A's run in the same test
+// because absolute durations stretch on a loaded machine (a shared CI runner) while the ratio does not.
+func requireNotHeldBehind(t *testing.T, bRun, aRun *m.MaintenanceRun) {
+	t.Helper()
+	require.True(t, bRun.GetEndTime().AsTime().Before(aRun.GetEndTime().AsTime()), "B finished before slow A")
+	require.Less(t, bRun.GetDuration().AsDuration(), aRun.GetDuration().AsDuration()/2,
+		"B's run took its normal time (B %s, A %s)", bRun.GetDuration().AsDuration(), aRun.GetDuration().AsDuration())
 }
