@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -119,7 +118,6 @@ func (*gatewayTarget) Start(ctx context.Context, deps *target.Deps) error {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	deps.HTTP.HandleFunc("GET /readyz", g.readyz)
-	deps.HTTP.Handle("GET /metrics", promhttp.HandlerFor(deps.Registry, promhttp.HandlerOpts{}))
 	deps.HTTP.HandleFunc("GET /api/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.Document)
@@ -160,19 +158,23 @@ func outgoingHeader(key string) (string, bool) {
 }
 
 // readyz answers 200 only when every gRPC target reports SERVING (dependencies ready, migrations applied).
+// It is on the public listener, so it names the targets that are not ready and nothing else: why (the
+// upstream's error: addresses, causes) goes to the log, and each target's own state is in gRPC health.
 func (g *gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	var notReady []string
 	for _, name := range g.deps.Upstreams {
 		if err := g.checkPeer(ctx, name); err != nil {
-			notReady = append(notReady, name+": "+err.Error())
+			g.deps.Logger.InfoContext(ctx, "readiness: upstream not ready", "target", name, "err", err)
+			notReady = append(notReady, name)
 		}
 	}
 	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Cache-Control", "no-store")
 	if len(notReady) > 0 {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("not ready\n" + strings.Join(notReady, "\n") + "\n"))
+		_, _ = w.Write([]byte("not ready: " + strings.Join(notReady, ", ") + "\n"))
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))

@@ -25,27 +25,45 @@ import (
 const (
 	// HeaderOAuthBinding carries the browser-binding value of a started OAuth flow.
 	HeaderOAuthBinding = "x-alga-oauth-binding"
-	// bindingCookie is the HttpOnly cookie the callback must present again.
-	bindingCookie = "alga_google_oauth"
 	// bindingCookiePath covers both OAuth callbacks and nothing else.
 	bindingCookiePath = "/api/auth/google"
 )
 
-// forwardResponse turns service metadata into HTTP side effects: the OAuth browser-binding cookie.
+// bindingCookies are the HttpOnly cookies a callback must present again, one per flow kind, so a Gmail
+// and a Calendar flow started in one browser do not overwrite each other's binding.
+var bindingCookies = map[oauthv1.ProviderKind]string{
+	oauthv1.ProviderKind_PROVIDER_KIND_GMAIL:    "alga_google_oauth_gmail",
+	oauthv1.ProviderKind_PROVIDER_KIND_CALENDAR: "alga_google_oauth_calendar",
+}
+
+// flowKinds are the RPCs that start a flow, and the kind of flow each starts.
+var flowKinds = map[string]oauthv1.ProviderKind{
+	gmailv1.GmailProviderService_ConnectGmailProvider_FullMethodName:          oauthv1.ProviderKind_PROVIDER_KIND_GMAIL,
+	calendarv1.CalendarProviderService_ConnectCalendarProvider_FullMethodName: oauthv1.ProviderKind_PROVIDER_KIND_CALENDAR,
+}
+
+// forwardResponse turns service metadata into HTTP side effects: the OAuth browser-binding cookie of
+// the kind of flow the RPC started.
 func (g *gateway) forwardResponse(ctx context.Context, w http.ResponseWriter, _ proto.Message) error {
 	md, ok := runtime.ServerMetadataFromContext(ctx)
 	if !ok {
 		return nil
 	}
 	if v := md.HeaderMD.Get(HeaderOAuthBinding); len(v) > 0 && v[0] != "" {
-		http.SetCookie(w, g.bindingCookie(v[0], 600))
+		method, _ := runtime.RPCMethod(ctx)
+		kind, ok := flowKinds[method]
+		if !ok {
+			g.deps.Logger.WarnContext(ctx, "an OAuth binding from an RPC that starts no known flow", "method", method)
+			return nil
+		}
+		http.SetCookie(w, g.bindingCookie(kind, v[0], 600))
 	}
 	return nil
 }
 
-func (g *gateway) bindingCookie(value string, maxAge int) *http.Cookie {
+func (g *gateway) bindingCookie(kind oauthv1.ProviderKind, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{
-		Name:     bindingCookie,
+		Name:     bindingCookies[kind],
 		Value:    value,
 		Path:     bindingCookiePath,
 		MaxAge:   maxAge,
@@ -84,7 +102,7 @@ func (g *gateway) callback(kind oauthv1.ProviderKind) runtime.HandlerFunc {
 			Code:         q.Get("code"),
 			Error:        q.Get("error"),
 		}
-		if c, err := r.Cookie(bindingCookie); err == nil {
+		if c, err := r.Cookie(bindingCookies[kind]); err == nil {
 			req.BrowserBinding = c.Value
 		}
 		conn, err := g.deps.Peer("oauth")
@@ -95,8 +113,8 @@ func (g *gateway) callback(kind oauthv1.ProviderKind) runtime.HandlerFunc {
 		ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
 		defer cancel()
 		resp, err := oauthv1.NewOAuthFlowServiceClient(conn).CompleteAuthorization(ctx, req)
-		// The binding is single-use whatever the outcome.
-		http.SetCookie(w, g.bindingCookie("", -1))
+		// The binding is single-use whatever the outcome (the other kind's flow keeps its own).
+		http.SetCookie(w, g.bindingCookie(kind, "", -1))
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Referrer-Policy", "no-referrer")
 		if err != nil {

@@ -18,6 +18,12 @@ type Config struct {
 	BaseURL     string
 	HTTPAddr    string
 	GRPCAddr    string
+	// MetricsAddr is the listener of /metrics, apart from the public one ("" = none).
+	MetricsAddr string
+	// HTTPReadTimeout, HTTPWriteTimeout and HTTPIdleTimeout bound the public HTTP server's requests.
+	HTTPReadTimeout  time.Duration
+	HTTPWriteTimeout time.Duration
+	HTTPIdleTimeout  time.Duration
 
 	AuthHS256Key    string
 	AuthJWKS        string
@@ -58,6 +64,10 @@ func (c *Config) Bind(b *Binder) {
 	b.String(&c.BaseURL, "base-url", "ALGA_BASE_URL", "", "canonical public URL (https, no path); every redirect URI, push endpoint and audience derives from it")
 	b.String(&c.HTTPAddr, "http-addr", "ALGA_HTTP_ADDR", ":8080", "HTTP listen address of the gateway")
 	b.String(&c.GRPCAddr, "grpc-addr", "ALGA_GRPC_ADDR", ":9090", "gRPC listen address of the services")
+	b.String(&c.MetricsAddr, "metrics-addr", "ALGA_METRICS_ADDR", ":9091", "listen address of /metrics (Prometheus), apart from the public HTTP listener; empty = no metrics listener")
+	b.Duration(&c.HTTPReadTimeout, "http-read-timeout", "ALGA_HTTP_READ_TIMEOUT", 30*time.Second, "longest the HTTP server reads one request (headers and body)")
+	b.Duration(&c.HTTPWriteTimeout, "http-write-timeout", "ALGA_HTTP_WRITE_TIMEOUT", 2*time.Minute, "longest one HTTP response may take (no endpoint streams over HTTP)")
+	b.Duration(&c.HTTPIdleTimeout, "http-idle-timeout", "ALGA_HTTP_IDLE_TIMEOUT", 2*time.Minute, "how long an idle keep-alive HTTP connection stays open")
 	b.String(&c.AuthHS256Key, "auth-hs256-key", "ALGA_AUTH_HS256_KEY", "", "shared key (>= 32 bytes) verifying HS256 user tokens")
 	b.String(&c.AuthJWKS, "auth-jwks", "ALGA_AUTH_JWKS", "", "JWKS file path or URL verifying asymmetric user tokens")
 	b.Duration(&c.AuthJWKSMaxAge, "auth-jwks-max-age", "ALGA_AUTH_JWKS_MAX_AGE", time.Hour, "longest a fetched JWKS is trusted (a shorter Cache-Control max-age wins); keys it no longer lists stop verifying then")

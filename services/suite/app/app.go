@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/test/bufconn"
@@ -38,9 +39,11 @@ type Options struct {
 	// Targets to run, constructed and bound (see NewTargets).
 	Targets []target.Target
 	Logger  *slog.Logger
-	// Listeners override Config.GRPCAddr / Config.HTTPAddr (tests pass 127.0.0.1:0 listeners).
-	GRPCListener net.Listener
-	HTTPListener net.Listener
+	// Listeners override Config.GRPCAddr / Config.HTTPAddr / Config.MetricsAddr (tests pass 127.0.0.1:0
+	// listeners).
+	GRPCListener    net.Listener
+	HTTPListener    net.Listener
+	MetricsListener net.Listener
 	// MigrateOnStart applies pending migrations before a target starts; otherwise the target waits
 	// (NOT_SERVING) until `alga-google migrate` has run.
 	MigrateOnStart bool
@@ -55,13 +58,16 @@ type App struct {
 	httpSrv *http.Server
 	grpcLis net.Listener
 	httpLis net.Listener
-	inproc  *bufconn.Listener
-	targets []target.Target
-	group   *errgroup.Group
-	cancel  context.CancelFunc
-	mu      sync.Mutex
-	ready   map[string]bool
-	poolMu  sync.Mutex // guards deps.Pool, connected on first need
+	// metricsSrv serves /metrics on a listener of its own (never the public one); nil without one.
+	metricsSrv *http.Server
+	metricsLis net.Listener
+	inproc     *bufconn.Listener
+	targets    []target.Target
+	group      *errgroup.Group
+	cancel     context.CancelFunc
+	mu         sync.Mutex
+	ready      map[string]bool
+	poolMu     sync.Mutex // guards deps.Pool, connected on first need
 }
 
 // ExpandTargets turns "all" and comma lists into target names, rejecting unknown ones.
@@ -169,7 +175,17 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 				return nil, fmt.Errorf("HTTP listener: %w", err)
 			}
 		}
-		a.httpSrv = &http.Server{Handler: a.deps.HTTP, ReadHeaderTimeout: 10 * time.Second}
+		a.httpSrv = newHTTPServer(a.deps.HTTP, cfg)
+	}
+	if a.metricsLis = opts.MetricsListener; a.metricsLis == nil && cfg.MetricsAddr != "" {
+		if a.metricsLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return nil, fmt.Errorf("metrics listener: %w", err)
+		}
+	}
+	if a.metricsLis != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		a.metricsSrv = newHTTPServer(mux, cfg)
 	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -192,9 +208,12 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	a.group = g
 	g.Go(func() error { return a.server.GRPC.Serve(a.grpcLis) })
 	g.Go(func() error { return a.server.GRPC.Serve(a.inproc) })
-	if a.httpSrv != nil {
+	for srv, lis := range map[*http.Server]net.Listener{a.httpSrv: a.httpLis, a.metricsSrv: a.metricsLis} {
+		if srv == nil {
+			continue
+		}
 		g.Go(func() error {
-			if err := a.httpSrv.Serve(a.httpLis); !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil
@@ -205,6 +224,33 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	}
 	g.Go(func() error { a.watchDatabase(gctx); return nil })
 	return a, nil
+}
+
+// HTTP server timeouts when the configuration leaves them unset.
+const (
+	defaultReadTimeout  = 30 * time.Second
+	defaultWriteTimeout = 2 * time.Minute
+	defaultIdleTimeout  = 2 * time.Minute
+)
+
+// newHTTPServer bounds every phase of a connection: headers, the whole request, the response (no
+// endpoint streams over HTTP — one that did would extend its own deadline with
+// http.ResponseController.SetWriteDeadline), and idle keep-alives.
+func newHTTPServer(h http.Handler, cfg config.Config) *http.Server {
+	or := func(d, def time.Duration) time.Duration {
+		if d > 0 {
+			return d
+		}
+		return def
+	}
+	read := or(cfg.HTTPReadTimeout, defaultReadTimeout)
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: min(10*time.Second, read),
+		ReadTimeout:       read,
+		WriteTimeout:      or(cfg.HTTPWriteTimeout, defaultWriteTimeout),
+		IdleTimeout:       or(cfg.HTTPIdleTimeout, defaultIdleTimeout),
+	}
 }
 
 // grpcTargets are the targets that serve gRPC (the gateway fronts them and checks their readiness).
@@ -347,6 +393,14 @@ func (a *App) setHealthLocked(name string, ok bool) {
 // GRPCAddr is the TCP address of the gRPC server.
 func (a *App) GRPCAddr() string { return a.grpcLis.Addr().String() }
 
+// MetricsAddr is the address of the /metrics listener ("" without one).
+func (a *App) MetricsAddr() string {
+	if a.metricsLis == nil {
+		return ""
+	}
+	return a.metricsLis.Addr().String()
+}
+
 // HTTPAddr is the address of the public HTTP server ("" without the gateway target).
 func (a *App) HTTPAddr() string {
 	if a.httpLis == nil {
@@ -385,6 +439,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	a.server.Health.Shutdown()
 	if a.httpSrv != nil {
 		_ = a.httpSrv.Shutdown(ctx)
+	}
+	if a.metricsSrv != nil {
+		_ = a.metricsSrv.Shutdown(ctx)
 	}
 	stopped := make(chan struct{})
 	go func() { a.server.GRPC.GracefulStop(); close(stopped) }()

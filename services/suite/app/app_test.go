@@ -33,11 +33,12 @@ import (
 const userKey = "app-test-user-key-0123456789abcdef0"
 
 type testBundle struct {
-	app    *app.App
-	dbURL  string
-	base   string
-	health healthpb.HealthClient
-	token  string
+	app     *app.App
+	dbURL   string
+	base    string
+	metrics string
+	health  healthpb.HealthClient
+	token   string
 }
 
 func setup(t *testing.T, migrateOnStart bool) testBundle {
@@ -46,6 +47,8 @@ func setup(t *testing.T, migrateOnStart bool) testBundle {
 	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	metricsLis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	cfg := config.Config{
 		DatabaseURL: dbURL, BaseURL: "http://" + httpLis.Addr().String(), Dev: true,
@@ -58,7 +61,7 @@ func setup(t *testing.T, migrateOnStart bool) testBundle {
 	require.NoError(t, err)
 	a, err := app.Start(context.Background(), app.Options{
 		Config: cfg, Targets: app.Select(built, []string{"secrets", "gateway"}), Logger: logging.Discard(),
-		GRPCListener: grpcLis, HTTPListener: httpLis, MigrateOnStart: migrateOnStart,
+		GRPCListener: grpcLis, HTTPListener: httpLis, MetricsListener: metricsLis, MigrateOnStart: migrateOnStart,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -73,7 +76,7 @@ func setup(t *testing.T, migrateOnStart bool) testBundle {
 	require.NoError(t, err)
 	tok, err := signer.MintUser(auth.UserToken{Subject: "admin", Tenant: "t1", Permissions: []string{auth.PermSystemSettingsUpdate}})
 	require.NoError(t, err)
-	return testBundle{app: a, dbURL: dbURL, base: cfg.BaseURL, health: healthpb.NewHealthClient(conn), token: tok}
+	return testBundle{app: a, dbURL: dbURL, base: cfg.BaseURL, metrics: "http://" + a.MetricsAddr(), health: healthpb.NewHealthClient(conn), token: tok}
 }
 
 func get(t *testing.T, url, token string) (int, string) {
@@ -99,6 +102,7 @@ func TestReadyOnlyAfterMigrations(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	code, body := get(t, b.base+"/readyz", "")
 	require.Equal(t, http.StatusServiceUnavailable, code, body)
+	require.Equal(t, "not ready: secrets\n", body, "the public listener names the target, never why (that is in the log and gRPC health)")
 	resp, err := b.health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "secrets"})
 	require.NoError(t, err)
 	require.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING, resp.Status)
@@ -180,7 +184,9 @@ func TestGatewayAnswersBadInputWith4xx(t *testing.T) {
 	code, body = get(t, b.base+"/api/openapi.json", "")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "/api/v1/google/config:test")
-	code, body = get(t, b.base+"/metrics", "")
+	code, _ = get(t, b.base+"/metrics", "")
+	require.Equal(t, http.StatusNotFound, code, "metrics are not on the public listener")
+	code, body = get(t, b.metrics+"/metrics", "")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "grpc_server_handled_total")
 }
@@ -241,4 +247,64 @@ func TestUserKeyMintsNoServiceToken(t *testing.T) {
 	ok, err := b.app.Deps().ServiceSigner.MintService(auth.SvcOAuth, "t1", "", nil)
 	require.NoError(t, err)
 	require.NoError(t, call(ok))
+}
+
+// The public HTTP server bounds each connection: a request whose body never arrives is cut off after
+// the read timeout, an idle keep-alive connection is closed after the idle timeout; /metrics is served
+// on its own listener only.
+func TestHTTPServerTimeoutsAndMetricsListener(t *testing.T) {
+	t.Parallel()
+	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	metricsLis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	cfg := config.Config{
+		BaseURL: "http://" + httpLis.Addr().String(), Dev: true, AuthHS256Key: userKey, AuthIssuer: "alga-psa", AuthAudience: "alga-google",
+		HTTPReadTimeout: 300 * time.Millisecond, HTTPIdleTimeout: 300 * time.Millisecond, HTTPWriteTimeout: time.Second,
+	}
+	built, err := app.NewTargetsWith(nil)
+	require.NoError(t, err)
+	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	a, err := app.Start(context.Background(), app.Options{Config: cfg, Targets: app.Select(built, []string{"gateway"}), Logger: logging.Discard(),
+		GRPCListener: grpcLis, HTTPListener: httpLis, MetricsListener: metricsLis})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+
+	// A request that promises a body and never sends it.
+	conn, err := net.Dial("tcp", a.HTTPAddr())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.Write([]byte("POST /api/v1/secrets:batchPut HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"))
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	start := time.Now()
+	_, _ = io.ReadAll(conn) // whatever the server answers, it closes the connection
+	require.Less(t, time.Since(start), 3*time.Second, "the read timeout ends a stalled request")
+
+	// An idle keep-alive connection is closed by the server.
+	idle, err := net.Dial("tcp", a.HTTPAddr())
+	require.NoError(t, err)
+	defer idle.Close()
+	_, err = idle.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+	require.NoError(t, err)
+	require.NoError(t, idle.SetReadDeadline(time.Now().Add(5*time.Second)))
+	start = time.Now()
+	rest, _ := io.ReadAll(idle)
+	require.Contains(t, string(rest), "200 OK")
+	require.Less(t, time.Since(start), 3*time.Second, "the idle timeout closes a keep-alive connection")
+
+	code, _ := get(t, cfg.BaseURL+"/metrics", "")
+	require.Equal(t, http.StatusNotFound, code)
+	code, body := get(t, "http://"+a.MetricsAddr()+"/metrics", "")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "go_goroutines")
+
+	// Nothing answers: /readyz names the targets, with no upstream error text.
+	code, body = get(t, cfg.BaseURL+"/readyz", "")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.True(t, strings.HasPrefix(body, "not ready: "), body)
+	for _, leak := range []string{"rpc error", "dial", "connection", "desc =", "127.0.0.1", "localhost"} {
+		require.NotContains(t, body, leak)
+	}
 }

@@ -297,7 +297,7 @@ func TestCalendarWebhookRefusesForgedNotifications(t *testing.T) {
 	require.Equal(t, notifications, e.calendarCount(t, "SELECT count(*) FROM calendar.notifications"), "nothing stored")
 	require.Equal(t, jobs, e.calendarCount(t, "SELECT count(*) FROM calendar.river_job WHERE kind = 'calendar_sync'"), "nothing enqueued")
 
-	metrics := e.s.HTTP("").Do(t, http.MethodGet, "/metrics", nil)
+	metrics := e.s.HTTP("").Do(t, http.MethodGet, e.s.MetricsURL+"/metrics", nil)
 	require.Contains(t, metrics.String(), `alga_calendar_notifications_total{result="unknown_channel"} 1`)
 	require.Contains(t, metrics.String(), `alga_calendar_notifications_total{result="bad_token"} 2`)
 }

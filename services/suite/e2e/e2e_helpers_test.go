@@ -195,11 +195,16 @@ func (e *env) callback(t *testing.T, c *harness.HTTPClient, callbackURL string) 
 	return loc.Query().Get("google_oauth"), resp
 }
 
-// bindingCookie returns the browser-binding cookie the gateway set in c's jar ("" when none).
+// bindingCookie returns the Gmail flow's browser-binding cookie the gateway set in c's jar ("" when
+// none); each flow kind has its own (alga_google_oauth_gmail, alga_google_oauth_calendar).
 func bindingCookie(c *harness.HTTPClient) string {
+	return bindingCookieOf(c, "alga_google_oauth_gmail")
+}
+
+func bindingCookieOf(c *harness.HTTPClient, name string) string {
 	u, _ := url.Parse(c.Base + "/api/auth/google/callback")
 	for _, ck := range c.Client.Jar.Cookies(u) {
-		if ck.Name == "alga_google_oauth" {
+		if ck.Name == name {
 			return ck.Value
 		}
 	}

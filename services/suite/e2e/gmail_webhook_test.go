@@ -86,7 +86,7 @@ func TestGmailWebhookRejectsBadTokens(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, e.postPush(t, good, []byte(`{"message":{}}`)))
 	require.Equal(t, http.StatusNoContent, e.postPush(t, good, body("good-1")))
 	require.Equal(t, notifications+1, stored())
-	metrics := e.s.HTTP("").Do(t, http.MethodGet, "/metrics", nil)
+	metrics := e.s.HTTP("").Do(t, http.MethodGet, e.s.MetricsURL+"/metrics", nil)
 	require.Contains(t, metrics.String(), `alga_gmail_push_requests_total{result="unauthenticated"} `+itoa(len(cases)))
 }
 

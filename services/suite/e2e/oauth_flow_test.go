@@ -79,7 +79,7 @@ func TestOAuthCalendarFlowOverHTTP(t *testing.T) {
 
 	// The callback without the cookie is refused; the state is then spent.
 	req, _ := http.NewRequest(http.MethodGet, callback, nil)
-	req.AddCookie(&http.Cookie{Name: "alga_google_oauth", Value: begun.BrowserBinding})
+	req.AddCookie(&http.Cookie{Name: "alga_google_oauth_calendar", Value: begun.BrowserBinding})
 	cb, err := noFollow.Do(req)
 	require.NoError(t, err)
 	cb.Body.Close()

@@ -143,9 +143,9 @@ func TestOAuthGmailCallbackRefusals(t *testing.T) {
 		_, err := oauthv1.NewTokenServiceClient(e.s.Conn(t)).GetConnection(e.svcCtx("gmail", other.tenant),
 			&oauthv1.GetConnectionRequest{Kind: oauthv1.ProviderKind_PROVIDER_KIND_GMAIL, ProviderId: po.ID})
 		require.Equal(t, codes.NotFound, status.Code(err))
-		// The state was spent by the refused attempt: the rightful browser cannot use it any more.
+		// The refused attempt consumed nothing: the rightful browser still completes its flow.
 		st, _ = e.callback(t, other.adminHTTP, cb)
-		require.Equal(t, "state_invalid", st)
+		require.Equal(t, "connected", st)
 	})
 
 	t.Run("state of another user", func(t *testing.T) {
@@ -163,6 +163,10 @@ func TestOAuthGmailCallbackRefusals(t *testing.T) {
 		st, _ := e.callback(t, e.browser(ts, "admin-nocookie"), cb) // same user, a browser without the cookie
 		require.Equal(t, "browser_mismatch", st)
 		noGrant(t, p.ID)
+		// Whoever learns a state cannot burn it: the cookie-less callback left it usable by the real browser.
+		st, _ = e.callback(t, c, cb)
+		require.Equal(t, "connected", st)
+		require.Equal(t, "PROVIDER_STATUS_CONNECTED", e.provider(t, ts, p.ID).Status)
 	})
 
 	t.Run("mismatched cookie", func(t *testing.T) {
@@ -249,5 +253,5 @@ func setBinding(t *testing.T, c *harness.HTTPClient, value string) {
 	t.Helper()
 	u, err := url.Parse(c.Base + "/api/auth/google/callback")
 	require.NoError(t, err)
-	c.Client.Jar.SetCookies(u, []*http.Cookie{{Name: "alga_google_oauth", Value: value, Path: "/api/auth/google"}})
+	c.Client.Jar.SetCookies(u, []*http.Cookie{{Name: "alga_google_oauth_gmail", Value: value, Path: "/api/auth/google"}})
 }

@@ -55,6 +55,8 @@ type Suite struct {
 	Config      config.Config
 	BaseURL     string
 	DatabaseURL string
+	// MetricsURL is the root of the suite's /metrics listener (apart from the public BaseURL).
+	MetricsURL string
 
 	userSigner    *auth.Signer
 	serviceSigner *auth.Signer
@@ -123,7 +125,7 @@ func Start(t testing.TB, opts Options) *Suite {
 	if err != nil {
 		t.Fatalf("starting suite: %v", err)
 	}
-	s := &Suite{App: a, Sandbox: sb, Config: cfg, BaseURL: cfg.BaseURL, DatabaseURL: dbURL, t: t}
+	s := &Suite{App: a, Sandbox: sb, Config: cfg, BaseURL: cfg.BaseURL, DatabaseURL: dbURL, MetricsURL: "http://" + a.MetricsAddr(), t: t}
 	s.userSigner, _ = auth.NewSigner([]byte(cfg.AuthHS256Key), cfg.AuthIssuer, cfg.AuthAudience)
 	s.serviceSigner, _ = auth.NewSigner(cfg.ServiceKey(), app.ServiceIssuer, cfg.AuthAudience)
 	t.Cleanup(s.Stop)
@@ -162,6 +164,7 @@ func TestConfig() config.Config {
 	return config.Config{
 		AuthHS256Key:    "test-user-token-key-0123456789abcdef",
 		ServiceTokenKey: "test-service-token-key-0123456789abcdef",
+		MetricsAddr:     "127.0.0.1:0",
 		AuthIssuer:      "alga-psa",
 		AuthAudience:    "alga-google",
 		JobRunner:       "river",

@@ -237,7 +237,7 @@ func newMetrics(reg prometheus.Registerer) (*serviceMetrics, error) {
 	r := metrics.NewRegistrar(reg)
 	m := &serviceMetrics{
 		push: metrics.Use(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "alga_gmail_push_requests_total",
-			Help: "Gmail Pub/Sub pushes by result (stored, duplicate, unauthenticated, malformed, unknown_subscription, unknown_mailbox)."}, []string{"result"})),
+			Help: "Gmail Pub/Sub pushes by result (stored, duplicate, unauthenticated, malformed, unknown_subscription, superseded_subscription, unknown_mailbox)."}, []string{"result"})),
 		syncs: metrics.Use(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "alga_gmail_history_syncs_total",
 			Help: "Gmail history syncs by result."}, []string{"result"})),
 		provision: metrics.Use(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "alga_gmail_provisioning_total",

@@ -495,6 +495,34 @@ func TestPushRejectedStoresNothing(t *testing.T) {
 	require.Zero(t, b.count(t, "SELECT count(*) FROM gmail.notifications"))
 }
 
+// A push is trusted only for a subscription that is the mailbox's current one: the routing row of a
+// subscription the provider no longer publishes to (an older project's, or any after a reset) stays, but
+// its pushes store and sync nothing.
+func TestPushForASupersededSubscriptionIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.configureTenant("t1")
+	b.connect(t, "t1", "support@acme.test")
+	old := "projects/old-project/subscriptions/alga-gmail-old-push"
+	require.NoError(t, store.UpsertSubscription(b.ctx, b.pool, store.Subscription{Name: old, Tenant: "t1", ProjectID: "old-project",
+		Topic: "projects/old-project/topics/alga-gmail", ServiceAccountEmail: saEmail}))
+	good := "Bearer " + b.mint(t, pushKey, nil)
+
+	require.EqualValues(t, 204, b.push(t, good, envelope(old, "old-1", "support@acme.test", 5000)))
+	require.EqualValues(t, 1, b.svc.PushCount("superseded_subscription"))
+	require.Zero(t, b.count(t, "SELECT count(*) FROM gmail.notifications"), "nothing stored for the superseded subscription")
+
+	require.EqualValues(t, 204, b.notify(t, "t1", "support@acme.test", "cur-1"))
+	require.EqualValues(t, 1, b.count(t, "SELECT count(*) FROM gmail.notifications WHERE subscription = $1", subscriptionOf("t1")))
+
+	// After a reset the provider has no current subscription: its old one is superseded too.
+	_, err := b.providers().ResetGmailProviders(b.service(auth.SvcOAuth, "t1"), &gmailv1.ResetGmailProvidersRequest{})
+	require.NoError(t, err)
+	require.EqualValues(t, 204, b.notify(t, "t1", "support@acme.test", "cur-2"))
+	require.EqualValues(t, 2, b.svc.PushCount("superseded_subscription"))
+	require.EqualValues(t, 1, b.count(t, "SELECT count(*) FROM gmail.notifications"))
+}
+
 func TestRoutingAcrossMailboxesAndTenants(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

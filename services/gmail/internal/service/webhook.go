@@ -65,6 +65,14 @@ func (s *Service) handlePush(ctx context.Context, req *gmailv1.HandleGmailPushRe
 	if err != nil {
 		return nil, err
 	}
+	if p.Subscription != env.Subscription {
+		// A subscription the mailbox no longer publishes to (superseded by a project change or cleared by a
+		// reset): its row stays for routing history, but its pushes are not trusted. Acknowledged so
+		// Pub/Sub stops redelivering, and counted; nothing is stored or synced.
+		s.log.InfoContext(ctx, "gmail push for a superseded subscription", "tenant", sub.Tenant, "provider", p.ID, "subscription", env.Subscription)
+		s.metrics.push.WithLabelValues("superseded_subscription").Inc()
+		return pushStatus(http.StatusNoContent), nil
+	}
 	var publish *time.Time
 	if !env.PublishTime.IsZero() {
 		publish = &env.PublishTime

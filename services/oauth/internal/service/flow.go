@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"net/url"
 	"strings"
@@ -125,8 +124,19 @@ func (s *Flow) CompleteAuthorization(ctx context.Context, req *oauthv1.CompleteA
 	if req.GetState() == "" {
 		return s.complete(callbackKind, StatusStateInvalid, ""), nil
 	}
-	st, err := store.ConsumeState(ctx, s.pool, stateHash(req.GetState()))
+	// The browser binding is checked before the state is consumed: a callback without the binding cookie
+	// (or another browser's) consumes nothing, so whoever learns a state cannot burn it for the browser
+	// that began the flow.
+	st, err := store.ConsumeBoundState(ctx, s.pool, stateHash(req.GetState()), bindingHash(req.GetBrowserBinding()))
 	if errors.Is(err, store.ErrNotFound) {
+		exists, xerr := store.StateExists(ctx, s.pool, stateHash(req.GetState()))
+		if xerr != nil {
+			return nil, xerr
+		}
+		if exists {
+			s.log.WarnContext(ctx, "oauth callback from another browser (binding cookie missing or different); the state stays usable", "kind", callbackKind)
+			return s.complete(callbackKind, StatusBrowserMismatch, ""), nil
+		}
 		s.log.InfoContext(ctx, "oauth callback with an unknown or replayed state", "kind", callbackKind)
 		return s.complete(callbackKind, StatusStateInvalid, ""), nil
 	}
@@ -137,10 +147,6 @@ func (s *Flow) CompleteAuthorization(ctx context.Context, req *oauthv1.CompleteA
 	if !now.Before(st.ExpiresAt) {
 		s.log.InfoContext(ctx, "oauth callback with an expired state", "kind", st.Kind, "provider", st.ProviderID)
 		return s.complete(callbackKind, StatusStateInvalid, ""), nil
-	}
-	if req.GetBrowserBinding() == "" || subtle.ConstantTimeCompare(bindingHash(req.GetBrowserBinding()), st.BindingHash) != 1 {
-		s.log.WarnContext(ctx, "oauth callback from another browser (binding cookie missing or different)", "kind", st.Kind, "provider", st.ProviderID)
-		return s.complete(callbackKind, StatusBrowserMismatch, ""), nil
 	}
 	if st.Kind != callbackKind {
 		s.log.WarnContext(ctx, "oauth callback on the other kind's redirect URI", "state_kind", st.Kind, "callback_kind", callbackKind)

@@ -321,14 +321,21 @@ func (s *Setup) ResetGoogleProviders(ctx context.Context, _ *oauthv1.ResetGoogle
 		return nil, err
 	}
 	resp.ConnectionsCleared = int32(len(ids))
-	if len(ids) > 0 {
-		names := make([]string, len(ids))
-		for i, cid := range ids {
+	// The tokens of the cleared connections, deleted in batches the secrets service accepts (at most
+	// secretsv1.MaxBatch names a request): one failed batch does not keep the others stored.
+	failed := 0
+	for batch := range slices.Chunk(ids, secretsv1.MaxBatch) {
+		names := make([]string, len(batch))
+		for i, cid := range batch {
 			names[i] = TokenSecretName(cid)
 		}
 		if _, err := s.secrets.PutSecrets(ctx, &secretsv1.PutSecretsRequest{DeleteNames: names}); err != nil {
-			resp.Warnings = append(resp.Warnings, fmt.Sprintf("stored tokens could not be deleted (%s); they are unreachable without their connection rows", status.Code(err)))
+			s.log.WarnContext(ctx, "stored tokens could not be deleted", "count", len(names), "err", err)
+			failed += len(names)
 		}
+	}
+	if failed > 0 {
+		resp.Warnings = append(resp.Warnings, fmt.Sprintf("%d stored tokens could not be deleted; they are unreachable without their connection rows", failed))
 	}
 	// The reset keeps the setup (credentials stay saved): its state is read again and recorded with the
 	// audit entry, so the tenant directory holds the state as of the reset.

@@ -6,10 +6,13 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"cloud.google.com/go/pubsub/v2/pstest"
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -17,7 +20,10 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
+	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
 	"github.com/algapsa/alga-google/services/oauth/internal/service"
+	"github.com/algapsa/alga-google/services/oauth/internal/store"
+	"github.com/algapsa/alga-google/services/platform/auth"
 )
 
 var testRSAKey, _ = rsa.GenerateKey(rand.Reader, 2048)
@@ -260,4 +266,46 @@ func TestMissingCredentialsFailFast(t *testing.T) {
 	reason, meta := reasonOf(err)
 	require.Equal(t, "GOOGLE_NOT_CONFIGURED", reason)
 	require.Equal(t, "/settings/integrations/google", meta["setup_path"])
+}
+
+// A reset of a tenant with more connections than one secrets request may name (250 > MaxBatch) removes
+// every one of their tokens: the deletes go in batches.
+func TestResetDeletesEveryLeftoverTokenInBatches(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1, "")
+	const tenant = "tenant-many"
+	b.configure(t, tenant)
+	ctx := t.Context()
+	oauthSvc := auth.WithIdentity(ctx, auth.Identity{Service: auth.SvcOAuth, Tenant: tenant})
+	now := time.Now()
+	for i := range 250 {
+		c, err := store.UpsertConnection(ctx, b.pool, store.Connection{
+			ID: uuid.NewString(), Tenant: tenant, Kind: "gmail", ProviderID: uuid.NewString(), UserID: "admin-1",
+			AccountEmail: fmt.Sprintf("box-%d@acme.test", i), ClientID: clientA, AccessTokenExpiresAt: &now,
+		}, now)
+		require.NoError(t, err)
+		_, err = b.secrets.PutSecrets(oauthSvc, &secretsv1.PutSecretsRequest{Writes: []*secretsv1.SecretWrite{
+			{Name: service.TokenSecretName(c.ID), Value: `{"refresh_token":"rt"}`}}})
+		require.NoError(t, err)
+	}
+	tokens := func() int {
+		n := 0
+		for _, name := range b.secrets.Names(tenant) {
+			if strings.HasPrefix(name, "google_oauth_token_") {
+				n++
+			}
+		}
+		return n
+	}
+	require.Equal(t, 250, tokens())
+
+	puts := b.secrets.Puts.Load()
+	resp, err := b.instances[0].setup.ResetGoogleProviders(b.admin(t, tenant), &oauthv1.ResetGoogleProvidersRequest{})
+	require.NoError(t, err)
+	require.EqualValues(t, 250, resp.GetConnectionsCleared())
+	for _, w := range resp.GetWarnings() {
+		require.NotContains(t, w, "stored tokens")
+	}
+	require.Zero(t, tokens(), "every leftover token is deleted")
+	require.GreaterOrEqual(t, b.secrets.Puts.Load()-puts, int64(3), "in batches of at most 100 names")
 }

@@ -32,6 +32,16 @@ DELETE FROM oauth.auth_states WHERE state_hash = @state_hash
 RETURNING state_hash, tenant, user_id, provider_id, kind, client_id, login_hint, sealed_verifier,
     binding_hash, created_at, expires_at;
 
+-- name: ConsumeBoundState
+-- Consumes a state only together with its browser binding: a callback without the binding cookie (or
+-- with another browser's) consumes nothing, so the state stays usable by the browser that began it.
+DELETE FROM oauth.auth_states WHERE state_hash = @state_hash AND binding_hash = @binding_hash
+RETURNING state_hash, tenant, user_id, provider_id, kind, client_id, login_hint, sealed_verifier,
+    binding_hash, created_at, expires_at;
+
+-- name: StateExists
+SELECT EXISTS (SELECT 1 FROM oauth.auth_states WHERE state_hash = @state_hash);
+
 -- name: PurgeExpiredStates
 DELETE FROM oauth.auth_states WHERE expires_at < @cutoff;
 

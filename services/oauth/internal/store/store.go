@@ -168,6 +168,24 @@ func ConsumeState(ctx context.Context, db DB, hash []byte) (State, error) {
 	return s, err
 }
 
+// ConsumeBoundState deletes and returns the state with hash, only when its binding hash is binding
+// (ErrNotFound otherwise, leaving the state in place).
+func ConsumeBoundState(ctx context.Context, db DB, hash, binding []byte) (State, error) {
+	rows, _ := db.Query(ctx, q("ConsumeBoundState"), pg.Args{"state_hash": hash, "binding_hash": binding})
+	s, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[State])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return State{}, ErrNotFound
+	}
+	return s, err
+}
+
+// StateExists reports whether a state with hash is stored (expired or not).
+func StateExists(ctx context.Context, db DB, hash []byte) (bool, error) {
+	var ok bool
+	err := db.QueryRow(ctx, q("StateExists"), pg.Args{"state_hash": hash}).Scan(&ok)
+	return ok, err
+}
+
 // PurgeExpiredStates deletes states that expired before cutoff.
 func PurgeExpiredStates(ctx context.Context, db DB, cutoff time.Time) error {
 	_, err := db.Exec(ctx, q("PurgeExpiredStates"), pg.Args{"cutoff": cutoff})
