@@ -21,10 +21,12 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/algapsa/alga-google/services/googlesandbox"
+	"github.com/algapsa/alga-google/services/maintenance"
 	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/logging"
 	"github.com/algapsa/alga-google/services/platform/pgtest"
+	"github.com/algapsa/alga-google/services/platform/target"
 	"github.com/algapsa/alga-google/services/suite/app"
 )
 
@@ -46,6 +48,10 @@ type Options struct {
 	// before this one starts (one suite per target, as in a distributed deployment); default 127.0.0.1:0.
 	GRPCListener net.Listener
 	HTTPListener net.Listener
+	// SandboxClock makes the worker's due decisions read the sandbox clock, so AdvanceClock moves time
+	// for scheduled maintenance as it does for Google (watch, channel and token expiry); default the
+	// wall clock. The other services keep the wall clock (and the database's now()).
+	SandboxClock bool
 }
 
 // Suite is a running suite.
@@ -113,6 +119,9 @@ func Start(t testing.TB, opts Options) *Suite {
 	built, err := app.NewTargetsWith(settings)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if opts.SandboxClock {
+		built[target.Worker].(*maintenance.Target).Config().Now = sb.Now
 	}
 	logw := opts.Logs
 	if logw == nil {
