@@ -20,6 +20,12 @@ type Config struct {
 	GRPCAddr    string
 	// MetricsAddr is the listener of /metrics, apart from the public one ("" = none).
 	MetricsAddr string
+	// GRPCTLSCert, GRPCTLSKey and GRPCTLSCA: TLS (mutual with a CA) of gRPC between targets.
+	GRPCTLSCert string
+	GRPCTLSKey  string
+	GRPCTLSCA   string
+	// GRPCReflection serves gRPC reflection outside --dev too.
+	GRPCReflection bool
 	// HTTPReadTimeout, HTTPWriteTimeout and HTTPIdleTimeout bound the public HTTP server's requests.
 	HTTPReadTimeout  time.Duration
 	HTTPWriteTimeout time.Duration
@@ -64,6 +70,10 @@ func (c *Config) Bind(b *Binder) {
 	b.String(&c.BaseURL, "base-url", "ALGA_BASE_URL", "", "canonical public URL (https, no path); every redirect URI, push endpoint and audience derives from it")
 	b.String(&c.HTTPAddr, "http-addr", "ALGA_HTTP_ADDR", ":8080", "HTTP listen address of the gateway")
 	b.String(&c.GRPCAddr, "grpc-addr", "ALGA_GRPC_ADDR", ":9090", "gRPC listen address of the services")
+	b.String(&c.GRPCTLSCert, "grpc-tls-cert", "ALGA_GRPC_TLS_CERT", "", "PEM certificate the gRPC server serves with and peer calls present (TLS between targets); unset = plaintext")
+	b.String(&c.GRPCTLSKey, "grpc-tls-key", "ALGA_GRPC_TLS_KEY", "", "PEM private key of ALGA_GRPC_TLS_CERT")
+	b.String(&c.GRPCTLSCA, "grpc-tls-ca", "ALGA_GRPC_TLS_CA", "", "PEM CA bundle verifying peers: with it, gRPC is mutual TLS (servers require a client certificate it signed)")
+	b.Bool(&c.GRPCReflection, "grpc-reflection", "ALGA_GRPC_REFLECTION", false, "serve gRPC reflection (always on in --dev)")
 	b.String(&c.MetricsAddr, "metrics-addr", "ALGA_METRICS_ADDR", ":9091", "listen address of /metrics (Prometheus), apart from the public HTTP listener; empty = no metrics listener")
 	b.Duration(&c.HTTPReadTimeout, "http-read-timeout", "ALGA_HTTP_READ_TIMEOUT", 30*time.Second, "longest the HTTP server reads one request (headers and body)")
 	b.Duration(&c.HTTPWriteTimeout, "http-write-timeout", "ALGA_HTTP_WRITE_TIMEOUT", 2*time.Minute, "longest one HTTP response may take (no endpoint streams over HTTP)")

@@ -4,10 +4,12 @@ package grpcclient
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
@@ -20,28 +22,30 @@ type Dialer struct {
 	Signer        *auth.Signer
 	Service       string
 	ContextDialer func(ctx context.Context, addr string) (net.Conn, error)
+	// TLS, when set, dials network peers over TLS (presenting its certificate for mutual TLS); the
+	// in-process listener (ContextDialer) is always plaintext.
+	TLS *tls.Config
 }
 
 // Dial connects to addr with service credentials.
 func (d Dialer) Dial(addr string) (*grpc.ClientConn, error) {
-	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
-		grpc.WithPerRPCCredentials(serviceCreds{signer: d.Signer, service: d.Service}),
-	}
-	if d.ContextDialer != nil {
-		opts = append(opts, grpc.WithContextDialer(d.ContextDialer))
-		addr = "passthrough:///in-process"
-	}
-	return grpc.NewClient(addr, opts...)
+	return d.dial(addr, grpc.WithPerRPCCredentials(serviceCreds{signer: d.Signer, service: d.Service}))
 }
 
 // DialRaw connects without service credentials (the gateway forwards the browser's own token).
 func (d Dialer) DialRaw(addr string) (*grpc.ClientConn, error) {
-	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
+	return d.dial(addr)
+}
+
+func (d Dialer) dial(addr string, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+	transport := insecure.NewCredentials()
+	if d.TLS != nil && d.ContextDialer == nil {
+		transport = credentials.NewTLS(d.TLS)
 	}
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(transport),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
+	}, extra...)
 	if d.ContextDialer != nil {
 		opts = append(opts, grpc.WithContextDialer(d.ContextDialer))
 		addr = "passthrough:///in-process"

@@ -8,6 +8,7 @@ package grpcserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/errs"
+	"github.com/algapsa/alga-google/services/platform/grpctls"
 	"github.com/algapsa/alga-google/services/platform/logging"
 )
 
@@ -42,6 +44,11 @@ type Options struct {
 	Verifier TokenVerifier
 	// Registerer receives the gRPC metrics; nil means prometheus.DefaultRegisterer.
 	Registerer prometheus.Registerer
+	// TLS, when set, serves network listeners over TLS (mutual when it requires client certificates);
+	// the in-process listener stays plaintext (grpctls.ServerCredentials).
+	TLS *tls.Config
+	// Reflection registers the gRPC reflection service (--dev, or explicitly enabled).
+	Reflection bool
 }
 
 // TokenVerifier verifies a bearer token and returns the identity it carries (*auth.Verifier).
@@ -82,8 +89,11 @@ func New(opts Options) *Server {
 		s.log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
 	})
-	s.GRPC = grpc.NewServer(
-		grpc.StatsHandler(otelgrpc.NewServerHandler()),
+	serverOpts := []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler())}
+	if opts.TLS != nil {
+		serverOpts = append(serverOpts, grpc.Creds(grpctls.ServerCredentials(opts.TLS)))
+	}
+	s.GRPC = grpc.NewServer(append(serverOpts,
 		grpc.ChainUnaryInterceptor(
 			recovery.UnaryServerInterceptor(recoveryOpt),
 			metrics.UnaryServerInterceptor(),
@@ -104,9 +114,11 @@ func New(opts Options) *Server {
 			recovery.StreamServerInterceptor(recoveryOpt),
 			s.streamRewrite,
 		),
-	)
+	)...)
 	healthpb.RegisterHealthServer(s.GRPC, s.Health)
-	reflection.Register(s.GRPC)
+	if opts.Reflection {
+		reflection.Register(s.GRPC)
+	}
 	metrics.InitializeMetrics(s.GRPC)
 	// Nothing is SERVING until its target says it is ready.
 	s.Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)

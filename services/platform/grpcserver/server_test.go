@@ -152,3 +152,13 @@ func TestGatedServiceIsUnavailableUntilReady(t *testing.T) {
 	_, err = b.client.DescribeSecrets(bearer(user), &secretsv1.DescribeSecretsRequest{})
 	require.NoError(t, err)
 }
+
+// Reflection is served only when asked for (--dev, or ALGA_GRPC_REFLECTION): without it a caller needs
+// the proto files, as any client of a production deployment has.
+func TestReflectionOnlyWhenEnabled(t *testing.T) {
+	t.Parallel()
+	off := grpcserver.New(grpcserver.Options{Logger: logging.Discard(), Verifier: verifier(t), Registerer: prometheus.NewRegistry()})
+	require.NotContains(t, off.GRPC.GetServiceInfo(), "grpc.reflection.v1.ServerReflection")
+	on := grpcserver.New(grpcserver.Options{Logger: logging.Discard(), Verifier: verifier(t), Registerer: prometheus.NewRegistry(), Reflection: true})
+	require.Contains(t, on.GRPC.GetServiceInfo(), "grpc.reflection.v1.ServerReflection")
+}

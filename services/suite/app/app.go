@@ -28,6 +28,7 @@ import (
 	"github.com/algapsa/alga-google/services/platform/googleapi"
 	"github.com/algapsa/alga-google/services/platform/grpcclient"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
+	"github.com/algapsa/alga-google/services/platform/grpctls"
 	"github.com/algapsa/alga-google/services/platform/pg"
 	"github.com/algapsa/alga-google/services/platform/target"
 	"github.com/algapsa/alga-google/services/platform/urls"
@@ -126,7 +127,12 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	a := &App{opts: opts, log: log, ready: map[string]bool{}, inproc: bufconn.Listen(1 << 20)}
-	a.server = grpcserver.New(grpcserver.Options{Logger: log, Verifier: verifier, Registerer: reg})
+	peerTLS, err := grpctls.Load(cfg.GRPCTLSCert, cfg.GRPCTLSKey, cfg.GRPCTLSCA)
+	if err != nil {
+		return nil, err
+	}
+	a.server = grpcserver.New(grpcserver.Options{Logger: log, Verifier: verifier, Registerer: reg,
+		TLS: peerTLS.Server(), Reflection: cfg.Dev || cfg.GRPCReflection})
 
 	local := map[string]bool{}
 	for _, t := range opts.Targets {
@@ -161,6 +167,7 @@ func Start(ctx context.Context, opts Options) (*App, error) {
 	// Each target signs its peer calls as its own identity (target.Identity): see depsOf.
 	a.deps.SetDialer(grpcclient.Dialer{
 		Signer:        serviceSigner,
+		TLS:           peerTLS.Client(),
 		ContextDialer: func(ctx context.Context, _ string) (net.Conn, error) { return a.inproc.DialContext(ctx) },
 	})
 

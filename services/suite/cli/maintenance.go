@@ -14,6 +14,7 @@ import (
 	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/grpcclient"
+	"github.com/algapsa/alga-google/services/platform/grpctls"
 	"github.com/algapsa/alga-google/services/suite/app"
 )
 
@@ -43,7 +44,11 @@ func maintenanceCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	conn, err := grpcclient.Dialer{Signer: signer, Service: auth.SvcCLI}.Dial(cfg.WorkerAddr)
+	peerTLS, err := grpctls.Load(cfg.GRPCTLSCert, cfg.GRPCTLSKey, cfg.GRPCTLSCA)
+	if err != nil {
+		return err
+	}
+	conn, err := grpcclient.Dialer{Signer: signer, Service: auth.SvcCLI, TLS: peerTLS.Client()}.Dial(cfg.WorkerAddr)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/algapsa/alga-google/services/maintenance"
 	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/config"
+	"github.com/algapsa/alga-google/services/platform/grpctls"
 	"github.com/algapsa/alga-google/services/platform/logging"
 	"github.com/algapsa/alga-google/services/platform/pgtest"
 	"github.com/algapsa/alga-google/services/platform/target"
@@ -229,10 +231,19 @@ func (s *Suite) ServiceTokenFor(service, tenant, user string) string {
 	return tok
 }
 
-// Conn is a gRPC connection to the suite without credentials; add a token with WithToken.
+// Conn is a gRPC connection to the suite without a token (add one with WithToken); over mutual TLS, as
+// a peer target, when the suite serves gRPC with TLS.
 func (s *Suite) Conn(t testing.TB) *grpc.ClientConn {
 	t.Helper()
-	c, err := grpc.NewClient(s.App.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	transport := insecure.NewCredentials()
+	peerTLS, err := grpctls.Load(s.Config.GRPCTLSCert, s.Config.GRPCTLSKey, s.Config.GRPCTLSCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if peerTLS != nil {
+		transport = credentials.NewTLS(peerTLS.Client())
+	}
+	c, err := grpc.NewClient(s.App.GRPCAddr(), grpc.WithTransportCredentials(transport))
 	if err != nil {
 		t.Fatal(err)
 	}
