@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/algapsa/alga-google/services/maintenance/internal/activities"
@@ -231,4 +232,17 @@ func nonRetryable(err error) bool {
 	type nr interface{ NonRetryable() bool }
 	var e nr
 	return errors.As(err, &e) && e.NonRetryable()
+}
+
+// InsertTick enqueues the periodic pass now, as its interval would (tests, operators' tools): an
+// insert-only River client on the maintenance schema, coalesced with a pass already waiting.
+func InsertTick(ctx context.Context, pool *pgxpool.Pool) error {
+	c, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: store.Schema})
+	if err != nil {
+		return err
+	}
+	opts := jobs.Coalesce()
+	opts.Queue = tickQueue
+	_, err = c.Insert(ctx, tickArgs{}, opts)
+	return err
 }

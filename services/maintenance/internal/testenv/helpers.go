@@ -15,11 +15,3 @@ func flagSet() *flag.FlagSet {
 }
 
 func insecureCreds() credentials.TransportCredentials { return insecure.NewCredentials() }
-
-// quietLogger drops the Temporal client's logs.
-type quietLogger struct{}
-
-func (quietLogger) Debug(string, ...any) {}
-func (quietLogger) Info(string, ...any)  {}
-func (quietLogger) Warn(string, ...any)  {}
-func (quietLogger) Error(string, ...any) {}

@@ -6,19 +6,16 @@ package testenv
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/testsuite"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/test/bufconn"
@@ -26,6 +23,7 @@ import (
 	m "github.com/algapsa/alga-google/gen/alga/maintenance/v1"
 	"github.com/algapsa/alga-google/services/maintenance"
 	"github.com/algapsa/alga-google/services/maintenance/internal/fakes"
+	"github.com/algapsa/alga-google/services/maintenance/maintenancetesting"
 	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/grpcclient"
@@ -189,53 +187,5 @@ func (e *Env) ScheduleClient(t testing.TB, ctx context.Context, tenant string) (
 	return m.NewMaintenanceScheduleServiceClient(e.conn), metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 }
 
-// TemporalCLI finds the Temporal CLI the Makefile builds into bin/ (or ALGA_TEMPORAL_CLI). A missing
-// binary fails the test: an integration suite that silently skips proves nothing.
-func TemporalCLI(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("ALGA_TEMPORAL_CLI"); p != "" {
-		return p
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			p := filepath.Join(dir, "bin", "temporal")
-			if _, err := os.Stat(p); err != nil {
-				t.Fatalf("the Temporal CLI is missing at %s: build it once with `go install github.com/temporalio/cli/cmd/temporal@v1.5.1` into bin/ (or set ALGA_TEMPORAL_CLI)", p)
-			}
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.work above the test: cannot find bin/temporal (set ALGA_TEMPORAL_CLI)")
-		}
-		dir = parent
-	}
-}
-
-// StartTemporal starts a Temporal dev server for the test and returns its frontend address and a
-// client on it.
-func StartTemporal(t testing.TB) (string, client.Client) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath:  TemporalCLI(t),
-		ClientOptions: &client.Options{Namespace: "default", Logger: quietLogger{}},
-		LogLevel:      "error",
-		Stdout:        io.Discard,
-		Stderr:        io.Discard,
-	})
-	if err != nil {
-		t.Fatalf("starting the Temporal dev server: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Stop(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			t.Logf("stopping the Temporal dev server: %v", err)
-		}
-	})
-	return srv.FrontendHostPort(), srv.Client()
-}
+// StartTemporal starts a Temporal dev server for the test (see maintenancetesting.StartTemporal).
+func StartTemporal(t testing.TB) (string, client.Client) { return maintenancetesting.StartTemporal(t) }
