@@ -25,6 +25,7 @@ import (
 	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/feed"
 	"github.com/algapsa/alga-google/services/platform/googleapi"
+	"github.com/algapsa/alga-google/services/platform/googleretry"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/jobs"
 	"github.com/algapsa/alga-google/services/platform/metrics"
@@ -61,6 +62,8 @@ type Options struct {
 	// ReconcileWait bounds how long a maintenance reconcile waits for a running sync of the same
 	// mailbox (0 = 30 s).
 	ReconcileWait time.Duration
+	// Retry tunes the retries of Gmail calls and the tenants' Google budgets (zero: googleretry's defaults).
+	Retry googleretry.Policy
 	// Workers: River queue concurrency (0 = 4). TestOnly speeds River up.
 	Workers  int
 	TestOnly bool
@@ -80,6 +83,7 @@ type Service struct {
 	peers    Peers
 	verifier *push.Verifier
 	metrics  *serviceMetrics
+	retry    *googleretry.Retrier
 	feed     *feed.Feed
 	river    *jobs.Client
 	// background is the work Start runs besides River (the feed's LISTEN relay); Stop waits for it.
@@ -170,6 +174,10 @@ func (s *Service) Start(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("gmail metrics: %w", err)
 	}
+	retrier, err := googleretry.New(googleretry.Options{Service: "gmail", Policy: opts.Retry, Registerer: opts.Registry})
+	if err != nil {
+		return fmt.Errorf("gmail metrics: %w", err)
+	}
 	inbound, err := feed.New(feed.Options{Name: FeedName, Channel: FeedName, Poll: opts.StreamPoll, Registerer: opts.Registry})
 	if err != nil {
 		return err
@@ -191,7 +199,7 @@ func (s *Service) Start(ctx context.Context, opts Options) error {
 
 	s.opts, s.pool, s.log, s.base, s.google, s.peers = opts, opts.Pool, opts.Logger, opts.Base, opts.Google, opts.Peers
 	s.verifier = &push.Verifier{Audience: opts.Base.GmailPushAudience(), Keys: keys}
-	s.metrics, s.feed, s.river = m, inbound, client
+	s.metrics, s.retry, s.feed, s.river = m, retrier, inbound, client
 	if err := client.Start(ctx); err != nil {
 		s.river = nil // never started: nothing for Stop to wait for
 		return fmt.Errorf("starting the gmail job client: %w", err)
