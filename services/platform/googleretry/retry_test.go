@@ -183,18 +183,18 @@ func TestOnlyTransientFailuresAreRetried(t *testing.T) {
 	}
 	for _, e := range []error{apiErr(429, ""), apiErr(500, ""), apiErr(502, ""), apiErr(503, ""),
 		&oauth2.RetrieveError{Response: &http.Response{StatusCode: 503}}, status.Error(codes.Unavailable, "x"),
-		&net_error{}} {
+		&netError{}} {
 		require.True(t, googleretry.Transient(e), "%v", e)
 	}
 	require.False(t, googleretry.Transient(context.Canceled))
 	require.False(t, googleretry.Transient(nil))
 }
 
-type net_error struct{}
+type netError struct{}
 
-func (*net_error) Error() string   { return "connection reset" }
-func (*net_error) Timeout() bool   { return false }
-func (*net_error) Temporary() bool { return true }
+func (*netError) Error() string   { return "connection reset" }
+func (*netError) Timeout() bool   { return false }
+func (*netError) Temporary() bool { return true }
 
 // A storm for one tenant makes its calls wait and then defer; another tenant's calls go straight
 // through, without a wait.
