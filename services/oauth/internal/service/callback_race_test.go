@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"sync"
+	"time"
 	"testing"
 
 	"github.com/google/uuid"
@@ -93,4 +94,48 @@ func TestSimultaneousFirstCallbacks(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, b.google.ValidAccessToken(got.GetAccessToken()))
 	}
+}
+
+// TestReconnectDuringRefresh: a callback stores a new grant while a refresh of the old one waits for
+// Google. The refresh's answer is dropped (it would put the old grant's token back): the stored token
+// stays the new grant's, and the refresh's caller gets a working token.
+func TestReconnectDuringRefresh(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1, "")
+	const tenant, mailbox = "tenant-reconnect", "support@acme.test"
+	b.configure(t, tenant)
+	pid := uuid.NewString()
+	b.gmail.AddProvider(tenant, pid, mailbox)
+	require.Equal(t, service.StatusConnected, b.connect(t, tenant, "admin-1", gmailKind, pid, mailbox))
+	var connID string
+	require.NoError(t, b.pool.QueryRow(t.Context(), "SELECT id::text FROM oauth.connections WHERE tenant = $1 AND provider_id = $2", tenant, pid).Scan(&connID))
+	refreshToken := func() string {
+		raw, ok := b.secrets.Value(tenant, service.TokenSecretName(connID))
+		require.True(t, ok)
+		var stored struct {
+			RefreshToken string `json:"refresh_token"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(raw), &stored))
+		return stored.RefreshToken
+	}
+	old := refreshToken()
+
+	b.google.RefreshDelay = time.Second
+	calls := b.google.RefreshCalls.Load()
+	done := make(chan error, 1)
+	var got *oauthv1.GetAccessTokenResponse
+	go func() {
+		var err error
+		got, err = b.instances[0].tokens.GetAccessToken(b.service(t, "gmail", tenant, ""),
+			&oauthv1.GetAccessTokenRequest{Kind: gmailKind, ProviderId: pid, ForceRefresh: true})
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return b.google.RefreshCalls.Load() > calls }, 5*time.Second, 5*time.Millisecond)
+	require.Equal(t, service.StatusConnected, b.connect(t, tenant, "admin-1", gmailKind, pid, mailbox), "reconnected while the refresh waits for Google")
+	reconnected := refreshToken()
+	require.NotEqual(t, old, reconnected)
+
+	require.NoError(t, <-done)
+	require.Equal(t, reconnected, refreshToken(), "the refresh of the old grant did not overwrite the new one")
+	require.True(t, b.google.ValidAccessToken(got.GetAccessToken()))
 }
