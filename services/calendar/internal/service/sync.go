@@ -61,7 +61,7 @@ func (w *SyncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
 			// Recorded on the provider (status + remedy); retrying cannot help until the user acts.
 			return river.JobCancel(err)
 		case err != nil:
-			return err
+			return jobs.SnoozeLater(err) // a tenant's Google cool-down: run again when it ends
 		}
 		idle, err := w.s.finishIfIdle(ctx, job)
 		if err != nil || idle {

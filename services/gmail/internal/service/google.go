@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/riverqueue/river"
 	"golang.org/x/oauth2"
 	"google.golang.org/api/gmail/v1"
 	"google.golang.org/api/googleapi"
@@ -301,16 +300,6 @@ func googleMessage(err error) string {
 // retryable reports a Google failure worth retrying later: 429, 5xx, network errors, a tenant cooling
 // down (googleretry.Transient).
 func retryable(err error) bool { return googleretry.Transient(err) }
-
-// snoozeLater turns a tenant's Google cool-down (googleretry.RetryLater) into a River snooze until it
-// ends, at least a second: the job runs again then without using up one of its attempts, and its
-// notifications stay pending meanwhile. Any other error is returned as is.
-func snoozeLater(err error) error {
-	if until, ok := googleretry.Later(err); ok {
-		return river.JobSnooze(max(time.Until(until), time.Second))
-	}
-	return err
-}
 
 // isHTTP reports a Google API error with the given HTTP status.
 func isHTTP(err error, code int) bool {

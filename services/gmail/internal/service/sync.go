@@ -55,7 +55,7 @@ type syncWorker struct {
 func (w *syncWorker) Timeout(*river.Job[SyncArgs]) time.Duration { return 10 * time.Minute }
 
 func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
-	return snoozeLater(w.s.syncProvider(ctx, job))
+	return jobs.SnoozeLater(w.s.syncProvider(ctx, job)) // a tenant's Google cool-down: run again when it ends
 }
 
 // sweep (the periodic sweeper, see jobs.AddSweeper) enqueues syncs for notifications left pending: a
