@@ -18,12 +18,16 @@ func Clean(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
 }
 
-// CleanAll cleans every element of list in place and returns it.
+// CleanAll returns a copy of list with every element cleaned (nil for nil).
 func CleanAll(list []string) []string {
-	for i, s := range list {
-		list[i] = Clean(s)
+	if list == nil {
+		return nil
 	}
-	return list
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = Clean(s)
+	}
+	return out
 }
 
 // Cut returns the longest prefix of s of at most n bytes that ends on a UTF-8 character boundary, and
