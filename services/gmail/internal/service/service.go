@@ -61,6 +61,8 @@ type Options struct {
 	// ReconcileWait bounds how long a maintenance reconcile waits for a running sync of the same
 	// mailbox (0 = 30 s).
 	ReconcileWait time.Duration
+	// Sync bounds a history sync's memory (zero fields: DefaultSyncLimits).
+	Sync SyncLimits
 	// Workers: River queue concurrency (0 = 4). TestOnly speeds River up.
 	Workers  int
 	TestOnly bool
@@ -156,6 +158,7 @@ func (s *Service) Start(ctx context.Context, opts Options) error {
 	if opts.ReconcileWait == 0 {
 		opts.ReconcileWait = 30 * time.Second
 	}
+	opts.Sync = opts.Sync.withDefaults()
 	if opts.Workers == 0 {
 		opts.Workers = 4
 	}

@@ -12,7 +12,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/algapsa/alga-google/services/platform/feed"
 	"github.com/algapsa/alga-google/services/platform/pg"
+	"github.com/algapsa/alga-google/services/platform/text"
 )
 
 // Schema is the Postgres schema the gmail service owns.
@@ -387,6 +389,19 @@ type Message struct {
 	LabelIDs        []string
 	ReceiveTime     time.Time
 	AcknowledgeTime *time.Time
+	// Truncated: a body was cut to the cap, or only part of a too large raw message was parsed.
+	Truncated bool
+}
+
+// Size is roughly how many bytes m holds: what a sync batch is bounded by.
+func (m *Message) Size() int {
+	n := len(m.TextBody) + len(m.HTMLBody) + len(m.Subject) + len(m.From) + len(m.Attachments) + 512
+	for _, l := range [][]string{m.To, m.Cc, m.References, m.LabelIDs} {
+		for _, s := range l {
+			n += len(s)
+		}
+	}
+	return n
 }
 
 func nz(s []string) []string {
@@ -396,22 +411,22 @@ func nz(s []string) []string {
 	return s
 }
 
-// InsertMessage stores m once; it reports false when the message was stored before.
-func InsertMessage(ctx context.Context, db DB, m *Message) (bool, error) {
+// InsertMessage appends m to the tenant's inbound feed once, through app (the feed's appender of m's
+// tenant in the transaction: it takes the append lock before seq is drawn); it reports false when the
+// message was stored before. Every text from Google is cleaned here (no NUL, valid UTF-8), where every
+// message is stored, so no mail can fail its sync on every retry.
+func InsertMessage(ctx context.Context, app *feed.Appender, m *Message) (bool, error) {
 	att := m.Attachments
 	if att == nil {
 		att = json.RawMessage("[]")
 	}
-	err := db.QueryRow(ctx, q("InsertMessage"), pg.Args{"tenant": m.Tenant, "provider_id": m.ProviderID, "mailbox": m.Mailbox,
-		"gmail_message_id": m.GmailMessageID, "thread_id": m.ThreadID, "history_id": m.HistoryID,
-		"message_id_header": m.MessageIDHeader, "in_reply_to": m.InReplyTo, "references": nz(m.References),
-		"from_address": m.From, "to_addresses": nz(m.To), "cc_addresses": nz(m.Cc), "subject": m.Subject,
-		"text_body": m.TextBody, "html_body": m.HTMLBody, "attachments": att, "label_ids": nz(m.LabelIDs),
-		"receive_time": m.ReceiveTime}).Scan(&m.Seq)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	return err == nil, err
+	return app.Insert(ctx, q("InsertMessage"), pg.Args{"tenant": m.Tenant, "provider_id": m.ProviderID, "mailbox": m.Mailbox,
+		"gmail_message_id": text.Clean(m.GmailMessageID), "thread_id": text.Clean(m.ThreadID), "history_id": m.HistoryID,
+		"message_id_header": text.Clean(m.MessageIDHeader), "in_reply_to": text.Clean(m.InReplyTo),
+		"references": nz(text.CleanAll(m.References)), "from_address": text.Clean(m.From),
+		"to_addresses": nz(text.CleanAll(m.To)), "cc_addresses": nz(text.CleanAll(m.Cc)), "subject": text.Clean(m.Subject),
+		"text_body": text.Clean(m.TextBody), "html_body": text.Clean(m.HTMLBody), "attachments": att,
+		"label_ids": nz(text.CleanAll(m.LabelIDs)), "receive_time": m.ReceiveTime, "truncated": m.Truncated}, &m.Seq)
 }
 
 // AdvanceHistory moves the provider's history id forward (never back) and records the sync time.
@@ -446,7 +461,7 @@ func ListMessages(ctx context.Context, db DB, tenant, provider string, afterSeq 
 		m := &Message{Tenant: tenant}
 		err := r.Scan(&m.Seq, &m.ID, &m.ProviderID, &m.Mailbox, &m.GmailMessageID, &m.ThreadID, &m.MessageIDHeader, &m.InReplyTo,
 			&m.References, &m.From, &m.To, &m.Cc, &m.Subject, &m.TextBody, &m.HTMLBody, &m.Attachments, &m.LabelIDs,
-			&m.ReceiveTime, &m.AcknowledgeTime)
+			&m.ReceiveTime, &m.AcknowledgeTime, &m.Truncated)
 		return m, err
 	})
 }

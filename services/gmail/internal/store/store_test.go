@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/algapsa/alga-google/services/platform/feed"
 	"github.com/algapsa/alga-google/services/platform/pgtest"
 )
 
@@ -76,12 +77,16 @@ func TestNotificationsAndMessagesOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, more)
 
+	inbound, err := feed.New(feed.Options{Name: "gmail_inbound", Channel: "gmail_inbound"})
+	require.NoError(t, err)
 	err = pgx.BeginFunc(b.ctx, b.pool, func(tx pgx.Tx) error {
-		m := &Message{Tenant: "t1", ProviderID: p.ID, Mailbox: p.Mailbox, GmailMessageID: "g1", ReceiveTime: time.Now(), References: []string{"<a>"}}
-		fresh, err := InsertMessage(b.ctx, tx, m)
+		app := inbound.Appender(tx, "t1")
+		m := &Message{Tenant: "t1", ProviderID: p.ID, Mailbox: p.Mailbox, GmailMessageID: "g1", ReceiveTime: time.Now(),
+			References: []string{"<a>"}, Subject: "nul\x00 \xff", Truncated: true}
+		fresh, err := InsertMessage(b.ctx, app, m)
 		require.NoError(t, err)
 		require.True(t, fresh)
-		fresh, err = InsertMessage(b.ctx, tx, m)
+		fresh, err = InsertMessage(b.ctx, app, m)
 		require.NoError(t, err)
 		require.False(t, fresh)
 		require.NoError(t, AdvanceHistory(b.ctx, tx, "t1", p.ID, 20))
@@ -96,6 +101,8 @@ func TestNotificationsAndMessagesOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, msgs, 1)
 	require.Equal(t, []string{"<a>"}, msgs[0].References)
+	require.Equal(t, "nul \uFFFD", msgs[0].Subject, "stored cleaned")
+	require.True(t, msgs[0].Truncated)
 	none, err := ListMessages(b.ctx, b.pool, "t2", "", 0, 10, false)
 	require.NoError(t, err)
 	require.Empty(t, none)
