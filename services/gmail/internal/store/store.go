@@ -164,10 +164,11 @@ func SetConnecting(ctx context.Context, db DB, tenant, id string) (*Provider, er
 	return one(db.Query(ctx, q("SetConnecting"), pg.Args{"tenant": tenant, "id": id}))
 }
 
-// SetError puts the provider in ERROR; step is the diagnostics step that failed.
+// SetError puts the provider in ERROR; step is the diagnostics step that failed. Messages may carry
+// Google's words: like every text from outside, they are stored through text.Clean.
 func SetError(ctx context.Context, db DB, tenant, id, step, code, message, remedy string) (*Provider, error) {
 	return one(db.Query(ctx, q("SetError"), pg.Args{"tenant": tenant, "id": id, "error_step": step,
-		"error_code": code, "error_message": message, "error_remedy": remedy}))
+		"error_code": code, "error_message": text.Clean(message), "error_remedy": text.Clean(remedy)}))
 }
 
 // ClearError returns a provider in ERROR to CONNECTED when its error was recorded by one of steps; it
@@ -185,7 +186,7 @@ func RecordProvisioningCheck(ctx context.Context, db DB, tenant, id, topic, subs
 // RecordWatch records a successful users.watch: the label ids watched, Google's expiration and the
 // history baseline (kept when one is stored).
 func RecordWatch(ctx context.Context, db DB, tenant, id string, labelIDs []string, expire time.Time, baseline int64) (*Provider, error) {
-	return one(db.Query(ctx, q("RecordWatch"), pg.Args{"tenant": tenant, "id": id, "watch_label_ids": nz(labelIDs),
+	return one(db.Query(ctx, q("RecordWatch"), pg.Args{"tenant": tenant, "id": id, "watch_label_ids": nz(text.CleanAll(labelIDs)),
 		"watch_expire_time": expire, "history_baseline": baseline}))
 }
 
@@ -222,9 +223,10 @@ func SaveProvisioning(ctx context.Context, tx pgx.Tx, tenant, id string, p Provi
 	if labels == nil {
 		labels = []string{}
 	}
+	labels = text.CleanAll(labels)
 	prov, err := one(tx.Query(ctx, q("SetProvisioned"), pg.Args{"tenant": tenant, "id": id, "state": p.State,
-		"error_step": p.ErrorStep, "error_code": p.ErrorCode, "error_message": p.ErrorMessage, "error_remedy": p.ErrorRemedy,
-		"provisioning_checked": p.ProvisioningChecked, "account_email": p.AccountEmail, "subscription": p.Subscription, "topic": p.Topic, "watch_label_ids": labels,
+		"error_step": p.ErrorStep, "error_code": p.ErrorCode, "error_message": text.Clean(p.ErrorMessage), "error_remedy": text.Clean(p.ErrorRemedy),
+		"provisioning_checked": p.ProvisioningChecked, "account_email": text.Clean(p.AccountEmail), "subscription": p.Subscription, "topic": p.Topic, "watch_label_ids": labels,
 		"watch_expire_time": p.WatchExpire, "history_baseline": p.HistoryBaseline}))
 	if err != nil {
 		return nil, err
@@ -234,7 +236,7 @@ func SaveProvisioning(ctx context.Context, tx pgx.Tx, tenant, id string, p Provi
 	}
 	for i, s := range p.Steps {
 		if _, err := tx.Exec(ctx, q("InsertStep"), pg.Args{"tenant": tenant, "provider_id": id, "position": i,
-			"name": s.Name, "ok": s.OK, "detail": s.Detail, "check_time": s.CheckTime}); err != nil {
+			"name": s.Name, "ok": s.OK, "detail": text.Clean(s.Detail), "check_time": s.CheckTime}); err != nil {
 			return nil, err
 		}
 	}
@@ -250,7 +252,7 @@ var StepPositions = map[string]int{
 func UpsertSteps(ctx context.Context, db DB, tenant, id string, steps []Step) error {
 	for _, s := range steps {
 		if _, err := db.Exec(ctx, q("UpsertStep"), pg.Args{"tenant": tenant, "provider_id": id, "position": StepPositions[s.Name],
-			"name": s.Name, "ok": s.OK, "detail": s.Detail, "check_time": s.CheckTime}); err != nil {
+			"name": s.Name, "ok": s.OK, "detail": text.Clean(s.Detail), "check_time": s.CheckTime}); err != nil {
 			return err
 		}
 	}
@@ -307,7 +309,7 @@ type Notification struct {
 func InsertNotification(ctx context.Context, db DB, n Notification) (bool, error) {
 	var id int64
 	err := db.QueryRow(ctx, q("InsertNotification"), pg.Args{"tenant": n.Tenant, "provider_id": n.ProviderID,
-		"subscription": n.Subscription, "pubsub_message_id": n.PubSubMessageID, "email_address": n.EmailAddress,
+		"subscription": n.Subscription, "pubsub_message_id": text.Clean(n.PubSubMessageID), "email_address": text.Clean(n.EmailAddress),
 		"history_id": n.HistoryID, "publish_time": n.PublishTime}).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
@@ -506,7 +508,7 @@ const MaxEvents = 200
 // InsertEvent appends to the provider's timeline, keeping its newest MaxEvents entries.
 func InsertEvent(ctx context.Context, db DB, tenant, id string, e Event) error {
 	if _, err := db.Exec(ctx, q("InsertEvent"), pg.Args{"tenant": tenant, "provider_id": id, "type": e.Type, "step": e.Step,
-		"error_code": e.ErrorCode, "message": e.Message, "run_id": e.RunID}); err != nil {
+		"error_code": e.ErrorCode, "message": text.Clean(e.Message), "run_id": e.RunID}); err != nil {
 		return err
 	}
 	_, err := db.Exec(ctx, q("PruneEvents"), pg.Args{"tenant": tenant, "provider_id": id, "keep": MaxEvents})

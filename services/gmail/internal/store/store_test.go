@@ -129,3 +129,23 @@ func TestSubscriptionOwnedByOneTenant(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "t1", got.Tenant)
 }
+
+// Google's words reach error messages, step details and the timeline: a NUL or invalid UTF-8 in them is
+// stored cleaned instead of failing the transaction that records the failure.
+func TestOutsideTextIsStoredCleaned(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p, err := CreateProvider(b.ctx, b.pool, NewProvider{Tenant: "t1", Mailbox: "a@acme.test", Active: true})
+	require.NoError(t, err)
+	got, err := SetError(b.ctx, b.pool, "t1", p.ID, "watch", "watch_failed", "Google said \x00\xff", "retry")
+	require.NoError(t, err)
+	require.Equal(t, "Google said \uFFFD", got.ErrorMessage)
+	require.NoError(t, UpsertSteps(b.ctx, b.pool, "t1", p.ID, []Step{{Name: "watch", Detail: "403 \x00denied", CheckTime: time.Now()}}))
+	steps, err := ListSteps(b.ctx, b.pool, "t1", p.ID)
+	require.NoError(t, err)
+	require.Equal(t, "403 denied", steps[0].Detail)
+	require.NoError(t, InsertEvent(b.ctx, b.pool, "t1", p.ID, Event{Type: "watch_failed", Message: "\x00x"}))
+	events, err := ListEvents(b.ctx, b.pool, "t1", p.ID, 1)
+	require.NoError(t, err)
+	require.Equal(t, "x", events[0].Message)
+}
