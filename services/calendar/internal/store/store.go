@@ -149,7 +149,7 @@ func DeleteProvider(ctx context.Context, db DB, tenant, id string) (bool, error)
 // SetState sets the provider's status with its error code, message and remedy (empty for none).
 func SetState(ctx context.Context, db DB, tenant, id, state, code, message, remedy string) (*Provider, error) {
 	return oneProvider(db.Query(ctx, q("SetState"), pg.Args{"tenant": tenant, "id": id, "state": state,
-		"error_code": code, "error_message": message, "error_remedy": remedy}))
+		"error_code": code, "error_message": text.Clean(message), "error_remedy": text.Clean(remedy)}))
 }
 
 // SetConnected marks an activated provider. Like every store function writing what Google answered, it
@@ -270,7 +270,7 @@ func SetChannelState(ctx context.Context, db DB, tenant, channelID, state, stopE
 		n = 1
 	}
 	return oneChannel(db.Query(ctx, q("SetChannelState"), pg.Args{"tenant": tenant, "channel_id": channelID,
-		"state": state, "stop_error": stopError, "attempts": n}))
+		"state": state, "stop_error": text.Clean(stopError), "attempts": n}))
 }
 
 // AdvanceMessageNumber moves the channel's last message number forward; false when n is not newer.
@@ -467,13 +467,13 @@ type Step struct {
 // UpsertStep records the outcome of a step, replacing the previous one of the same name.
 func UpsertStep(ctx context.Context, db DB, tenant, providerID string, st Step) error {
 	_, err := db.Exec(ctx, q("UpsertStep"), pg.Args{"provider_id": providerID, "tenant": tenant, "name": st.Name,
-		"ok": st.OK, "error_code": st.ErrorCode, "detail": st.Detail, "run_id": st.RunID})
+		"ok": st.OK, "error_code": st.ErrorCode, "detail": text.Clean(st.Detail), "run_id": st.RunID})
 	return err
 }
 
 // MendStep marks the provider's failed step name as working again, with detail.
 func MendStep(ctx context.Context, db DB, tenant, providerID, name, detail string) error {
-	_, err := db.Exec(ctx, q("MendStep"), pg.Args{"tenant": tenant, "provider_id": providerID, "name": name, "detail": detail})
+	_, err := db.Exec(ctx, q("MendStep"), pg.Args{"tenant": tenant, "provider_id": providerID, "name": name, "detail": text.Clean(detail)})
 	return err
 }
 
@@ -503,7 +503,7 @@ type TimelineEvent struct {
 // AddTimeline appends an entry to the provider's timeline and drops the oldest beyond TimelineKeep.
 func AddTimeline(ctx context.Context, db DB, tenant, providerID string, e TimelineEvent) error {
 	if _, err := db.Exec(ctx, q("InsertTimeline"), pg.Args{"tenant": tenant, "provider_id": providerID,
-		"event_type": e.Type, "step": e.Step, "error_code": e.ErrorCode, "message": e.Message, "run_id": e.RunID}); err != nil {
+		"event_type": e.Type, "step": e.Step, "error_code": e.ErrorCode, "message": text.Clean(e.Message), "run_id": e.RunID}); err != nil {
 		return err
 	}
 	_, err := db.Exec(ctx, q("TrimTimeline"), pg.Args{"tenant": tenant, "provider_id": providerID, "keep": TimelineKeep})
