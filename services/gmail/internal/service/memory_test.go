@@ -52,6 +52,10 @@ func peakLiveHeap() (stop func() uint64) {
 // The fake Gmail runs in this process, so its per-request copies (the generated mail, its base64 and
 // JSON) are counted too.
 func TestLargeBacklogSyncsInBoundedMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 200 MiB through the fake Gmail, the parser and PostgreSQL")
+	}
+	// Not parallel: the live heap is the process's, so it is measured while no other test runs.
 	const (
 		messages = 50
 		size     = 4 << 20
