@@ -677,3 +677,18 @@ func TestSweeperEnqueuesNotificationsNoSyncCovered(t *testing.T) {
 	require.NoError(t, b.svc.sweep(b.ctx))
 	require.Equal(t, 0, b.jobCount(t), "covered")
 }
+
+// Event text from Google with NUL bytes (which PostgreSQL refuses in text) and invalid UTF-8 is stored
+// cleaned: the sync succeeds instead of failing on every retry.
+func TestEventTextWithNULAndInvalidUTF8IsStoredCleaned(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.google.put("primary", "ev1", "Stand\x00up \xff\xfe")
+	b.google.describe("primary", "ev1", "line one\x00line two", "Room\x00 4")
+	p := b.connect(t, "alice")
+	got := b.changes(t, p.GetId())
+	require.Len(t, got, 1)
+	require.Equal(t, "Standup \uFFFD\uFFFD", got[0].GetSummary(), "the NUL removed (JSON carried each invalid byte as U+FFFD)")
+	require.Equal(t, "line oneline two", got[0].GetDescription())
+	require.Equal(t, "Room 4", got[0].GetLocation())
+}

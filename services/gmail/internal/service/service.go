@@ -64,6 +64,8 @@ type Options struct {
 	ReconcileWait time.Duration
 	// Retry tunes the retries of Gmail calls and the tenants' Google budgets (zero: googleretry's defaults).
 	Retry googleretry.Policy
+	// Sync bounds a history sync's memory (zero fields: DefaultSyncLimits).
+	Sync SyncLimits
 	// Workers: River queue concurrency (0 = 4). TestOnly speeds River up.
 	Workers  int
 	TestOnly bool
@@ -160,6 +162,7 @@ func (s *Service) Start(ctx context.Context, opts Options) error {
 	if opts.ReconcileWait == 0 {
 		opts.ReconcileWait = 30 * time.Second
 	}
+	opts.Sync = opts.Sync.withDefaults()
 	if opts.Workers == 0 {
 		opts.Workers = 4
 	}
