@@ -1,0 +1,167 @@
+package deploy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/algapsa/alga-google/services/suite/app"
+)
+
+// temporalPort is the port of the worker's TEMPORAL_ADDRESS (the binary's default when unset).
+func temporalPort(t *testing.T, w *workload) int32 {
+	t.Helper()
+	_, p, err := net.SplitHostPort(w.setting("TEMPORAL_ADDRESS"))
+	n, perr := strconv.ParseInt(p, 10, 32)
+	if err != nil || perr != nil {
+		t.Fatalf("%s: TEMPORAL_ADDRESS=%q is not host:port", w.name, w.setting("TEMPORAL_ADDRESS"))
+	}
+	return int32(n)
+}
+
+// The production overlay runs the worker on Temporal with exactly what the worker reads: the runner,
+// Temporal's address and namespace (every Temporal setting provided is one `serve --help` documents;
+// checkEnv checks the required ones), the address reachable through the worker's NetworkPolicy; it
+// runs several replicas of each target, mutual TLS between them, and has /metrics scraped.
+func TestProduction(t *testing.T) {
+	r := render(t, "overlays/production")
+	ws := workloads(t, r)
+	if run := runner(t, ws); run != app.RunnerTemporal {
+		t.Fatalf("ALGA_JOB_RUNNER=%s, want temporal", run)
+	}
+	for _, w := range ws {
+		if w.kind != "Deployment" {
+			continue
+		}
+		if w.runs("worker") {
+			for _, alts := range app.RequiredSettings([]string{"worker"}, app.RunnerTemporal) {
+				for _, n := range alts {
+					if strings.Contains(n, "TEMPORAL") && w.env[n].value == "" {
+						t.Errorf("worker: %s is not set (its default %q is a local dev server's)", n, bin.serve[n])
+					}
+				}
+			}
+			for n := range w.env {
+				if strings.Contains(n, "TEMPORAL") && !bin.serve.knows(n) {
+					t.Errorf("worker: %s is not a Temporal setting the binary reads", n)
+				}
+			}
+			host, _, _ := net.SplitHostPort(w.setting("TEMPORAL_ADDRESS"))
+			// Self-hosted in the cluster: the Service's namespace is the one the policy admits.
+			if parts := strings.Split(host, "."); len(parts) < 2 || "ns:"+parts[1] != peerTemporal {
+				t.Errorf("worker: TEMPORAL_ADDRESS host %s is not a Service of the namespace the NetworkPolicy admits (%s)", host, peerTemporal)
+			}
+		}
+		d := deploymentNamed(r, w.name)
+		if d.Spec.Replicas == nil || *d.Spec.Replicas < 3 {
+			t.Errorf("Deployment %s: %v replicas, want at least 3", w.name, d.Spec.Replicas)
+		}
+		for _, n := range []string{"ALGA_GRPC_TLS_CERT", "ALGA_GRPC_TLS_KEY", "ALGA_GRPC_TLS_CA"} {
+			if !w.env[n].provided() {
+				t.Errorf("Deployment %s: %s unset: gRPC between targets must be mutual TLS", w.name, n)
+			}
+		}
+		if w.pod.Annotations["prometheus.io/scrape"] != "true" {
+			t.Errorf("Deployment %s: /metrics is not scraped", w.name)
+		}
+		for _, p := range []*probe{toProbe(w.c.ReadinessProbe), toProbe(w.c.LivenessProbe)} {
+			if p != nil && p.grpc {
+				t.Errorf("Deployment %s: kubelet's gRPC probe is plaintext, which a server under mTLS refuses", w.name)
+			}
+		}
+	}
+}
+
+// freeAddr is a loopback address with a port nobody listens on (for the binary under test).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func randomKey(t *testing.T) string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// The HTTP paths the probes ask are served by the binary on the gateway's HTTP listener, the
+// metrics path on the metrics listener, and gRPC health answers per target by the target's name: the
+// gateway target, which needs no database, runs here on loopback ports.
+func TestProbePathsAreServed(t *testing.T) {
+	httpAddr, grpcAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin.path, "serve", "--target=gateway")
+	cmd.Env = append(cleanEnv(),
+		"ALGA_BASE_URL=https://helpdesk.example.com", "ALGA_SERVICE_TOKEN_KEY="+randomKey(t), "ALGA_AUTH_HS256_KEY="+randomKey(t),
+		"ALGA_HTTP_ADDR="+httpAddr, "ALGA_GRPC_ADDR="+grpcAddr, "ALGA_METRICS_ADDR="+metricsAddr)
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = cmd.Wait() }()
+
+	get := func(url string) (int, error) {
+		resp, err := http.Get(url)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if code, err := get("http://" + httpAddr + probePaths["liveness"]); err == nil {
+			if code != http.StatusOK {
+				t.Fatalf("GET %s: %d, want 200", probePaths["liveness"], code)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway did not listen on %s:\n%s", httpAddr, logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Without its upstreams the gateway is not ready: served, and 503.
+	if code, err := get("http://" + httpAddr + probePaths["readiness"]); err != nil || code != http.StatusServiceUnavailable {
+		t.Errorf("GET %s: %d %v, want 503 while no upstream answers", probePaths["readiness"], code, err)
+	}
+	if code, err := get("http://" + metricsAddr + "/metrics"); err != nil || code != http.StatusOK {
+		t.Errorf("GET /metrics on the metrics listener: %d %v", code, err)
+	}
+	if code, err := get("http://" + httpAddr + "/metrics"); err == nil && code == http.StatusOK {
+		t.Errorf("/metrics is served on the public listener")
+	}
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	h := healthpb.NewHealthClient(conn)
+	res, err := h.Check(ctx, &healthpb.HealthCheckRequest{Service: "gateway"})
+	if err != nil || res.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("gRPC health of the gateway target: %v %v, want SERVING", res, err)
+	}
+	if _, err := h.Check(ctx, &healthpb.HealthCheckRequest{Service: "secrets"}); err == nil {
+		t.Errorf("gRPC health knows secrets, which does not run in this process")
+	}
+}
