@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"encoding/base64"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -318,7 +319,19 @@ func checkIngress(t *testing.T, r *rendered, ws []*workload) {
 	if len(r.ingresses) != 1 {
 		t.Fatalf("%d Ingresses, want 1 (the gateway's)", len(r.ingresses))
 	}
-	for _, rule := range r.ingresses[0].Spec.Rules {
+	// Google calls back and pushes to ALGA_BASE_URL's host: the Ingress serves it, over TLS.
+	base, err := url.Parse(ws[0].setting("ALGA_BASE_URL"))
+	if err != nil || base.Scheme != "https" {
+		t.Fatalf("ALGA_BASE_URL=%q: want an https URL", ws[0].setting("ALGA_BASE_URL"))
+	}
+	ing := r.ingresses[0]
+	if len(ing.Spec.TLS) == 0 || !slices.Contains(ing.Spec.TLS[0].Hosts, base.Hostname()) || ing.Spec.TLS[0].SecretName == "" {
+		t.Errorf("Ingress: no TLS for %s (ALGA_BASE_URL)", base.Hostname())
+	}
+	if len(ing.Spec.Rules) != 1 || ing.Spec.Rules[0].Host != base.Hostname() {
+		t.Errorf("Ingress: want one rule, for host %s (ALGA_BASE_URL)", base.Hostname())
+	}
+	for _, rule := range ing.Spec.Rules {
 		for _, p := range rule.HTTP.Paths {
 			svc := p.Backend.Service
 			if svc == nil {

@@ -40,12 +40,12 @@ type rendered struct {
 // kinds are the only objects the manifests may hold, by apiVersion/kind: anything else (a Secret with
 // values, a CRD nobody installed, a typo in a kind) fails the render.
 var kinds = map[string]func(r *rendered, data []byte) error{
-	"v1/Namespace":                     decodeInto(func(r *rendered, o *corev1.Namespace) { r.namespaces = append(r.namespaces, o) }),
-	"v1/ConfigMap":                     decodeInto(func(r *rendered, o *corev1.ConfigMap) { r.configMaps[o.Name] = o }),
-	"v1/Service":                       decodeInto(func(r *rendered, o *corev1.Service) { r.services = append(r.services, o) }),
-	"apps/v1/Deployment":               decodeInto(func(r *rendered, o *appsv1.Deployment) { r.deployments = append(r.deployments, o) }),
-	"batch/v1/Job":                     decodeInto(func(r *rendered, o *batchv1.Job) { r.jobs = append(r.jobs, o) }),
-	"policy/v1/PodDisruptionBudget":    decodeInto(func(r *rendered, o *policyv1.PodDisruptionBudget) { r.pdbs = append(r.pdbs, o) }),
+	"v1/Namespace":                  decodeInto(func(r *rendered, o *corev1.Namespace) { r.namespaces = append(r.namespaces, o) }),
+	"v1/ConfigMap":                  decodeInto(func(r *rendered, o *corev1.ConfigMap) { r.configMaps[o.Name] = o }),
+	"v1/Service":                    decodeInto(func(r *rendered, o *corev1.Service) { r.services = append(r.services, o) }),
+	"apps/v1/Deployment":            decodeInto(func(r *rendered, o *appsv1.Deployment) { r.deployments = append(r.deployments, o) }),
+	"batch/v1/Job":                  decodeInto(func(r *rendered, o *batchv1.Job) { r.jobs = append(r.jobs, o) }),
+	"policy/v1/PodDisruptionBudget": decodeInto(func(r *rendered, o *policyv1.PodDisruptionBudget) { r.pdbs = append(r.pdbs, o) }),
 	"autoscaling/v2/HorizontalPodAutoscaler": decodeInto(func(r *rendered, o *autoscalingv2.HorizontalPodAutoscaler) {
 		r.hpas = append(r.hpas, o)
 	}),
