@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/algapsa/alga-google/services/suite/app"
 )
 
 // The binary is the truth the manifests are checked against: TestMain builds alga-google the way
@@ -115,6 +117,26 @@ func TestHelpIsRead(t *testing.T) {
 	}
 	if !bin.migrate.knows("DATABASE_URL") || bin.migrate.knows("ALGA_SECRETS_BACKEND") {
 		t.Errorf("migrate --help: DATABASE_URL documented %v, ALGA_SECRETS_BACKEND documented %v", bin.migrate.knows("DATABASE_URL"), bin.migrate.knows("ALGA_SECRETS_BACKEND"))
+	}
+}
+
+// What the suite's app package says a deployment needs is spelled as the binary documents it.
+func TestRequirementsAreDocumented(t *testing.T) {
+	for _, run := range []string{app.RunnerRiver, app.RunnerTemporal} {
+		for _, alts := range app.RequiredSettings(app.AllTargets, run) {
+			for _, n := range alts {
+				if !bin.serve.knows(n) {
+					t.Errorf("app.RequiredSettings names %s, which serve --help does not document", n)
+				}
+			}
+		}
+	}
+	for _, tg := range app.AllTargets {
+		for _, p := range app.Peers(tg) {
+			if n := app.PeerAddrSetting(p); !bin.serve.knows(n) {
+				t.Errorf("%s calls %s, whose address setting %q serve --help does not document", tg, p, n)
+			}
+		}
 	}
 }
 

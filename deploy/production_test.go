@@ -107,7 +107,7 @@ func randomKey(t *testing.T) string {
 // gateway target, which needs no database, runs here on loopback ports.
 func TestProbePathsAreServed(t *testing.T) {
 	httpAddr, grpcAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin.path, "serve", "--target=gateway")
 	cmd.Env = append(cleanEnv(),
@@ -128,7 +128,7 @@ func TestProbePathsAreServed(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(90 * time.Second) // a loaded CI machine starts slowly
 	for {
 		if code, err := get("http://" + httpAddr + probePaths["liveness"]); err == nil {
 			if code != http.StatusOK {
