@@ -140,6 +140,22 @@ func TestRequirementsAreDocumented(t *testing.T) {
 	}
 }
 
+var dockerEntrypoint = regexp.MustCompile(`(?m)^ENTRYPOINT \["([^"]+)"\]`)
+
+// entrypoint is the image's ENTRYPOINT: the path of alga-google in the container.
+func entrypoint(t *testing.T) string {
+	t.Helper()
+	df, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := dockerEntrypoint.FindSubmatch(df)
+	if m == nil {
+		t.Fatal("deploy/Dockerfile: no ENTRYPOINT [\"/path\"]")
+	}
+	return string(m[1])
+}
+
 var dockerUser = regexp.MustCompile(`(?m)^USER\s+(\S+)\s*$`)
 
 // The image runs as a numeric non-root user (runAsNonRoot can verify a number, not a name).

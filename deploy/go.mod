@@ -24,6 +24,7 @@ require (
 	github.com/algapsa/alga-google/services/calendar v0.0.0 // indirect
 	github.com/algapsa/alga-google/services/gateway v0.0.0 // indirect
 	github.com/algapsa/alga-google/services/gmail v0.0.0 // indirect
+	github.com/algapsa/alga-google/services/googlesandbox v0.0.0 // indirect
 	github.com/algapsa/alga-google/services/maintenance v0.0.0 // indirect
 	github.com/algapsa/alga-google/services/oauth v0.0.0 // indirect
 	github.com/algapsa/alga-google/services/platform v0.0.0 // indirect
@@ -61,6 +62,7 @@ require (
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/golang/mock v1.6.0 // indirect
 	github.com/google/gnostic-models v0.7.1 // indirect
+	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/google/s2a-go v0.1.11 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/googleapis/enterprise-certificate-proxy v0.3.25 // indirect
@@ -115,6 +117,7 @@ require (
 	go.opentelemetry.io/otel v1.47.0 // indirect
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
 	go.opentelemetry.io/otel/metric v1.47.0 // indirect
+	go.opentelemetry.io/otel/sdk v1.47.0 // indirect
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
 	go.temporal.io/api v1.64.3 // indirect
 	go.temporal.io/sdk v1.51.0 // indirect

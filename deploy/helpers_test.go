@@ -16,6 +16,7 @@ type probe struct {
 	httpPath    string
 	grpc        bool
 	grpcService string
+	exec        []string
 }
 
 func toProbe(p *corev1.Probe) *probe {
@@ -32,8 +33,10 @@ func toProbe(p *corev1.Probe) *probe {
 		return &probe{port: intstr.FromInt32(p.GRPC.Port), grpc: true, grpcService: s}
 	case p.TCPSocket != nil:
 		return &probe{port: p.TCPSocket.Port}
+	case p.Exec != nil:
+		return &probe{exec: p.Exec.Command}
 	}
-	return nil // exec: the image has no shell, and the binary no probe command
+	return nil
 }
 
 func itoa(n int32) string { return strconv.Itoa(int(n)) }

@@ -146,6 +146,10 @@ func checkPortsAndProbes(t *testing.T, ws []*workload) {
 				t.Errorf("Deployment %s: no %s probe", w.name, kind)
 				continue
 			}
+			if p.exec != nil {
+				checkExecProbe(t, w, kind, p.exec)
+				continue
+			}
 			port := w.containerPort(t, p.port)
 			switch {
 			case p.httpPath != "":
@@ -164,6 +168,20 @@ func checkPortsAndProbes(t *testing.T, ws []*workload) {
 					t.Errorf("Deployment %s: %s probe connects to port %d, which no listener has (%v)", w.name, kind, port, l)
 				}
 			}
+		}
+	}
+}
+
+// checkExecProbe: an exec probe runs `alga-google probe` (the image has no shell), on a target the
+// workload runs; TestProbePathsAreServed runs it against the binary.
+func checkExecProbe(t *testing.T, w *workload, kind string, cmd []string) {
+	if len(cmd) < 2 || cmd[0] != entrypoint(t) || cmd[1] != "probe" {
+		t.Errorf("Deployment %s: %s probe runs %v, want %s probe", w.name, kind, cmd, entrypoint(t))
+		return
+	}
+	for _, a := range cmd[2:] {
+		if tg, ok := strings.CutPrefix(a, "--target="); ok && !w.runs(tg) {
+			t.Errorf("Deployment %s: %s probe asks for %s, which it does not run", w.name, kind, tg)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/algapsa/alga-google/services/suite/app"
+	"github.com/algapsa/alga-google/services/suite/harness"
 )
 
 // temporalPort is the port of the worker's TEMPORAL_ADDRESS (the binary's default when unset).
@@ -80,6 +81,74 @@ func TestProduction(t *testing.T) {
 				t.Errorf("Deployment %s: kubelet's gRPC probe is plaintext, which a server under mTLS refuses", w.name)
 			}
 		}
+		// Readiness is the target's health still: /readyz for the gateway, gRPC health over mTLS for
+		// the others — never a mere open port.
+		if p := toProbe(w.c.ReadinessProbe); p == nil || (p.httpPath == "" && p.exec == nil) {
+			t.Errorf("Deployment %s: readiness does not ask the target's health", w.name)
+		}
+	}
+}
+
+// gateway is the gateway target of the binary, running on loopback ports.
+type gateway struct {
+	http, grpc, metrics string
+	ctx                 context.Context
+}
+
+// startGateway runs `serve --target=gateway` (it needs no database) with extra settings, until the
+// test ends; it returns once /healthz answers.
+func startGateway(t *testing.T, env ...string) gateway {
+	t.Helper()
+	g := gateway{http: freeAddr(t), grpc: freeAddr(t), metrics: freeAddr(t)}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	g.ctx = ctx
+	cmd := exec.CommandContext(ctx, bin.path, "serve", "--target=gateway")
+	cmd.Env = append(append(cleanEnv(),
+		"ALGA_BASE_URL=https://helpdesk.example.com", "ALGA_SERVICE_TOKEN_KEY="+randomKey(t), "ALGA_AUTH_HS256_KEY="+randomKey(t),
+		"ALGA_HTTP_ADDR="+g.http, "ALGA_GRPC_ADDR="+g.grpc, "ALGA_METRICS_ADDR="+g.metrics), env...)
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	deadline := time.Now().Add(90 * time.Second) // a loaded CI machine starts slowly
+	for {
+		if code, err := get("http://" + g.http + probePaths["liveness"]); err == nil {
+			if code != http.StatusOK {
+				t.Fatalf("GET %s: %d, want 200", probePaths["liveness"], code)
+			}
+			return g
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway did not listen on %s:\n%s", g.http, logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func get(url string) (int, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// Under mutual TLS (production) `alga-google probe` reaches the pod's gRPC health with the pod's
+// certificate; without it the server refuses the probe, as it refuses kubelet's plaintext gRPC probe.
+func TestProbeUnderMutualTLS(t *testing.T) {
+	tls := harness.NewTLS(t)
+	files := []string{"ALGA_GRPC_TLS_CERT=" + tls.Cert, "ALGA_GRPC_TLS_KEY=" + tls.Key, "ALGA_GRPC_TLS_CA=" + tls.CA}
+	g := startGateway(t, files...)
+	for name, env := range map[string][]string{"with the certificate": files, "plaintext": nil} {
+		p := exec.CommandContext(g.ctx, bin.path, "probe")
+		p.Env = append(append(cleanEnv(), "ALGA_GRPC_ADDR="+g.grpc), env...)
+		out, err := p.CombinedOutput()
+		if want := env != nil; (err == nil) != want {
+			t.Errorf("alga-google probe %s: %v %s, want success %v", name, err, out, want)
+		}
 	}
 }
 
@@ -106,41 +175,8 @@ func randomKey(t *testing.T) string {
 // metrics path on the metrics listener, and gRPC health answers per target by the target's name: the
 // gateway target, which needs no database, runs here on loopback ports.
 func TestProbePathsAreServed(t *testing.T) {
-	httpAddr, grpcAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin.path, "serve", "--target=gateway")
-	cmd.Env = append(cleanEnv(),
-		"ALGA_BASE_URL=https://helpdesk.example.com", "ALGA_SERVICE_TOKEN_KEY="+randomKey(t), "ALGA_AUTH_HS256_KEY="+randomKey(t),
-		"ALGA_HTTP_ADDR="+httpAddr, "ALGA_GRPC_ADDR="+grpcAddr, "ALGA_METRICS_ADDR="+metricsAddr)
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); _ = cmd.Wait() }()
-
-	get := func(url string) (int, error) {
-		resp, err := http.Get(url)
-		if err != nil {
-			return 0, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode, nil
-	}
-	deadline := time.Now().Add(90 * time.Second) // a loaded CI machine starts slowly
-	for {
-		if code, err := get("http://" + httpAddr + probePaths["liveness"]); err == nil {
-			if code != http.StatusOK {
-				t.Fatalf("GET %s: %d, want 200", probePaths["liveness"], code)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the gateway did not listen on %s:\n%s", httpAddr, logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	g := startGateway(t)
+	httpAddr, grpcAddr, metricsAddr, ctx := g.http, g.grpc, g.metrics, g.ctx
 	// Without its upstreams the gateway is not ready: served, and 503.
 	if code, err := get("http://" + httpAddr + probePaths["readiness"]); err != nil || code != http.StatusServiceUnavailable {
 		t.Errorf("GET %s: %d %v, want 503 while no upstream answers", probePaths["readiness"], code, err)
@@ -163,5 +199,14 @@ func TestProbePathsAreServed(t *testing.T) {
 	}
 	if _, err := h.Check(ctx, &healthpb.HealthCheckRequest{Service: "secrets"}); err == nil {
 		t.Errorf("gRPC health knows secrets, which does not run in this process")
+	}
+	// The exec probe asks the same health at the pod's own gRPC listener.
+	for args, ok := range map[string]bool{"probe": true, "probe --target=gateway": true, "probe --target=secrets": false} {
+		p := exec.CommandContext(ctx, bin.path, strings.Fields(args)...)
+		p.Env = append(cleanEnv(), "ALGA_GRPC_ADDR="+grpcAddr)
+		out, err := p.CombinedOutput()
+		if (err == nil) != ok {
+			t.Errorf("alga-google %s: %v %s, want success %v", args, err, out, ok)
+		}
 	}
 }
