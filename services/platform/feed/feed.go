@@ -28,6 +28,14 @@
 // Google call, no parsing, no large read — may happen in a transaction after its first Insert: fetch and
 // parse first, then open the transaction, insert, commit.
 //
+// # Reads bounded by bytes
+//
+// A List page and each read of a stream stop at PageBytes as well as at their row count (always
+// returning at least one row; the next cursor continues after the last row returned): a Source's After
+// gets the byte budget (a source of large rows stops its query there, so rows past it are never read)
+// and the feed trims by Size, the exact size of a row's message. So a page of large rows is neither held
+// whole nor answered past the 4 MiB a gRPC client receives by default; see MaxMessageBytes.
+//
 // Wake-ups: the first row an Appender inserts also sends the feed's NOTIFY in the same transaction, so
 // PostgreSQL delivers it on commit — to every replica, through Run's LISTEN. Streams also poll, so a
 // lost notification only delays them.
