@@ -26,6 +26,13 @@ func TestSyncLimitSettings(t *testing.T) {
 	require.Equal(t, 4096, c.Sync.MaxBodyBytes)
 	require.Equal(t, 5, c.Sync.BatchMessages)
 
+	c.Sync.MaxBodyBytes = MaxBodyCap
+	require.NoError(t, c.validate())
+	c.Sync.MaxBodyBytes = MaxBodyCap + 1
+	require.ErrorContains(t, c.validate(), "ALGA_GMAIL_MAX_BODY_BYTES must be at most", "both bodies at the cap must fit a feed message")
+	require.Greater(t, MaxBodyCap, service.DefaultSyncLimits.MaxBodyBytes)
+
+	c.Sync.MaxBodyBytes = 4096
 	c.Sync.MaxRawBytes = 0
 	require.ErrorContains(t, c.validate(), "ALGA_GMAIL_MAX_RAW_BYTES")
 }

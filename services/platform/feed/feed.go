@@ -28,6 +28,14 @@
 // Google call, no parsing, no large read — may happen in a transaction after its first Insert: fetch and
 // parse first, then open the transaction, insert, commit.
 //
+// # Reads bounded by bytes
+//
+// A List page and each read of a stream stop at PageBytes as well as at their row count (always
+// returning at least one row; the next cursor continues after the last row returned): a Source's After
+// gets the byte budget (a source of large rows stops its query there, so rows past it are never read)
+// and the feed trims by Size, the exact size of a row's message. So a page of large rows is neither held
+// whole nor answered past the 4 MiB a gRPC client receives by default; see MaxMessageBytes.
+//
 // Wake-ups: the first row an Appender inserts also sends the feed's NOTIFY in the same transaction, so
 // PostgreSQL delivers it on commit — to every replica, through Run's LISTEN. Streams also poll, so a
 // lost notification only delays them.
@@ -250,20 +258,68 @@ func (f *Feed) Run(ctx context.Context, pool *pgxpool.Pool) {
 
 // Source reads a feed's rows of one consumer (tenant, filters) after a position, in position order.
 type Source[T any] struct {
-	// After returns at most limit rows positioned after `after`.
-	After func(ctx context.Context, after int64, limit int) ([]T, error)
+	// After returns at most limit rows positioned after `after`, stopping before the row that would take
+	// the rows past maxBytes (as the source measures them: the large columns' stored sizes) but always
+	// returning the first row when there is one — so a read holds about maxBytes, not limit whole rows,
+	// in memory. A source whose rows are all small may ignore maxBytes: Size still bounds what List and
+	// Stream hand out.
+	After func(ctx context.Context, after int64, limit, maxBytes int) ([]T, error)
 	// Seq is a row's position.
 	Seq func(T) int64
+	// Size is a row's size as the consumer receives it (proto.Size of its message); nil bounds nothing.
+	Size func(T) int
+}
+
+// Byte bounds of what a consumer receives.
+//
+// The suite's gRPC servers and clients (platform/grpcserver, platform/grpcclient, the harness) set no
+// message size options, so grpc-go's defaults hold: a server sends up to 2 GiB but a client receives at
+// most 4 MiB (a larger response fails with ResourceExhausted at the caller, and a consumer's own client —
+// the platform's — is assumed to keep that default too). A List response holds one page; a stream sends
+// each row as its own message. So:
+//   - a page (and a stream's read) stops before the row that would take it past PageBytes, but always
+//     holds at least one row: a page is at most max(PageBytes, one row) plus the cursor;
+//   - a single row must stay below MaxRowBytes — the writer's job (Gmail refuses body caps for which a
+//     message with both bodies full would not fit: ALGA_GMAIL_MAX_BODY_BYTES).
+//
+// If a service ever raises its clients' or servers' limits, MaxMessageBytes must follow the smallest.
+const (
+	// MaxMessageBytes is the largest gRPC message a feed's consumer is assumed to receive (grpc-go's
+	// default receive limit).
+	MaxMessageBytes = 4 << 20
+	// PageBytes bounds the rows of a List page or a stream read: half the message limit, so a page of
+	// rows below the bound plus its framing stays far below it.
+	PageBytes = MaxMessageBytes / 2
+	// MaxRowBytes is the largest row that still fits a message alone, with room for the response's
+	// other fields and framing.
+	MaxRowBytes = MaxMessageBytes - 64<<10
+)
+
+// read is one bounded read of src: at most limit rows and PageBytes bytes (at least one row).
+func read[T any](ctx context.Context, src Source[T], after int64, limit int) ([]T, error) {
+	rows, err := src.After(ctx, after, limit, PageBytes)
+	if err != nil || src.Size == nil {
+		return rows, err
+	}
+	total := 0
+	for i, r := range rows {
+		total += src.Size(r)
+		if i > 0 && total > PageBytes {
+			return rows[:i], nil
+		}
+	}
+	return rows, nil
 }
 
 // List returns one page after the cursor and the cursor to continue from (the given one when the page
-// is empty).
+// is empty): at most pageSize rows (see PageSize) and PageBytes bytes, so the next cursor continues after
+// the last row returned, never after one that was cut.
 func List[T any](ctx context.Context, f *Feed, src Source[T], afterCursor string, pageSize int32) ([]T, string, error) {
 	after, err := ParseCursor("after_cursor", afterCursor)
 	if err != nil {
 		return nil, "", err
 	}
-	rows, err := src.After(ctx, after, PageSize(pageSize))
+	rows, err := read(ctx, src, after, PageSize(pageSize))
 	if err != nil {
 		return nil, "", err
 	}
@@ -276,7 +332,7 @@ func List[T any](ctx context.Context, f *Feed, src Source[T], afterCursor string
 }
 
 // Stream sends every row after the cursor, then live rows as they are stored, until ctx ends (nil) or
-// send fails.
+// send fails. It reads at most streamBatch rows and PageBytes bytes at a time.
 func Stream[T any](ctx context.Context, f *Feed, src Source[T], afterCursor string, send func(T) error) error {
 	after, err := ParseCursor("after_cursor", afterCursor)
 	if err != nil {
@@ -286,7 +342,7 @@ func Stream[T any](ctx context.Context, f *Feed, src Source[T], afterCursor stri
 	defer poll.Stop()
 	for {
 		wake := f.waiter() // before reading, so a row stored after the read still wakes us
-		rows, err := src.After(ctx, after, streamBatch)
+		rows, err := read(ctx, src, after, streamBatch)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -300,7 +356,9 @@ func Stream[T any](ctx context.Context, f *Feed, src Source[T], afterCursor stri
 			f.delivered.Inc()
 			after = src.Seq(r)
 		}
-		if len(rows) == streamBatch {
+		// A read cut by rows or by bytes is followed at once by the next; only an empty one waits (the
+		// one extra query per wake-up is cheaper than telling the cuts apart).
+		if len(rows) > 0 {
 			continue
 		}
 		select {

@@ -43,7 +43,7 @@ type row struct{ seq int64 }
 
 func source(pool *pgxpool.Pool) feed.Source[row] {
 	return feed.Source[row]{
-		After: func(ctx context.Context, after int64, limit int) ([]row, error) {
+		After: func(ctx context.Context, after int64, limit, _ int) ([]row, error) {
 			rows, err := pool.Query(ctx, "SELECT seq FROM items WHERE seq > @after ORDER BY seq LIMIT @limit", pg.Args{"after": after, "limit": limit})
 			if err != nil {
 				return nil, err
@@ -149,7 +149,7 @@ const insertEntry = "INSERT INTO entries (tenant, v) VALUES (@tenant, @v) ON CON
 
 func tenantSource(pool *pgxpool.Pool, tenant string) feed.Source[row] {
 	return feed.Source[row]{
-		After: func(ctx context.Context, after int64, limit int) ([]row, error) {
+		After: func(ctx context.Context, after int64, limit, _ int) ([]row, error) {
 			rows, err := pool.Query(ctx, "SELECT seq FROM entries WHERE tenant = @tenant AND seq > @after ORDER BY seq LIMIT @limit",
 				pg.Args{"tenant": tenant, "after": after, "limit": limit})
 			if err != nil {
@@ -281,4 +281,95 @@ func TestAppenderRefusesAnotherTenantsRowAndCountsOnlyInsertedRows(t *testing.T)
 		require.Equal(t, 1, app.Appended())
 		return nil
 	}))
+}
+
+// sized is a row of a given size, read from memory: the byte bound is the feed's, whatever the source.
+type sized struct {
+	seq  int64
+	size int
+}
+
+// memSource serves rows from memory, honouring the row limit only (as a source of small rows may), and
+// records the byte budget it was given.
+func memSource(rows []sized, budget *int) feed.Source[sized] {
+	return feed.Source[sized]{
+		After: func(_ context.Context, after int64, limit, maxBytes int) ([]sized, error) {
+			*budget = maxBytes
+			var out []sized
+			for _, r := range rows {
+				if r.seq > after && len(out) < limit {
+					out = append(out, r)
+				}
+			}
+			return out, nil
+		},
+		Seq:  func(r sized) int64 { return r.seq },
+		Size: func(r sized) int { return r.size },
+	}
+}
+
+// Twenty rows of 1 MiB: every List page stays within PageBytes (a row above it comes alone), each row
+// is delivered once across the pages, and a stream delivers all of them too.
+func TestPagesAndStreamReadsAreBoundedByBytes(t *testing.T) {
+	t.Parallel()
+	var rows []sized
+	for i := int64(1); i <= 20; i++ {
+		rows = append(rows, sized{seq: i, size: 1 << 20})
+	}
+	rows = append(rows, sized{seq: 21, size: feed.PageBytes + 1}, sized{seq: 22, size: 10})
+	f, err := feed.New(feed.Options{Name: "sized", Channel: "sized_feed", Poll: time.Hour})
+	require.NoError(t, err)
+	var budget int
+	src := memSource(rows, &budget)
+
+	var listed []int64
+	cursor, pages := "", 0
+	for {
+		page, next, err := feed.List(context.Background(), f, src, cursor, int32(feed.MaxPage))
+		require.NoError(t, err)
+		require.Equal(t, feed.PageBytes, budget, "the source is told the byte budget")
+		if len(page) == 0 {
+			require.Equal(t, cursor, next)
+			break
+		}
+		pages++
+		total := 0
+		for _, r := range page {
+			total += r.size
+			listed = append(listed, r.seq)
+		}
+		if len(page) > 1 {
+			require.LessOrEqual(t, total, feed.PageBytes, "page %d", pages)
+		}
+		require.Equal(t, feed.Cursor(page[len(page)-1].seq), next, "the cursor continues after the last row returned")
+		cursor = next
+	}
+	want := make([]int64, 0, len(rows))
+	for _, r := range rows {
+		want = append(want, r.seq)
+	}
+	require.Equal(t, want, listed, "every row once, in order")
+	require.Equal(t, 12, pages, "two 1 MiB rows a page, the oversized row alone, then the small one")
+	require.Less(t, feed.PageBytes+1, feed.MaxRowBytes)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var streamed []int64
+	done := make(chan error, 1)
+	go func() {
+		done <- feed.Stream(ctx, f, src, "", func(r sized) error {
+			streamed = append(streamed, r.seq)
+			if len(streamed) == len(rows) {
+				cancel()
+			}
+			return nil
+		})
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream did not deliver every row without a wake-up")
+	}
+	require.Equal(t, want, streamed)
 }

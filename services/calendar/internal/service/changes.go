@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
 
 	calendarv1 "github.com/algapsa/alga-google/gen/alga/calendar/v1"
 	"github.com/algapsa/alga-google/services/calendar/internal/store"
@@ -32,10 +33,13 @@ type ChangeServer struct {
 // source reads the tenant's changes, of one provider unless providerID is empty.
 func (c *ChangeServer) source(tenant, providerID string, includeAcknowledged bool) feed.Source[*store.Change] {
 	return feed.Source[*store.Change]{
-		After: func(ctx context.Context, after int64, limit int) ([]*store.Change, error) {
+		// Changes are small (an event's fields, no bodies), so the query bounds rows only and Size alone
+		// keeps a page within the feed's byte bound (a long description still cuts a page).
+		After: func(ctx context.Context, after int64, limit, _ int) ([]*store.Change, error) {
 			return store.ListChanges(ctx, c.s.deps.Pool, tenant, providerID, after, includeAcknowledged, limit)
 		},
-		Seq: func(ch *store.Change) int64 { return ch.Seq },
+		Seq:  func(ch *store.Change) int64 { return ch.Seq },
+		Size: func(ch *store.Change) int { return proto.Size(toChange(ch)) },
 	}
 }
 

@@ -137,7 +137,7 @@ func (s *Service) createChannel(ctx context.Context, p *store.Provider, tok Toke
 	if _, err := store.InsertChannel(ctx, s.deps.Pool, store.Channel{
 		ChannelID: chID, Tenant: p.Tenant, ProviderID: p.ID, Address: s.deps.WebhookAddress, ClientID: tok.ClientID,
 	}); err != nil {
-		return nil, err
+		return nil, fromStore(err)
 	}
 	w, err := cl.Watch(ctx, p.CalendarID, chID, s.deps.Keys.Token(p.Tenant, p.ID, chID), s.deps.WebhookAddress)
 	if err != nil {
@@ -152,7 +152,7 @@ func (s *Service) createChannel(ctx context.Context, p *store.Provider, tok Toke
 	}
 	row, err := store.ConfirmChannel(ctx, s.deps.Pool, p.Tenant, chID, w.ResourceID, w.ResourceURI, exp)
 	if err != nil {
-		return nil, err
+		return nil, fromStore(err)
 	}
 	s.log.InfoContext(ctx, "calendar channel created", "provider", p.ID, "channel", chID, "expire", w.Expire)
 	return row, nil

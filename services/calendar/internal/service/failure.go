@@ -70,6 +70,11 @@ var (
 	errGoogleUnavailable = providerError{"google_unavailable",
 		"Google Calendar did not answer.",
 		"No action needed: it is retried automatically. If it persists, check Google's status dashboard.", classTransient}
+	// errStorageUnavailable: the service's own database failed during a step that also calls Google —
+	// not Google's failure, and transient (a lost connection, a failover, a conflict): retried.
+	errStorageUnavailable = providerError{"storage_unavailable",
+		"The calendar service could not read or write its own records (its database did not answer).",
+		"No action needed: it is retried automatically. If it persists, an operator checks the suite's database.", classTransient}
 	errInternal = providerError{"internal_error",
 		"The calendar service could not complete the step.",
 		"No action needed: it is retried at the next run.", classTransient}
@@ -87,11 +92,31 @@ type failure struct {
 func (f *failure) Error() string { return f.err.Error() }
 func (f *failure) Unwrap() error { return f.err }
 
+// storeError marks a failure of the service's own database in a step that also calls Google (a sync,
+// a channel's creation), so googleError and classified never report it as Google's: a database error
+// that is a network error underneath would otherwise look like Google not answering.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return "calendar database: " + e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
+
+// fromStore marks err (nil stays nil) as the database's.
+func fromStore(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &storeError{err}
+}
+
 // classified returns the provider error behind err: its failure, or a transient internal error.
 func classified(err error) providerError {
 	var f *failure
 	if errors.As(err, &f) {
 		return f.pe
+	}
+	var se *storeError
+	if errors.As(err, &se) {
+		return errStorageUnavailable
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || gcal.IsTransient(err) {
 		return errGoogleUnavailable
@@ -177,11 +202,19 @@ func (s *Service) tokenError(ctx context.Context, p *store.Provider, err error) 
 }
 
 // googleError maps a Calendar API failure to a failure, recording permanent ones (and any refused
-// channel) on the provider. A failure already classified passes through.
+// channel) on the provider. A failure already classified passes through; a database failure of the
+// step (storeError) is errStorageUnavailable, never Google's.
 func (s *Service) googleError(ctx context.Context, p *store.Provider, step string, err error) error {
 	var f *failure
 	if errors.As(err, &f) {
 		return err
+	}
+	var se *storeError
+	if errors.As(err, &se) {
+		// Ours, not Google's: logged whole (the caller sees a generic message), not recorded on the
+		// provider (it is retried, and the write would most likely fail too).
+		s.log.ErrorContext(ctx, "calendar database error", "provider", p.ID, "step", step, "err", se.err)
+		return &failure{errStorageUnavailable, errs.Unavailable("STORAGE_UNAVAILABLE", "the calendar service could not read or write its records (%s); retry shortly", step).Wrap(err)}
 	}
 	switch {
 	case errors.Is(err, gcal.ErrUnauthorized):

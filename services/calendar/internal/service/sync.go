@@ -184,8 +184,11 @@ var errRaced = errors.New("a concurrent sync wrote first")
 // whether another pass is needed (notifications arrived meanwhile, or a concurrent pass won).
 func (s *Service) syncOnce(ctx context.Context, tenant, providerID string, cl *gcal.Client) (more bool, err error) {
 	p, err := store.GetProvider(ctx, s.deps.Pool, tenant, providerID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil // deleted meanwhile: nothing to sync
+	}
 	if err != nil {
-		return false, err
+		return false, fromStore(err)
 	}
 	if p.State == store.StateDisconnected {
 		return false, nil
@@ -282,7 +285,8 @@ func (s *Service) syncOnce(ctx context.Context, tenant, providerID string, cl *g
 		return store.SaveSync(ctx, tx, tenant, providerID, next, startSeq)
 	})
 	if err != nil {
-		return false, err
+		// Everything in the transaction is ours: Google answered before it began.
+		return false, fromStore(err)
 	}
 	if raced {
 		s.metrics.syncs.WithLabelValues(kind, "raced").Inc()
@@ -291,8 +295,11 @@ func (s *Service) syncOnce(ctx context.Context, tenant, providerID string, cl *g
 	s.metrics.syncs.WithLabelValues(kind, "ok").Inc()
 	s.log.InfoContext(ctx, "calendar synced", "provider", providerID, "kind", kind, "events", len(events), "changes", recorded)
 	cur, err := store.GetProvider(ctx, s.deps.Pool, tenant, providerID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
 	if err != nil {
-		return false, err
+		return false, fromStore(err)
 	}
 	return cur.NotifySeq > startSeq, nil
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	gmailv1 "github.com/algapsa/alga-google/gen/alga/gmail/v1"
@@ -37,10 +38,12 @@ func serviceTenant(ctx context.Context) (string, error) {
 // is set, acknowledged ones too when includeAck.
 func (in *Inbound) messages(tenant, providerID string, includeAck bool) feed.Source[*store.Message] {
 	return feed.Source[*store.Message]{
-		After: func(ctx context.Context, after int64, limit int) ([]*store.Message, error) {
-			return store.ListMessages(ctx, in.s.pool, tenant, providerID, after, limit, includeAck)
+		After: func(ctx context.Context, after int64, limit, maxBytes int) ([]*store.Message, error) {
+			return store.ListMessages(ctx, in.s.pool, tenant, providerID, after, limit, maxBytes, includeAck)
 		},
 		Seq: func(m *store.Message) int64 { return m.Seq },
+		// What the consumer receives: a List page holds these, a stream sends each in its own response.
+		Size: func(m *store.Message) int { return proto.Size(toInbound(m)) },
 	}
 }
 

@@ -185,15 +185,31 @@ UPDATE gmail.providers SET last_sync_time = now() WHERE tenant = @tenant AND id 
 SELECT max(receive_time) FROM gmail.messages WHERE tenant = @tenant AND provider_id = @provider_id;
 
 -- name: ListMessages
--- A NULL provider id lists every provider of the tenant.
-SELECT seq, id, provider_id, mailbox, gmail_message_id, thread_id, message_id_header, in_reply_to,
-       "references", from_address, to_addresses, cc_addresses, subject, text_body, html_body, attachments,
-       label_ids, receive_time, acknowledge_time, truncated
-FROM gmail.messages
-WHERE tenant = @tenant AND (@provider_id::uuid IS NULL OR provider_id = @provider_id) AND seq > @after_seq
-  AND (@include_acknowledged::boolean OR acknowledge_time IS NULL)
-ORDER BY seq
-LIMIT @limit;
+-- A NULL provider id lists every provider of the tenant. At most @limit rows, and no row that would take
+-- the page past @max_bytes — counted from the stored sizes of the large columns (octet_length reads a
+-- TOASTed value's size without fetching it), so the bodies of rows past the bound are never read —
+-- except the first row, which is always returned (platform/feed's byte bound; the feed trims by the
+-- exact message size after this).
+WITH candidates AS (
+    SELECT seq, octet_length(text_body) + octet_length(html_body) + octet_length(subject)
+               + pg_column_size("references") + pg_column_size(to_addresses) + pg_column_size(cc_addresses)
+               + pg_column_size(attachments) AS size
+    FROM gmail.messages
+    WHERE tenant = @tenant AND (@provider_id::uuid IS NULL OR provider_id = @provider_id) AND seq > @after_seq
+      AND (@include_acknowledged::boolean OR acknowledge_time IS NULL)
+    ORDER BY seq
+    LIMIT @limit
+), page AS (
+    SELECT seq, row_number() OVER w AS n, sum(size) OVER w AS running
+    FROM candidates
+    WINDOW w AS (ORDER BY seq)
+)
+SELECT m.seq, m.id, m.provider_id, m.mailbox, m.gmail_message_id, m.thread_id, m.message_id_header, m.in_reply_to,
+       m."references", m.from_address, m.to_addresses, m.cc_addresses, m.subject, m.text_body, m.html_body, m.attachments,
+       m.label_ids, m.receive_time, m.acknowledge_time, m.truncated
+FROM page JOIN gmail.messages m ON m.tenant = @tenant AND m.seq = page.seq
+WHERE page.n = 1 OR page.running <= @max_bytes
+ORDER BY m.seq;
 
 -- name: Acknowledge
 UPDATE gmail.messages SET acknowledge_time = now()

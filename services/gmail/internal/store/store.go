@@ -448,14 +448,15 @@ func LastMessageTime(ctx context.Context, db DB, tenant, provider string) (*time
 	return t, err
 }
 
-// ListMessages lists a tenant's messages after a cursor position.
-func ListMessages(ctx context.Context, db DB, tenant, provider string, afterSeq int64, limit int, includeAck bool) ([]*Message, error) {
+// ListMessages returns the tenant's messages after afterSeq in seq order: at most limit of them, and only
+// as many as keep their bodies within maxBytes (always the first one).
+func ListMessages(ctx context.Context, db DB, tenant, provider string, afterSeq int64, limit, maxBytes int, includeAck bool) ([]*Message, error) {
 	var prov any
 	if provider != "" {
 		prov = provider
 	}
 	rows, err := db.Query(ctx, q("ListMessages"), pg.Args{"tenant": tenant, "provider_id": prov, "after_seq": afterSeq,
-		"limit": limit, "include_acknowledged": includeAck})
+		"limit": limit, "max_bytes": maxBytes, "include_acknowledged": includeAck})
 	if err != nil {
 		return nil, err
 	}

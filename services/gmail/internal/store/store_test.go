@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,13 +99,13 @@ func TestNotificationsAndMessagesOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 20, *got.HistoryID, "history ids never go back")
 
-	msgs, err := ListMessages(b.ctx, b.pool, "t1", "", 0, 10, false)
+	msgs, err := ListMessages(b.ctx, b.pool, "t1", "", 0, 10, 1<<20, false)
 	require.NoError(t, err)
 	require.Len(t, msgs, 1)
 	require.Equal(t, []string{"<a>"}, msgs[0].References)
 	require.Equal(t, "nul \uFFFD", msgs[0].Subject, "stored cleaned")
 	require.True(t, msgs[0].Truncated)
-	none, err := ListMessages(b.ctx, b.pool, "t2", "", 0, 10, false)
+	none, err := ListMessages(b.ctx, b.pool, "t2", "", 0, 10, 1<<20, false)
 	require.NoError(t, err)
 	require.Empty(t, none)
 	nAck, err := Acknowledge(b.ctx, b.pool, "t2", []string{msgs[0].ID})
@@ -112,7 +114,7 @@ func TestNotificationsAndMessagesOnce(t *testing.T) {
 	nAck, err = Acknowledge(b.ctx, b.pool, "t1", []string{msgs[0].ID})
 	require.NoError(t, err)
 	require.EqualValues(t, 1, nAck)
-	msgs, err = ListMessages(b.ctx, b.pool, "t1", p.ID, 0, 10, false)
+	msgs, err = ListMessages(b.ctx, b.pool, "t1", p.ID, 0, 10, 1<<20, false)
 	require.NoError(t, err)
 	require.Empty(t, msgs)
 }
@@ -148,4 +150,43 @@ func TestOutsideTextIsStoredCleaned(t *testing.T) {
 	events, err := ListEvents(b.ctx, b.pool, "t1", p.ID, 1)
 	require.NoError(t, err)
 	require.Equal(t, "x", events[0].Message)
+}
+
+// ListMessages stops before the message that would take the page past maxBytes (by the bodies' stored
+// sizes, so those rows' bodies are never read), but always returns the first one.
+func TestListMessagesBoundedByBytes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p, err := CreateProvider(b.ctx, b.pool, NewProvider{Tenant: "t1", Mailbox: "a@acme.test", Active: true})
+	require.NoError(t, err)
+	inbound, err := feed.New(feed.Options{Name: "gmail_inbound", Channel: "gmail_inbound"})
+	require.NoError(t, err)
+	const body = 100 << 10
+	require.NoError(t, pgx.BeginFunc(b.ctx, b.pool, func(tx pgx.Tx) error {
+		app := inbound.Appender(tx, "t1")
+		for i := range 5 {
+			m := &Message{Tenant: "t1", ProviderID: p.ID, Mailbox: p.Mailbox, GmailMessageID: fmt.Sprintf("g%d", i),
+				ReceiveTime: time.Now(), TextBody: strings.Repeat("x", body), HTMLBody: strings.Repeat("y", body/2)}
+			if _, err := InsertMessage(b.ctx, app, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	count := func(after int64, maxBytes int) (int, int64) {
+		msgs, err := ListMessages(b.ctx, b.pool, "t1", "", after, 500, maxBytes, false)
+		require.NoError(t, err)
+		if len(msgs) == 0 {
+			return 0, after
+		}
+		return len(msgs), msgs[len(msgs)-1].Seq
+	}
+	n, _ := count(0, 1<<30)
+	require.Equal(t, 5, n)
+	n, _ = count(0, 2*body*3/2+1024) // two rows' bodies and their small columns fit, a third does not
+	require.Equal(t, 2, n)
+	n, last := count(0, 1)
+	require.Equal(t, 1, n, "the first row even when it alone is past the bound")
+	n, _ = count(last, 4*body*3/2+4096)
+	require.Equal(t, 4, n, "the rest, after the cursor")
 }
