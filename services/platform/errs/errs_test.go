@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
@@ -46,4 +48,29 @@ func TestRewriteHidesInternals(t *testing.T) {
 	st = status.Convert(errs.Rewrite(context.Background(), logging.Discard(), context.DeadlineExceeded))
 	require.Equal(t, codes.DeadlineExceeded, st.Code())
 	require.NoError(t, errs.Rewrite(context.Background(), logging.Discard(), nil))
+}
+
+// A database that cannot be reached (refused, gone mid-call, shutting down) is Unavailable — a
+// transient failure the caller retries — while the caller's own deadline stays DeadlineExceeded.
+func TestRewriteUnreachableDatabaseIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, refused := pgconn.Connect(ctx, "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=2")
+	require.Error(t, refused)
+	for name, err := range map[string]error{
+		"refused connection": fmt.Errorf("storing: %w", refused),
+		"admin shutdown":     &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"},
+		"connection failure": &pgconn.PgError{Code: "08006", Message: "connection failure"},
+		"gone mid-call":      fmt.Errorf("reading: %w", io.ErrUnexpectedEOF),
+	} {
+		require.True(t, errs.Unreachable(err), name)
+		st := status.Convert(errs.Rewrite(context.Background(), logging.Discard(), err))
+		require.Equal(t, codes.Unavailable, st.Code(), name)
+		require.Equal(t, "DATABASE_UNAVAILABLE", errs.ReasonOf(st.Err()), name)
+		require.NotContains(t, st.Message(), "127.0.0.1", name)
+	}
+	require.False(t, errs.Unreachable(&pgconn.PgError{Code: "23505"}))
+	require.False(t, errs.Unreachable(context.DeadlineExceeded), "the caller's own deadline")
+	require.Equal(t, codes.DeadlineExceeded, status.Code(errs.Rewrite(context.Background(), logging.Discard(), context.DeadlineExceeded)))
 }
