@@ -221,45 +221,20 @@ func (s *Service) leaseSync(ctx context.Context, p *store.Provider, holder strin
 	}
 }
 
-// holdSyncLease keeps holder's lease (just taken for ttl) alive while the holder works: it renews it
-// every ttl/3 until release is called, which stops the heartbeat and gives the lease back. The
+// holdSyncLease keeps holder's lease (just taken for ttl) alive while the holder works (jobs.KeepLease:
+// renewed every ttl/3) until release is called, which stops the heartbeat and gives the lease back. The
 // returned context ends if the lease is lost — taken by another holder after it lapsed, or not renewed
 // in time (the database unreachable) — so the holder stops rather than work on without it.
 func (s *Service) holdSyncLease(ctx context.Context, tenant, providerID, holder string, ttl time.Duration) (context.Context, func()) {
-	hctx, cancel := context.WithCancelCause(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		renewed := time.Now()
-		tick := time.NewTicker(ttl / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-hctx.Done():
-				return
-			case <-tick.C:
-			}
-			ok, err := store.AcquireSyncLease(hctx, s.pool, tenant, providerID, holder, ttl)
-			switch {
-			case hctx.Err() != nil:
-				return
-			case err == nil && ok:
-				renewed = time.Now()
-				continue
-			case err == nil || errors.Is(err, store.ErrNotFound):
-				cancel(errors.New("the sync lease was taken over"))
-				return
-			}
-			s.log.WarnContext(hctx, "gmail: cannot renew the sync lease", "provider", providerID, "err", err)
-			if time.Since(renewed) >= ttl-ttl/3 {
-				cancel(fmt.Errorf("the sync lease could not be renewed in time: %w", err))
-				return
-			}
+	hctx, stop := jobs.KeepLease(ctx, ttl, s.log.With("provider", providerID, "lease", "gmail sync"), func(ctx context.Context) (bool, error) {
+		ok, err := store.AcquireSyncLease(ctx, s.pool, tenant, providerID, holder, ttl)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil // the provider was deleted
 		}
-	}()
+		return ok, err
+	})
 	return hctx, func() {
-		cancel(nil)
-		<-done
+		stop()
 		if err := store.ReleaseSyncLease(context.WithoutCancel(ctx), s.pool, tenant, providerID, holder); err != nil {
 			s.log.WarnContext(ctx, "gmail: cannot release the sync lease (it expires by itself)", "provider", providerID, "err", err)
 		}
