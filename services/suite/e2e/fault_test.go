@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	gcal "google.golang.org/api/calendar/v3"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/algapsa/alga-google/services/googlesandbox"
@@ -142,24 +143,28 @@ func TestFaultKillBetweenPushAndSync(t *testing.T) {
 	}
 }
 
-// TestFaultPostgresOutageUnderPushLoad: mail arrives steadily (the sandbox pushes each by itself) while
-// the suite's PostgreSQL — a cluster of this test's own — is stopped for 10 s and started again on the
-// same port. While it is down /readyz answers 503 and gRPC health NOT_SERVING; every push is either
-// stored and acknowledged (2xx) or refused with 503 (so Pub/Sub redelivers it) — no other status, no 2xx
-// without a stored notification; the suite reconnects by itself (pool, River, feed) and every mail
-// arrives exactly once.
+// TestFaultPostgresOutageUnderPushLoad: mail and calendar events arrive steadily (the sandbox pushes each
+// by itself: Pub/Sub pushes, Calendar channel notifications) while the suite's PostgreSQL — a cluster of
+// this test's own — is stopped for 10 s and started again on the same port. While it is down /readyz
+// answers 503 and gRPC health NOT_SERVING; every push is either stored and acknowledged (2xx) or refused
+// with 503 (so Pub/Sub and Calendar redeliver it) — no other status, no 2xx without a stored
+// notification; the suite reconnects by itself (pool, River, feed) and every mail and event arrives
+// exactly once.
 func TestFaultPostgresOutageUnderPushLoad(t *testing.T) {
 	pg := harness.StartPostgres(t)
 	sb := faultSandbox(t)
 	e := newEnv(t, harness.Options{DatabaseURL: pg.URL(), Sandbox: sb})
-	ts := e.setupTenant(t, "tenant-pg", "acme-pg-1", setupOpts{})
+	ts := e.setupTenant(t, calendarTenant, "acme-pg-1", setupOpts{})
 	p := e.connectGmail(t, ts, "help@outage.test")
+	ce := &calendarEnv{s: e.s, admin: e.admin, project: ts.project, ctx: e.ctx}
+	_, cp := ce.calendarConnected(t, "tech-1", "tech-1@outage.test")
+	ch := ce.calendarLiveChannel(t, "tech-1@outage.test")
 	e.waitSyncIdle(t)
 	pool, err := pgxpool.New(context.Background(), pg.URL())
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	before := len(e.inbound(t, ts.tenant, p.ID))
-	delivered0 := len(deliveriesOf(t, e, "pubsub"))
+	pushes0, channel0 := len(deliveriesOf(t, e, "pubsub")), len(deliveriesOf(t, e, "calendar"))
 
 	// Readiness, watched from outside every 250 ms: the gateway's /readyz and the gmail target's health.
 	health := healthpb.NewHealthClient(e.s.Conn(t))
@@ -196,12 +201,14 @@ func TestFaultPostgresOutageUnderPushLoad(t *testing.T) {
 		}
 	}()
 
-	// Steady load: a mail every 300 ms (each a push), for 3 s before, the 10 s of the outage and 4 s after.
-	var ids []string
+	// Steady load for 3 s before, the 10 s of the outage and 4 s after: a mail every 300 ms (each a Pub/Sub
+	// push), and every other round an event in the technician's calendar (each a channel notification).
+	var ids, events []string
 	var loadErr error
 	loadDone := make(chan struct{})
 	go func() {
 		defer close(loadDone)
+		start := time.Date(2031, 3, 4, 10, 0, 0, 0, time.UTC)
 		for end := time.Now().Add(17 * time.Second); time.Now().Before(end); time.Sleep(300 * time.Millisecond) {
 			if err := e.admin.AdvanceClock(e.ctx, time.Second); err != nil {
 				loadErr = err
@@ -213,6 +220,16 @@ func TestFaultPostgresOutageUnderPushLoad(t *testing.T) {
 				return
 			}
 			ids = append(ids, d.ID)
+			if len(ids)%2 == 0 {
+				summary := fmt.Sprintf("Visit %d", len(events))
+				if _, err := e.admin.CreateEvent(e.ctx, "tech-1@outage.test", "primary", &gcal.Event{Summary: summary,
+					Start: &gcal.EventDateTime{DateTime: start.Format(time.RFC3339)},
+					End:   &gcal.EventDateTime{DateTime: start.Add(time.Hour).Format(time.RFC3339)}}); err != nil {
+					loadErr = err
+					return
+				}
+				events = append(events, summary)
+			}
 		}
 	}()
 	time.Sleep(3 * time.Second)
@@ -259,7 +276,7 @@ func TestFaultPostgresOutageUnderPushLoad(t *testing.T) {
 		stored[id] = true
 	}
 	require.NoError(t, rows.Err())
-	all := deliveriesOf(t, e, "pubsub")[delivered0:]
+	all := deliveriesOf(t, e, "pubsub")[pushes0:]
 	refused, ackedIDs := 0, map[string]bool{}
 	for _, d := range all {
 		switch {
@@ -277,6 +294,42 @@ func TestFaultPostgresOutageUnderPushLoad(t *testing.T) {
 		require.True(t, ackedIDs[d.ID], "push %s was eventually stored", d.ID)
 	}
 	t.Logf("%d push attempts: %d acknowledged messages, %d refused with 503", len(all), len(ackedIDs), refused)
+
+	// Calendar: every event created during the load is a change, once; every channel notification was
+	// stored and answered 2xx — or is covered by a later stored one (Calendar's older message numbers are
+	// acknowledged without a row: the later notification's delta sync read their change) — or refused
+	// with 503.
+	require.Eventually(t, func() bool {
+		return len(ce.calendarChanges(t, cp.ID)) >= len(events)
+	}, 30*time.Second, 200*time.Millisecond, "every event synced")
+	seen := map[string]int{}
+	for _, c := range ce.calendarChanges(t, cp.ID) {
+		seen[c.GetSummary()]++
+	}
+	for _, ev := range events {
+		require.Equal(t, 1, seen[ev], "event %q a change once", ev)
+	}
+	var maxStored int64
+	require.NoError(t, pool.QueryRow(e.ctx, "SELECT coalesce(max(message_number), 0) FROM calendar.notifications WHERE channel_id = $1", ch.ID).Scan(&maxStored))
+	calRefused, calAcked := 0, 0
+	for _, d := range deliveriesOf(t, e, "calendar")[channel0:] {
+		if d.Target != ch.ID {
+			continue
+		}
+		switch {
+		case d.Status >= 200 && d.Status < 300:
+			var n int64
+			_, _ = fmt.Sscan(d.ID, &n)
+			require.LessOrEqual(t, n, maxStored, "notification %d acknowledged and stored (or covered by a later one)", n)
+			calAcked++
+		case d.Status == http.StatusServiceUnavailable:
+			calRefused++
+		default:
+			t.Fatalf("channel notification %s attempt %d answered %d (%s): only 2xx or 503 may be", d.ID, d.Attempt, d.Status, d.Error)
+		}
+	}
+	require.Positive(t, calRefused, "channel notifications during the outage were refused with 503")
+	t.Logf("calendar: %d events, %d notifications acknowledged, %d refused with 503", len(events), calAcked, calRefused)
 }
 
 // deliveriesOf lists the sandbox's recorded push attempts of kind (oldest first; the sandbox keeps 1000).
