@@ -87,3 +87,26 @@ func TestSyncLeaseHeartbeat(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, held)
 }
+
+// A notification stored whose sync was never enqueued (an enqueue lost with its process) is found by the
+// sweeper from the notifications table alone: recovery never depends on the push path's enqueue.
+func TestStoredNotificationWithoutAJobIsSynced(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.configureTenant("t1")
+	p := b.connect(t, "t1", "support@acme.test")
+	require.Eventually(t, func() bool { return b.gm.snapshot("support@acme.test").historyCalls >= 1 }, 10*time.Second, 20*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	sctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	require.NoError(t, b.svc.river.Stop(sctx))
+	b.gm.deliver("support@acme.test", "Enqueue lost")
+	require.EqualValues(t, 204, b.notify(t, "t1", "support@acme.test", "lost-1"))
+	_, err := b.pool.Exec(b.ctx, "DELETE FROM gmail.river_job WHERE kind = 'gmail_history_sync' AND state <> 'completed'")
+	require.NoError(t, err)
+	b.cancel()
+
+	b.startService(t)
+	got := b.waitMessages(t, "t1", p.GetId(), 1)
+	require.Equal(t, "Enqueue lost", got[0].GetSubject())
+}
