@@ -135,8 +135,12 @@ func Rewrite(ctx context.Context, log *slog.Logger, err error) error {
 	// Before the context cases: a connection attempt cut short by the caller's deadline is still the
 	// database being unreachable.
 	if Unreachable(err) {
-		log.WarnContext(ctx, "database unreachable", "err", err)
-		return toStatus(&Error{Code: codes.Unavailable, Reason: "DATABASE_UNAVAILABLE", Message: "the database is unavailable; retry shortly"})
+		log.WarnContext(ctx, "dependency unreachable", "err", err)
+		e := &Error{Code: codes.Unavailable, Reason: "UNAVAILABLE", Message: "a service this call needs is unavailable; retry shortly"}
+		if fromPostgres(err) {
+			e.Reason, e.Message = "DATABASE_UNAVAILABLE", "the database is unavailable; retry shortly"
+		}
+		return toStatus(e)
 	}
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -154,10 +158,10 @@ func Rewrite(ctx context.Context, log *slog.Logger, err error) error {
 	return status.Error(codes.Internal, "internal error")
 }
 
-// Unreachable reports whether err means PostgreSQL could not be reached or went away mid-call (refused
-// or failed connection, a network error, a server shutting down, an error pgconn knows happened before
-// anything was sent) — a transient failure a caller should retry (Unavailable; a webhook answers 503 so
-// Google redelivers), never an Internal error.
+// Unreachable reports whether err means PostgreSQL (or another dependency reached over the network)
+// could not be reached or went away mid-call — refused or failed connection, a network error, a server
+// shutting down, an error pgconn knows happened before anything was sent: a transient failure a caller
+// should retry (Unavailable; a webhook answers 503 so Google redelivers), never an Internal error.
 func Unreachable(err error) bool {
 	if err == nil {
 		return false
@@ -174,6 +178,14 @@ func Unreachable(err error) bool {
 		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
 	}
 	return false
+}
+
+// fromPostgres reports whether err comes from the PostgreSQL driver (not a bare network error of some
+// other client).
+func fromPostgres(err error) bool {
+	var ce *pgconn.ConnectError
+	var pgErr *pgconn.PgError
+	return errors.As(err, &ce) || errors.As(err, &pgErr) || pgconn.SafeToRetry(err)
 }
 
 func toStatus(e *Error) error {
