@@ -265,6 +265,14 @@ func TestFaultPostgresOutageUnderPushLoad(t *testing.T) {
 
 	e.waitSyncIdle(t)
 	storedOnce(t, pool, p.ID, ids, before)
+	// River came back whole: its leader runs the periodic sweeps again (gmail every 10 s, calendar 2 s).
+	for _, schema := range []string{"gmail", "calendar"} {
+		require.Eventually(t, func() bool {
+			var n int
+			err := pool.QueryRow(e.ctx, "SELECT count(*) FROM "+schema+".river_job WHERE kind = 'sweep' AND state = 'completed' AND finalized_at > $1", up).Scan(&n)
+			return err == nil && n > 0
+		}, 30*time.Second, 200*time.Millisecond, "%s sweeps run again after the outage", schema)
+	}
 
 	// Every push the sandbox made: stored and acknowledged, or refused with 503 — nothing else.
 	stored := map[string]bool{}
