@@ -2,7 +2,6 @@ package harness
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -172,7 +171,7 @@ func RunProcess(t *testing.T) {
 	Start(t, Options{DatabaseURL: opts.DatabaseURL, GoogleAPIRoot: opts.GoogleAPIRoot, PubSubEmulatorHost: opts.PubSubEmulatorHost,
 		HTTPListener: listen(opts.HTTPAddr), GRPCListener: listen(opts.GRPCAddr), Logs: os.Stderr})
 	fmt.Fprintln(os.Stderr, "suite process ready")
-	<-context.Background().Done() // until killed
+	select {} // until killed
 }
 
 // processConfig is the configuration Start gives a suite process (for the parent's clients).
