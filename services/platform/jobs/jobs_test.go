@@ -2,6 +2,8 @@ package jobs_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
+	"github.com/algapsa/alga-google/services/platform/googleretry"
 	"github.com/algapsa/alga-google/services/platform/jobs"
 	"github.com/algapsa/alga-google/services/platform/logging"
 	"github.com/algapsa/alga-google/services/platform/pgtest"
@@ -144,4 +147,18 @@ func TestEndAbandonedUnblocksTheCoalescingKey(t *testing.T) {
 	require.NoError(t, pool.QueryRow(ctx, "SELECT state FROM jobs_abandon.river_job WHERE id = $1", alive.Job.ID).Scan(&aliveState))
 	require.Equal(t, "completed", deadState)
 	require.Equal(t, "running", aliveState)
+}
+
+func TestSnoozeLater(t *testing.T) {
+	t.Parallel()
+	var snooze *river.JobSnoozeError
+	err := jobs.SnoozeLater(fmt.Errorf("sync: %w", &googleretry.RetryLater{Until: time.Now().Add(5 * time.Second)}))
+	require.ErrorAs(t, err, &snooze)
+	require.InDelta(t, 5*time.Second, snooze.Duration, float64(time.Second))
+	err = jobs.SnoozeLater(&googleretry.RetryLater{Until: time.Now().Add(-time.Minute)})
+	require.ErrorAs(t, err, &snooze)
+	require.Equal(t, time.Second, snooze.Duration, "at least a second: no hot loop")
+	plain := errors.New("boom")
+	require.Equal(t, plain, jobs.SnoozeLater(plain))
+	require.NoError(t, jobs.SnoozeLater(nil))
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/feed"
 	"github.com/algapsa/alga-google/services/platform/googleapi"
+	"github.com/algapsa/alga-google/services/platform/googleretry"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/jobs"
 	"github.com/algapsa/alga-google/services/platform/metrics"
@@ -64,6 +65,10 @@ type Options struct {
 	// SyncLeaseTTL is how long a mailbox's sync lease outlives its holder's last renewal (0 = 20 s; see
 	// syncLeaseTTL).
 	SyncLeaseTTL time.Duration
+	// Retry tunes the retries of Gmail calls and the tenants' Google budgets (zero: googleretry's defaults).
+	Retry googleretry.Policy
+	// Sync bounds a history sync's memory (zero fields: DefaultSyncLimits).
+	Sync SyncLimits
 	// Workers: River queue concurrency (0 = 4). TestOnly speeds River up.
 	Workers  int
 	TestOnly bool
@@ -86,6 +91,7 @@ type Service struct {
 	peers    Peers
 	verifier *push.Verifier
 	metrics  *serviceMetrics
+	retry    *googleretry.Retrier
 	feed     *feed.Feed
 	river    *jobs.Client
 	// background is the work Start runs besides River (the feed's LISTEN relay); Stop waits for it.
@@ -167,6 +173,7 @@ func (s *Service) Start(ctx context.Context, opts Options) error {
 	if opts.ReconcileWait == 0 {
 		opts.ReconcileWait = 30 * time.Second
 	}
+	opts.Sync = opts.Sync.withDefaults()
 	if opts.Workers == 0 {
 		opts.Workers = 4
 	}
@@ -178,6 +185,10 @@ func (s *Service) Start(ctx context.Context, opts Options) error {
 		keys = &push.JWKS{URL: opts.Google.CertsURL(), Client: opts.Google.HTTPClient}
 	}
 	m, err := newMetrics(opts.Registry)
+	if err != nil {
+		return fmt.Errorf("gmail metrics: %w", err)
+	}
+	retrier, err := googleretry.New(googleretry.Options{Service: "gmail", Policy: opts.Retry, Registerer: opts.Registry})
 	if err != nil {
 		return fmt.Errorf("gmail metrics: %w", err)
 	}
@@ -206,7 +217,7 @@ func (s *Service) Start(ctx context.Context, opts Options) error {
 
 	s.opts, s.pool, s.log, s.base, s.google, s.peers = opts, opts.Pool, opts.Logger, opts.Base, opts.Google, opts.Peers
 	s.verifier = &push.Verifier{Audience: opts.Base.GmailPushAudience(), Keys: keys}
-	s.metrics, s.feed, s.river = m, inbound, client
+	s.metrics, s.retry, s.feed, s.river = m, retrier, inbound, client
 	if err := client.Start(ctx); err != nil {
 		s.river = nil // never started: nothing for Stop to wait for
 		return fmt.Errorf("starting the gmail job client: %w", err)
