@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/riverqueue/river"
 	"google.golang.org/grpc"
@@ -109,7 +110,10 @@ func (t *calendarTarget) Start(ctx context.Context, deps *target.Deps) error {
 	log := deps.Logger.With("service", "calendar")
 	workers := river.NewWorkers()
 	periodic := t.svc.AddWorkers(workers)
-	client, err := jobs.New(ctx, deps.Pool, jobs.Options{Schema: store.Schema, Workers: workers, PeriodicJobs: periodic, Logger: log})
+	// Sweeps are short: a dead replica's is rescued within a minute (the sync job has its own Timeout and
+	// is recovered by the sweeper from its lapsed lease).
+	client, err := jobs.New(ctx, deps.Pool, jobs.Options{Schema: store.Schema, Workers: workers, PeriodicJobs: periodic, Logger: log,
+		JobTimeout: 20 * time.Second, RescueAfter: 40 * time.Second})
 	if err != nil {
 		return err
 	}

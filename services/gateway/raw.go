@@ -145,7 +145,7 @@ func (g *gateway) gmailWebhook(w http.ResponseWriter, r *http.Request, _ map[str
 	}
 	conn, err := g.deps.Peer("gmail")
 	if err != nil {
-		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+		writeWebhookStatus(w, 0, err)
 		return
 	}
 	resp, err := gmailv1.NewGmailProviderServiceClient(conn).HandleGmailPush(r.Context(), &gmailv1.HandleGmailPushRequest{
@@ -160,7 +160,7 @@ func (g *gateway) calendarWebhook(w http.ResponseWriter, r *http.Request, _ map[
 	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 64<<10))
 	conn, err := g.deps.Peer("calendar")
 	if err != nil {
-		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+		writeWebhookStatus(w, 0, err)
 		return
 	}
 	h := r.Header
@@ -176,8 +176,14 @@ func (g *gateway) calendarWebhook(w http.ResponseWriter, r *http.Request, _ map[
 	writeWebhookStatus(w, resp.GetHttpStatus(), err)
 }
 
-// writeWebhookStatus answers a webhook. A failure to reach the service is 503 so Google redelivers;
-// a refused request keeps the status the service chose.
+// webhookRetryAfter is the Retry-After of a webhook answered 503: the database or the service is
+// coming back (the suite's readiness ping looks every 2 s).
+const webhookRetryAfter = "5"
+
+// writeWebhookStatus answers a webhook. A push that could not be stored — the service unreachable or
+// Unavailable (its database down), or any other failure — is 503 with Retry-After, so Pub/Sub and
+// Calendar redeliver it: never a 2xx without storing, never a 500; a refused request keeps the status
+// the service chose.
 func writeWebhookStatus(w http.ResponseWriter, code int32, err error) {
 	if err != nil {
 		switch status.Code(err) {
@@ -191,8 +197,11 @@ func writeWebhookStatus(w http.ResponseWriter, code int32, err error) {
 			code = http.StatusServiceUnavailable
 		}
 	}
-	if code < 200 || code > 599 {
+	if code < 200 || code >= 500 {
 		code = http.StatusServiceUnavailable
+	}
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", webhookRetryAfter)
 	}
 	w.WriteHeader(int(code))
 }

@@ -6,7 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -128,6 +132,16 @@ func Rewrite(ctx context.Context, log *slog.Logger, err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
+	// Before the context cases: a connection attempt cut short by the caller's deadline is still the
+	// database being unreachable.
+	if Unreachable(err) {
+		log.WarnContext(ctx, "dependency unreachable", "err", err)
+		e := &Error{Code: codes.Unavailable, Reason: "UNAVAILABLE", Message: "a service this call needs is unavailable; retry shortly"}
+		if fromPostgres(err) {
+			e.Reason, e.Message = "DATABASE_UNAVAILABLE", "the database is unavailable; retry shortly"
+		}
+		return toStatus(e)
+	}
 	switch {
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request canceled")
@@ -142,6 +156,36 @@ func Rewrite(ctx context.Context, log *slog.Logger, err error) error {
 	}
 	log.ErrorContext(ctx, "internal error", "err", err)
 	return status.Error(codes.Internal, "internal error")
+}
+
+// Unreachable reports whether err means PostgreSQL (or another dependency reached over the network)
+// could not be reached or went away mid-call — refused or failed connection, a network error, a server
+// shutting down, an error pgconn knows happened before anything was sent: a transient failure a caller
+// should retry (Unavailable; a webhook answers 503 so Google redelivers), never an Internal error.
+func Unreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ce *pgconn.ConnectError
+	var op *net.OpError
+	if errors.As(err, &ce) || errors.As(err, &op) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Class 08: connection exception; 57P01-03: admin or crash shutdown, cannot connect now.
+		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
+	}
+	return false
+}
+
+// fromPostgres reports whether err comes from the PostgreSQL driver (not a bare network error of some
+// other client).
+func fromPostgres(err error) bool {
+	var ce *pgconn.ConnectError
+	var pgErr *pgconn.PgError
+	return errors.As(err, &ce) || errors.As(err, &pgErr) || pgconn.SafeToRetry(err)
 }
 
 func toStatus(e *Error) error {

@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
@@ -46,4 +50,35 @@ func TestRewriteHidesInternals(t *testing.T) {
 	st = status.Convert(errs.Rewrite(context.Background(), logging.Discard(), context.DeadlineExceeded))
 	require.Equal(t, codes.DeadlineExceeded, st.Code())
 	require.NoError(t, errs.Rewrite(context.Background(), logging.Discard(), nil))
+}
+
+// A database that cannot be reached (refused, gone mid-call, shutting down) is Unavailable — a
+// transient failure the caller retries — while the caller's own deadline stays DeadlineExceeded.
+func TestRewriteUnreachableDatabaseIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, refused := pgconn.Connect(ctx, "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=2")
+	require.Error(t, refused)
+	for name, tc := range map[string]struct {
+		err    error
+		reason string
+	}{
+		"refused connection": {fmt.Errorf("storing: %w", refused), "DATABASE_UNAVAILABLE"},
+		"admin shutdown":     {&pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"}, "DATABASE_UNAVAILABLE"},
+		"connection failure": {&pgconn.PgError{Code: "08006", Message: "connection failure"}, "DATABASE_UNAVAILABLE"},
+		"gone mid-call":      {fmt.Errorf("reading: %w", io.ErrUnexpectedEOF), "UNAVAILABLE"},
+	} {
+		require.True(t, errs.Unreachable(tc.err), name)
+		st := status.Convert(errs.Rewrite(context.Background(), logging.Discard(), tc.err))
+		require.Equal(t, codes.Unavailable, st.Code(), name)
+		require.Equal(t, tc.reason, errs.ReasonOf(st.Err()), name)
+		require.NotContains(t, st.Message(), "127.0.0.1", name)
+	}
+	netErr := fmt.Errorf("calling a peer: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
+	require.True(t, errs.Unreachable(netErr))
+	require.Equal(t, "UNAVAILABLE", errs.ReasonOf(errs.Rewrite(context.Background(), logging.Discard(), netErr)), "not claimed to be the database")
+	require.False(t, errs.Unreachable(&pgconn.PgError{Code: "23505"}))
+	require.False(t, errs.Unreachable(context.DeadlineExceeded), "the caller's own deadline")
+	require.Equal(t, codes.DeadlineExceeded, status.Code(errs.Rewrite(context.Background(), logging.Discard(), context.DeadlineExceeded)))
 }

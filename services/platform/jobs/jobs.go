@@ -3,7 +3,9 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -41,6 +43,14 @@ type Options struct {
 	Logger       *slog.Logger
 	// TestOnly speeds River up for tests (periodic jobs start sooner, etc.).
 	TestOnly bool
+	// JobTimeout bounds a job whose worker sets no Timeout of its own (0 = 5 minutes). RescueAfter is
+	// how long a job may stay "running" before River's rescuer retries it — a crashed replica's job
+	// blocks its coalescing key until then — and must exceed JobTimeout (0 = JobTimeout + 5 minutes).
+	// River's rescuer looks every 30 s, so a dead job is retried RescueAfter to RescueAfter + 30 s
+	// after it started. A service whose jobs are short keeps both short; one with long jobs keeps them
+	// long and proves liveness another way (a lease with a heartbeat, see EndAbandoned).
+	JobTimeout  time.Duration
+	RescueAfter time.Duration
 }
 
 // Client is a River client on pgx transactions.
@@ -55,6 +65,11 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Client, error)
 	if queues == nil {
 		queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 4}}
 	}
+	timeout := cmp.Or(opts.JobTimeout, DefaultJobTimeout)
+	rescue := cmp.Or(opts.RescueAfter, timeout+defaultRescueSlack)
+	if rescue <= timeout {
+		return nil, fmt.Errorf("jobs: RescueAfter (%s) must exceed JobTimeout (%s)", rescue, timeout)
+	}
 	return river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Schema:       opts.Schema,
 		Queues:       queues,
@@ -62,12 +77,19 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Client, error)
 		PeriodicJobs: opts.PeriodicJobs,
 		Logger:       opts.Logger,
 		TestOnly:     opts.TestOnly,
-		JobTimeout:   5 * time.Minute,
-		// A job left "running" by a crashed replica blocks its coalescing key until rescued; jobs time out
-		// after 5 minutes, so 10 minutes is safely past any live run.
-		RescueStuckJobsAfter: 10 * time.Minute,
+		JobTimeout:   timeout,
+		// A job left "running" by a crashed replica blocks its coalescing key until rescued; RescueAfter is
+		// past any live run of a job bounded by JobTimeout (a worker's longer Timeout is honoured too:
+		// River rescues no job before its own timeout).
+		RescueStuckJobsAfter: rescue,
 	})
 }
+
+// Default timeouts of a River client (Options.JobTimeout, Options.RescueAfter).
+const (
+	DefaultJobTimeout  = 5 * time.Minute
+	defaultRescueSlack = 5 * time.Minute
+)
 
 // Coalesce returns insert options that keep at most one not-yet-finished job per unique args, so ten
 // notifications for one mailbox enqueue one sync. Completed jobs do not block a new one (River's default
@@ -106,8 +128,8 @@ func SnoozeLater(err error) error {
 // Stop waits until client has stopped, bounded by ctx. The client stops by itself once the context its
 // Start was given ends (River then cancels the running jobs and records them as failed, to be retried);
 // a target's Stop calls this so that the binary closes the pool only afterwards. Closing the pool first
-// would leave a job "running" in the database — blocking its coalescing key until River rescues it, 10
-// minutes later. A nil client (never started) is stopped.
+// would leave a job "running" in the database — blocking its coalescing key until River rescues it
+// (Options.RescueAfter) or a sweeper ends it (EndAbandoned). A nil client (never started) is stopped.
 func Stop(ctx context.Context, client *Client) error {
 	if client == nil {
 		return nil
@@ -133,8 +155,49 @@ func AddSweeper(workers *river.Workers, every time.Duration, sweep func(context.
 		return sweep(ctx)
 	}))
 	return river.NewPeriodicJob(river.PeriodicInterval(every), func() (river.JobArgs, *river.InsertOpts) {
-		return sweepArgs{}, Coalesce()
+		return sweepArgs{}, sweepOpts(every)
 	}, &river.PeriodicJobOpts{RunOnStart: true})
+}
+
+// sweepOpts keep one sweep per period, so a running one never blocks the next for long: a sweep that
+// died with its replica (kill -9) stays "running" until River rescues it, and sweeps are what recovers
+// from such a crash, so they must go on meanwhile. (River's uniqueness always counts running jobs, so a
+// key per period is the way to let the next one in.) Two sweeps at once only enqueue coalesced jobs twice.
+func sweepOpts(every time.Duration) *river.InsertOpts {
+	return &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByPeriod: every}}
+}
+
+// abandoned stands for the arguments of any job EndAbandoned ends (it never reads them).
+type abandoned struct{}
+
+func (abandoned) Kind() string { return "" }
+
+// EndAbandoned marks completed, in tx, the jobs of kind still "running" that started before `before` and
+// match where (SQL over River's job row with @named args, e.g. "args->>'provider_id' = @provider_id"):
+// jobs whose worker the caller knows is gone — typically because the lease the worker renews while it
+// runs has lapsed — so that their coalescing key no longer blocks a new job, which the caller inserts in
+// the same tx. River's own rescue would retry them only after RescueAfter. If such a worker was alive
+// after all, its own completion or failure finds the job no longer running and changes nothing (River
+// finalizes only running jobs). Call it from inside a River worker (a sweep): it needs the client in ctx.
+func EndAbandoned(ctx context.Context, tx pgx.Tx, client *Client, kind string, before time.Time, where string, args river.NamedArgs) (int, error) {
+	params := river.NewJobListParams().Kinds(kind).States(rivertype.JobStateRunning).First(100).
+		Where("attempted_at < @abandoned_before AND ("+where+")", args, river.NamedArgs{"abandoned_before": before})
+	res, err := client.JobListTx(ctx, tx, params)
+	if err != nil {
+		return 0, fmt.Errorf("listing abandoned %s jobs: %w", kind, err)
+	}
+	n := 0
+	for _, row := range res.Jobs {
+		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, &river.Job[abandoned]{JobRow: row})
+		switch {
+		case errors.Is(err, rivertype.ErrNotFound):
+			continue // finished meanwhile
+		case err != nil:
+			return n, fmt.Errorf("ending abandoned job %d: %w", row.ID, err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 // Settle waits briefly until a burst of notifications has stopped, so a burst causes one run. latest

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
@@ -63,6 +64,89 @@ func TestStopWaitsUntilRunningJobsAreRecorded(t *testing.T) {
 	var state string
 	require.NoError(t, pool.QueryRow(ctx, "SELECT state FROM jobs_test.river_job WHERE kind = 'block'").Scan(&state))
 	require.Contains(t, []string{"retryable", "available"}, state, "recorded as failed, to be retried")
+}
+
+type keyedArgs struct {
+	Key string `json:"key" river:"unique"`
+}
+
+func (keyedArgs) Kind() string { return "keyed" }
+
+type keyedWorker struct {
+	river.WorkerDefaults[keyedArgs]
+	ran chan int64
+}
+
+func (w *keyedWorker) Work(_ context.Context, job *river.Job[keyedArgs]) error {
+	w.ran <- job.ID
+	return nil
+}
+
+// A job a dead replica left "running" blocks its coalescing key (the next insert is skipped) until
+// River rescues it; a sweep that knows the worker is gone ends it with EndAbandoned and enqueues anew in
+// the same transaction, and the work runs at once. A job running since after the cut-off is left alone.
+func TestEndAbandonedUnblocksTheCoalescingKey(t *testing.T) {
+	t.Parallel()
+	pool, _ := pgtest.NewPool(t)
+	ctx := context.Background()
+	_, err := pool.Exec(ctx, "CREATE SCHEMA jobs_abandon")
+	require.NoError(t, err)
+	w := &keyedWorker{ran: make(chan int64, 10)}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, w)
+	var client *jobs.Client
+	swept := make(chan int, 10)
+	sweeper := jobs.AddSweeper(workers, time.Hour, func(ctx context.Context) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			n, err := jobs.EndAbandoned(ctx, tx, client, keyedArgs{}.Kind(), time.Now().Add(-30*time.Second),
+				"args->>'key' = ANY(@keys)", river.NamedArgs{"keys": []string{"dead", "alive"}})
+			if err != nil {
+				return err
+			}
+			swept <- n
+			_, err = client.InsertTx(ctx, tx, keyedArgs{Key: "dead"}, jobs.Coalesce())
+			return err
+		})
+	})
+	client, err = jobs.New(ctx, pool, jobs.Options{Schema: "jobs_abandon", Workers: workers, Logger: logging.Discard(),
+		TestOnly: true, PeriodicJobs: []*river.PeriodicJob{sweeper}})
+	require.NoError(t, err)
+
+	// Two jobs a crashed replica was running: one for a minute, one just now.
+	dead, err := client.Insert(ctx, keyedArgs{Key: "dead"}, jobs.Coalesce())
+	require.NoError(t, err)
+	alive, err := client.Insert(ctx, keyedArgs{Key: "alive"}, jobs.Coalesce())
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `UPDATE jobs_abandon.river_job SET state = 'running', attempt = 1, attempted_by = '{gone}',
+		attempted_at = CASE WHEN id = $1 THEN now() - interval '1 minute' ELSE now() END WHERE id IN ($1, $2)`, dead.Job.ID, alive.Job.ID)
+	require.NoError(t, err)
+	again, err := client.Insert(ctx, keyedArgs{Key: "dead"}, jobs.Coalesce())
+	require.NoError(t, err)
+	require.True(t, again.UniqueSkippedAsDuplicate, "the dead job blocks its key")
+
+	require.NoError(t, client.Start(t.Context()))
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = client.Stop(sctx)
+	})
+	select {
+	case n := <-swept:
+		require.Equal(t, 1, n, "only the job running since before the cut-off")
+	case <-time.After(30 * time.Second):
+		t.Fatal("no sweep")
+	}
+	select {
+	case id := <-w.ran:
+		require.NotEqual(t, dead.Job.ID, id, "a new job did the work")
+	case <-time.After(30 * time.Second):
+		t.Fatal("the work never ran")
+	}
+	var deadState, aliveState string
+	require.NoError(t, pool.QueryRow(ctx, "SELECT state FROM jobs_abandon.river_job WHERE id = $1", dead.Job.ID).Scan(&deadState))
+	require.NoError(t, pool.QueryRow(ctx, "SELECT state FROM jobs_abandon.river_job WHERE id = $1", alive.Job.ID).Scan(&aliveState))
+	require.Equal(t, "completed", deadState)
+	require.Equal(t, "running", aliveState)
 }
 
 func TestSnoozeLater(t *testing.T) {

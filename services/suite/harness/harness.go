@@ -40,6 +40,10 @@ type Options struct {
 	DatabaseURL string
 	// Sandbox reuses a running sandbox; default a fresh one per suite.
 	Sandbox *googlesandbox.Sandbox
+	// GoogleAPIRoot and PubSubEmulatorHost point the suite at a sandbox running elsewhere (in the test
+	// process that started this suite process, see RunProcess); no sandbox is started then.
+	GoogleAPIRoot      string
+	PubSubEmulatorHost string
 	// Configure adjusts the shared configuration before start.
 	Configure func(*config.Config)
 	// Settings set the targets' own settings by flag name (e.g. "secrets-kek-id"), over TestSettings.
@@ -70,6 +74,8 @@ type Suite struct {
 	serviceSigner *auth.Signer
 	t             testing.TB
 	stopped       bool
+	// grpcAddr is the gRPC address of a suite running in another process (App is nil then).
+	grpcAddr string
 }
 
 // Start starts a suite and waits until every target is ready; everything stops when the test ends.
@@ -77,7 +83,7 @@ func Start(t testing.TB, opts Options) *Suite {
 	t.Helper()
 	ctx := context.Background()
 	sb := opts.Sandbox
-	if sb == nil {
+	if sb == nil && opts.GoogleAPIRoot == "" {
 		var err error
 		sb, err = googlesandbox.Start(ctx, googlesandbox.Options{Addr: "127.0.0.1:0", PubSubAddr: "127.0.0.1:0", Logger: logging.Discard()})
 		if err != nil {
@@ -101,8 +107,12 @@ func Start(t testing.TB, opts Options) *Suite {
 	cfg.BaseURL = "http://" + httpLis.Addr().String()
 	cfg.HTTPAddr = httpLis.Addr().String()
 	cfg.GRPCAddr = grpcLis.Addr().String()
-	cfg.GoogleAPIRoot = sb.URL()
-	cfg.PubSubEmulatorHost = sb.PubSubAddr()
+	if sb != nil {
+		cfg.GoogleAPIRoot = sb.URL()
+		cfg.PubSubEmulatorHost = sb.PubSubAddr()
+	} else {
+		cfg.GoogleAPIRoot, cfg.PubSubEmulatorHost = opts.GoogleAPIRoot, opts.PubSubEmulatorHost
+	}
 	if opts.Configure != nil {
 		opts.Configure(&cfg)
 	}
@@ -160,7 +170,7 @@ func Listen(t testing.TB) net.Listener {
 
 // Stop shuts the suite down (idempotent); tests use it to simulate a crash or restart.
 func (s *Suite) Stop() {
-	if s.stopped {
+	if s.stopped || s.App == nil {
 		return
 	}
 	s.stopped = true
@@ -243,7 +253,11 @@ func (s *Suite) Conn(t testing.TB) *grpc.ClientConn {
 	if peerTLS != nil {
 		transport = credentials.NewTLS(peerTLS.Client())
 	}
-	c, err := grpc.NewClient(s.App.GRPCAddr(), grpc.WithTransportCredentials(transport))
+	addr := s.grpcAddr
+	if s.App != nil {
+		addr = s.App.GRPCAddr()
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(transport))
 	if err != nil {
 		t.Fatal(err)
 	}

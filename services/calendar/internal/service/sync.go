@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -44,12 +45,43 @@ func (s *Service) AddWorkers(workers *river.Workers) []*river.PeriodicJob {
 	return []*river.PeriodicJob{jobs.AddSweeper(workers, sweepInterval, s.sweep)}
 }
 
-// Timeout bounds one sync run.
+// Timeout bounds one sync run (a full sync of a big calendar may take minutes). River's rescue waits at
+// least this long, so a crashed replica's job is recovered earlier by the sweeper, from its lapsed sync
+// lease (see sweep).
 func (w *SyncWorker) Timeout(*river.Job[SyncArgs]) time.Duration { return 10 * time.Minute }
 
+// syncLeaseTTL is how long a sync job's lease outlives its last renewal: the job renews it every TTL/3
+// while it runs (jobs.KeepLease), so a live job never loses it and a dead replica's lapses within 20 s.
+const syncLeaseTTL = 20 * time.Second
+
 // Work waits for a burst of notifications to settle, then syncs until no notification is left that
-// arrived during the run, and completes itself only once that is certain (see finishIfIdle).
+// arrived during the run, and completes itself only once that is certain (see finishIfIdle). It holds
+// the provider's sync lease throughout, so the sweeper can tell a live job from a dead replica's.
 func (w *SyncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
+	holder := "job:" + strconv.FormatInt(job.ID, 10)
+	ok, err := store.AcquireSyncLease(ctx, w.s.deps.Pool, job.Args.Tenant, job.Args.ProviderID, holder, syncLeaseTTL)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil // deleted meanwhile
+	case err != nil:
+		return err
+	case !ok:
+		// Another run of this provider holds it (one ended as abandoned that turned out alive): later.
+		return river.JobSnooze(time.Second)
+	}
+	ctx, stop := jobs.KeepLease(ctx, syncLeaseTTL, w.s.log.With("provider", job.Args.ProviderID, "lease", "calendar sync"), func(ctx context.Context) (bool, error) {
+		ok, err := store.AcquireSyncLease(ctx, w.s.deps.Pool, job.Args.Tenant, job.Args.ProviderID, holder, syncLeaseTTL)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		return ok, err
+	})
+	defer func() {
+		stop()
+		if err := store.ReleaseSyncLease(context.WithoutCancel(ctx), w.s.deps.Pool, job.Args.Tenant, job.Args.ProviderID, holder); err != nil {
+			w.s.log.WarnContext(ctx, "calendar: cannot release the sync lease (it expires by itself)", "provider", job.Args.ProviderID, "err", err)
+		}
+	}()
 	if err := w.s.settle(ctx, job.Args.Tenant, job.Args.ProviderID); err != nil {
 		return err
 	}
@@ -87,19 +119,35 @@ func (s *Service) finishIfIdle(ctx context.Context, job *river.Job[SyncArgs]) (b
 }
 
 // sweep enqueues a sync for each provider with accepted notifications that no completed sync covered —
-// a safety net (e.g. a job cancelled or discarded after its notifications were stored); the normal path
-// needs none (see finishIfIdle). It runs as River's periodic sweep job, on one replica at a time.
+// a safety net (e.g. a job cancelled or discarded after its notifications were stored, a lost enqueue,
+// a crash); the normal path needs none (see finishIfIdle). It runs as River's periodic sweep job, on one
+// replica at a time. Providers whose sync lease is held have a live job on them and are not listed; a
+// sync job still "running" for one of the others since before the lease's TTL is a dead replica's (a
+// live job holds the lease from its first moment): it is ended (jobs.EndAbandoned) — it would block the
+// coalescing key until River's rescue, 10 minutes later — in the transaction that enqueues anew.
 func (s *Service) sweep(ctx context.Context) error {
 	behind, err := store.ProvidersBehind(ctx, s.deps.Pool, 500)
 	if err != nil || len(behind) == 0 {
 		return err
 	}
 	params := make([]river.InsertManyParams, 0, len(behind))
+	ids := make([]string, 0, len(behind))
 	for _, p := range behind {
 		params = append(params, river.InsertManyParams{Args: SyncArgs{Tenant: p.Tenant, ProviderID: p.ID}, InsertOpts: jobs.Coalesce()})
+		ids = append(ids, p.ID)
 	}
-	_, err = s.jobs.InsertMany(ctx, params)
-	return err
+	return pgx.BeginFunc(ctx, s.deps.Pool, func(tx pgx.Tx) error {
+		ended, err := jobs.EndAbandoned(ctx, tx, s.jobs, SyncArgs{}.Kind(), time.Now().Add(-syncLeaseTTL),
+			"args->>'provider_id' = ANY(@provider_ids)", river.NamedArgs{"provider_ids": ids})
+		if err != nil {
+			return err
+		}
+		if ended > 0 {
+			s.log.WarnContext(ctx, "calendar sync: ended dead replicas' sync jobs (their leases lapsed)", "jobs", ended)
+		}
+		_, err = s.jobs.InsertManyTx(ctx, tx, params)
+		return err
+	})
 }
 
 // settle waits (briefly, at most MaxSettle) until the provider's newest notification is Settle old, so

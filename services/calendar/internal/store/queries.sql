@@ -146,11 +146,24 @@ UPDATE calendar.changes SET acknowledged = true, acknowledge_time = now()
 WHERE tenant = @tenant AND id = ANY(@ids::uuid[]) AND NOT acknowledged;
 
 -- name: ProvidersBehind
--- Providers with accepted notifications no completed sync has covered yet (the sweeper enqueues them).
-SELECT tenant, id::text FROM calendar.providers
+-- Providers with accepted notifications no completed sync has covered yet (the sweeper enqueues them),
+-- except those a live sync job is on (it holds the provider's unexpired sync lease).
+SELECT tenant, id::text FROM calendar.providers p
 WHERE notify_seq > synced_seq AND state IN ('connected', 'connecting')
+    AND NOT EXISTS (SELECT 1 FROM calendar.sync_leases l WHERE l.provider_id = p.id AND l.expire_time > now())
 ORDER BY update_time
 LIMIT @limit;
+
+-- name: AcquireSyncLease
+-- Returns a row when @holder now holds the provider's sync lease (free, expired, or already its own).
+INSERT INTO calendar.sync_leases (provider_id, tenant, holder, expire_time)
+VALUES (@provider_id, @tenant, @holder, now() + make_interval(secs => @ttl_seconds))
+ON CONFLICT (provider_id) DO UPDATE SET holder = EXCLUDED.holder, tenant = EXCLUDED.tenant, expire_time = EXCLUDED.expire_time
+WHERE calendar.sync_leases.expire_time < now() OR calendar.sync_leases.holder = EXCLUDED.holder
+RETURNING holder;
+
+-- name: ReleaseSyncLease
+DELETE FROM calendar.sync_leases WHERE tenant = @tenant AND provider_id = @provider_id AND holder = @holder;
 
 -- name: NotificationQuiet
 -- How long ago the provider's newest notification arrived (NULL when it has none).

@@ -192,7 +192,30 @@ func ClearSyncToken(ctx context.Context, db DB, tenant, id string) error {
 // ProviderRef names a provider of a tenant.
 type ProviderRef struct{ Tenant, ID string }
 
-// ProvidersBehind lists providers whose accepted notifications no completed sync has covered yet.
+// AcquireSyncLease takes the provider's sync lease for holder (free, expired or already holder's) for
+// ttl; it reports whether holder has it now, and ErrNotFound when the provider is gone.
+func AcquireSyncLease(ctx context.Context, db DB, tenant, provider, holder string, ttl time.Duration) (bool, error) {
+	var got string
+	err := db.QueryRow(ctx, q("AcquireSyncLease"), pg.Args{"tenant": tenant, "provider_id": provider, "holder": holder,
+		"ttl_seconds": ttl.Seconds()}).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // the provider was deleted meanwhile
+		return false, ErrNotFound
+	}
+	return err == nil, err
+}
+
+// ReleaseSyncLease gives holder's sync lease back.
+func ReleaseSyncLease(ctx context.Context, db DB, tenant, provider, holder string) error {
+	_, err := db.Exec(ctx, q("ReleaseSyncLease"), pg.Args{"tenant": tenant, "provider_id": provider, "holder": holder})
+	return err
+}
+
+// ProvidersBehind lists providers whose accepted notifications no completed sync has covered yet and
+// whose sync lease nobody holds.
 func ProvidersBehind(ctx context.Context, db DB, limit int) ([]ProviderRef, error) {
 	rows, err := db.Query(ctx, q("ProvidersBehind"), pg.Args{"limit": limit})
 	if err != nil {

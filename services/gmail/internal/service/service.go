@@ -62,6 +62,9 @@ type Options struct {
 	// ReconcileWait bounds how long a maintenance reconcile waits for a running sync of the same
 	// mailbox (0 = 30 s).
 	ReconcileWait time.Duration
+	// SyncLeaseTTL is how long a mailbox's sync lease outlives its holder's last renewal (0 = 20 s; see
+	// syncLeaseTTL).
+	SyncLeaseTTL time.Duration
 	// Retry tunes the retries of Gmail calls and the tenants' Google budgets (zero: googleretry's defaults).
 	Retry googleretry.Policy
 	// Sync bounds a history sync's memory (zero fields: DefaultSyncLimits).
@@ -70,6 +73,9 @@ type Options struct {
 	Workers  int
 	TestOnly bool
 }
+
+// sweepTimeout bounds one sweep (a query and a few inserts).
+const sweepTimeout = 20 * time.Second
 
 // FeedName names the inbound feed: its metrics label and its NOTIFY channel.
 const FeedName = "gmail_inbound"
@@ -150,11 +156,16 @@ func (s *Service) Start(ctx context.Context, opts Options) error {
 	if opts.MaxSettle == 0 {
 		opts.MaxSettle = 3 * time.Second
 	}
+	// A crashed replica's mailbox is synced again within SweepAge + SweepEvery after its sync lease
+	// lapsed (syncLeaseTTL): well under a minute.
 	if opts.SweepEvery == 0 {
-		opts.SweepEvery = 30 * time.Second
+		opts.SweepEvery = 10 * time.Second
 	}
 	if opts.SweepAge == 0 {
-		opts.SweepAge = 20 * time.Second
+		opts.SweepAge = 15 * time.Second
+	}
+	if opts.SyncLeaseTTL == 0 {
+		opts.SyncLeaseTTL = syncLeaseTTL
 	}
 	if opts.StreamPoll == 0 {
 		opts.StreamPoll = 2 * time.Second
@@ -195,6 +206,10 @@ func (s *Service) Start(ctx context.Context, opts Options) error {
 		PeriodicJobs: []*river.PeriodicJob{sweeper},
 		Logger:       opts.Logger,
 		TestOnly:     opts.TestOnly,
+		// Sweeps are short: a dead replica's is rescued within a minute (the sync job has its own
+		// Timeout and is recovered by the sweeper from its lapsed lease).
+		JobTimeout:  sweepTimeout,
+		RescueAfter: 2 * sweepTimeout,
 	})
 	if err != nil {
 		return err

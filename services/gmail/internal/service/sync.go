@@ -53,6 +53,8 @@ type syncWorker struct {
 	s *Service
 }
 
+// Timeout bounds one run (a big backfill may take minutes). River's rescue waits at least this long, so
+// a crashed replica's job is recovered earlier by the sweeper, from its lapsed sync lease (see sweep).
 func (w *syncWorker) Timeout(*river.Job[SyncArgs]) time.Duration { return 10 * time.Minute }
 
 func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
@@ -60,7 +62,12 @@ func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
 }
 
 // sweep (the periodic sweeper, see jobs.AddSweeper) enqueues syncs for notifications left pending: a
-// sync that was skipped because one was running, or a crash.
+// sync that was skipped because one was running, a lost enqueue, or a crash. A mailbox whose sync lease
+// someone holds is being synced by a live holder (it renews the lease while it works) and is left to
+// it. Otherwise a sync job still "running" for the mailbox since before the lease's TTL is a dead
+// replica's (a live job holds the lease from its first moment): it is ended (jobs.EndAbandoned), so it
+// no longer blocks the coalescing key, and a new job is enqueued in the same transaction — recovery
+// within syncLeaseTTL + SweepAge + SweepEvery of the crash instead of River's rescue.
 func (s *Service) sweep(ctx context.Context) error {
 	list, err := store.ProvidersWithStalePending(ctx, s.pool, s.opts.SweepAge)
 	if err != nil {
@@ -68,6 +75,21 @@ func (s *Service) sweep(ctx context.Context) error {
 	}
 	for _, tp := range list {
 		if err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if err := store.LockProvider(ctx, tx, tp.Tenant, tp.ProviderID); err != nil {
+				return err
+			}
+			held, err := store.SyncLeaseHeld(ctx, tx, tp.Tenant, tp.ProviderID)
+			if err != nil || held {
+				return err
+			}
+			ended, err := jobs.EndAbandoned(ctx, tx, s.river, SyncArgs{}.Kind(), time.Now().Add(-s.opts.SyncLeaseTTL),
+				"args->>'provider_id' = @provider_id", river.NamedArgs{"provider_id": tp.ProviderID})
+			if err != nil {
+				return err
+			}
+			if ended > 0 {
+				s.log.WarnContext(ctx, "gmail sync: ended a dead replica's sync job (its lease lapsed)", "provider", tp.ProviderID, "jobs", ended)
+			}
 			return s.enqueueSync(ctx, tx, tp.Tenant, tp.ProviderID)
 		}); err != nil {
 			return err
@@ -79,8 +101,25 @@ func (s *Service) sweep(ctx context.Context) error {
 // syncProvider runs history syncs for one mailbox until no notification is left pending. Only one runs
 // per mailbox at a time (unique job); notifications that arrive during a run are picked up by the next
 // round instead of a second job.
+//
+// The job holds the mailbox's sync lease for its whole run, renewed by a heartbeat (holdSyncLease), so
+// a reconcile never reads the same history at once and a job whose replica died is recognised by its
+// lapsed lease (see sweep). A job that finds the lease held snoozes; one that loses it stops.
 func (s *Service) syncProvider(ctx context.Context, job *river.Job[SyncArgs]) error {
 	tenant, providerID := job.Args.Tenant, job.Args.ProviderID
+	holder := "job:" + fmt.Sprint(job.ID)
+	ok, err := store.AcquireSyncLease(ctx, s.pool, tenant, providerID, holder, s.opts.SyncLeaseTTL)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil // deleted meanwhile
+	case err != nil:
+		return err
+	case !ok:
+		// A reconcile of this mailbox is reading the same history: look again shortly.
+		return river.JobSnooze(time.Second)
+	}
+	ctx, release := s.holdSyncLease(ctx, tenant, providerID, holder, s.opts.SyncLeaseTTL)
+	defer release()
 	for round := 0; round < maxSyncRounds; round++ {
 		pend, err := s.settle(ctx, tenant, providerID)
 		if err != nil {
@@ -96,17 +135,7 @@ func (s *Service) syncProvider(ctx context.Context, job *river.Job[SyncArgs]) er
 		if p.Active && p.State == store.StateConnected && p.HistoryID != nil {
 			// A redelivered or old notification (history id already processed) needs no Google call.
 			if round == 0 || pend.MaxHistoryID == 0 || pend.MaxHistoryID > *p.HistoryID {
-				leased, err := s.leaseSync(ctx, p, "job:"+fmt.Sprint(job.ID), 0)
-				switch {
-				case errors.Is(err, store.ErrNotFound):
-					return nil // deleted meanwhile
-				case err != nil:
-					return err
-				case !leased:
-					// A reconcile of this mailbox is reading the same history: look again shortly.
-					return river.JobSnooze(time.Second)
-				}
-				err = s.syncLeased(ctx, p, "job:"+fmt.Sprint(job.ID))
+				err = s.syncLeased(ctx, p)
 				if err != nil {
 					var tp *tokenProblem
 					if errors.As(err, &tp) && !tp.transient() {
@@ -170,15 +199,18 @@ func (s *Service) recordSyncTokenProblem(ctx context.Context, p *store.Provider,
 	})
 }
 
-// syncLeaseTTL bounds a sync lease whose holder died (the sync job's own timeout).
-const syncLeaseTTL = 10 * time.Minute
+// syncLeaseTTL is how long a sync lease lasts without renewal (Options.SyncLeaseTTL): a live holder
+// renews it every TTL/3 (holdSyncLease), so it never lapses under a working holder, while a dead
+// holder's (kill -9) lapses within the TTL and the sweeper recovers its mailbox (see sweep). Short, so
+// mail waits seconds, not River's rescue, after a crash; three renewals per TTL ride out a slow query.
+const syncLeaseTTL = 20 * time.Second
 
 // leaseSync takes the mailbox's sync lease for holder, waiting up to wait for the holder before
 // (0: one try). A push-triggered sync and a reconcile never read the same mailbox's history at once.
 func (s *Service) leaseSync(ctx context.Context, p *store.Provider, holder string, wait time.Duration) (bool, error) {
 	deadline := time.Now().Add(wait)
 	for {
-		ok, err := store.AcquireSyncLease(ctx, s.pool, p.Tenant, p.ID, holder, syncLeaseTTL)
+		ok, err := store.AcquireSyncLease(ctx, s.pool, p.Tenant, p.ID, holder, s.opts.SyncLeaseTTL)
 		if err != nil || ok || !time.Now().Before(deadline) {
 			return ok, err
 		}
@@ -190,14 +222,29 @@ func (s *Service) leaseSync(ctx context.Context, p *store.Provider, holder strin
 	}
 }
 
-// syncLeased runs syncOnce under the lease holder took (leaseSync), re-reading the provider first (a
-// sync that held the lease may have advanced its history id), and gives the lease back.
-func (s *Service) syncLeased(ctx context.Context, p *store.Provider, holder string) error {
-	defer func() {
-		if err := store.ReleaseSyncLease(context.WithoutCancel(ctx), s.pool, p.Tenant, p.ID, holder); err != nil {
-			s.log.WarnContext(ctx, "gmail: cannot release the sync lease (it expires by itself)", "provider", p.ID, "err", err)
+// holdSyncLease keeps holder's lease (just taken for ttl) alive while the holder works (jobs.KeepLease:
+// renewed every ttl/3) until release is called, which stops the heartbeat and gives the lease back. The
+// returned context ends if the lease is lost — taken by another holder after it lapsed, or not renewed
+// in time (the database unreachable) — so the holder stops rather than work on without it.
+func (s *Service) holdSyncLease(ctx context.Context, tenant, providerID, holder string, ttl time.Duration) (context.Context, func()) {
+	hctx, stop := jobs.KeepLease(ctx, ttl, s.log.With("provider", providerID, "lease", "gmail sync"), func(ctx context.Context) (bool, error) {
+		ok, err := store.AcquireSyncLease(ctx, s.pool, tenant, providerID, holder, ttl)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil // the provider was deleted
 		}
-	}()
+		return ok, err
+	})
+	return hctx, func() {
+		stop()
+		if err := store.ReleaseSyncLease(context.WithoutCancel(ctx), s.pool, tenant, providerID, holder); err != nil {
+			s.log.WarnContext(ctx, "gmail: cannot release the sync lease (it expires by itself)", "provider", providerID, "err", err)
+		}
+	}
+}
+
+// syncLeased runs syncOnce under the sync lease the caller holds (holdSyncLease), re-reading the
+// provider first (a sync that held the lease before may have advanced its history id).
+func (s *Service) syncLeased(ctx context.Context, p *store.Provider) error {
 	fresh, err := store.GetProvider(ctx, s.pool, p.Tenant, p.ID)
 	if err != nil {
 		return err

@@ -343,6 +343,13 @@ func (s *Service) upkeepWatch(ctx context.Context, p *store.Provider, runID stri
 	return outcome(f, calls), saved, nil
 }
 
+// reconcileLeased runs syncLeased while holding the lease holder took (renewed, then given back).
+func (s *Service) reconcileLeased(ctx context.Context, p *store.Provider, holder string) error {
+	ctx, release := s.holdSyncLease(ctx, p.Tenant, p.ID, holder, s.opts.SyncLeaseTTL)
+	defer release()
+	return s.syncLeased(ctx, p)
+}
+
 // upkeepReconcile runs the history sync a push would (syncOnce), under the mailbox's sync lease so it
 // never reads the same history as a push-triggered sync at once: each message is stored once (as
 // always, by its unique key and the history id only moving forward) and no Google call is made twice.
@@ -363,7 +370,7 @@ func (s *Service) upkeepReconcile(ctx context.Context, p *store.Provider, runID 
 			message: fmt.Sprintf("A sync of this mailbox has been running for more than %s.", s.opts.ReconcileWait),
 			remedy:  "No action needed: the reconcile is retried."}
 		r.noError = true
-	} else if err := s.syncLeased(cctx, p, holder); err != nil {
+	} else if err := s.reconcileLeased(cctx, p, holder); err != nil {
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}

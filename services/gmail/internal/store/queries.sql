@@ -254,6 +254,10 @@ ON CONFLICT (provider_id) DO UPDATE SET holder = EXCLUDED.holder, tenant = EXCLU
 WHERE gmail.sync_leases.expire_time < now() OR gmail.sync_leases.holder = EXCLUDED.holder
 RETURNING holder;
 
+-- name: SyncLeaseHeld
+-- Whether someone holds the mailbox's sync lease now (a live holder renews it before it expires).
+SELECT EXISTS (SELECT 1 FROM gmail.sync_leases WHERE tenant = @tenant AND provider_id = @provider_id AND expire_time > now());
+
 -- name: ReleaseSyncLease
 DELETE FROM gmail.sync_leases WHERE tenant = @tenant AND provider_id = @provider_id AND holder = @holder;
 

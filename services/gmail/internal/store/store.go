@@ -545,6 +545,13 @@ func AcquireSyncLease(ctx context.Context, db DB, tenant, provider, holder strin
 	return err == nil, err
 }
 
+// SyncLeaseHeld reports whether a holder has the mailbox's sync lease now (unexpired).
+func SyncLeaseHeld(ctx context.Context, db DB, tenant, provider string) (bool, error) {
+	var held bool
+	err := db.QueryRow(ctx, q("SyncLeaseHeld"), pg.Args{"tenant": tenant, "provider_id": provider}).Scan(&held)
+	return held, err
+}
+
 // ReleaseSyncLease gives holder's lease back.
 func ReleaseSyncLease(ctx context.Context, db DB, tenant, provider, holder string) error {
 	_, err := db.Exec(ctx, q("ReleaseSyncLease"), pg.Args{"tenant": tenant, "provider_id": provider, "holder": holder})

@@ -1,0 +1,112 @@
+package service
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/algapsa/alga-google/services/gmail/internal/store"
+)
+
+// A sync job a crashed replica left "running" (kill -9: River never recorded it) blocks the mailbox's
+// coalescing key; once its sync lease has lapsed the sweeper ends it and enqueues a new sync, so the
+// mail arrives in seconds — not after River's rescue (the job's 10-minute timeout). While the lease is
+// held, by a live holder, the sweeper leaves the job alone.
+func TestCrashedSyncIsRecoveredFromItsLapsedLease(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.configureTenant("t1")
+	p := b.connect(t, "t1", "support@acme.test")
+	require.Eventually(t, func() bool { return b.gm.snapshot("support@acme.test").historyCalls >= 1 }, 10*time.Second, 20*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+
+	// The process "dies" with a sync running: its job stays running, its lease is held (as a live
+	// holder's would be) by the job.
+	sctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	require.NoError(t, b.svc.river.Stop(sctx))
+	b.gm.deliver("support@acme.test", "Survives a kill")
+	require.EqualValues(t, 204, b.notify(t, "t1", "support@acme.test", "kill-1"))
+	var jobID int64
+	require.NoError(t, b.pool.QueryRow(b.ctx, `UPDATE gmail.river_job SET state = 'running', attempt = 1, attempted_by = '{dead}',
+		attempted_at = now() - interval '1 minute' WHERE kind = 'gmail_history_sync' AND state = 'available' RETURNING id`).Scan(&jobID))
+	holder := "job:" + strconv.FormatInt(jobID, 10)
+	ok, err := store.AcquireSyncLease(b.ctx, b.pool, "t1", p.GetId(), holder, time.Hour)
+	require.NoError(t, err)
+	require.True(t, ok)
+	b.cancel()
+
+	b.startService(t)
+	time.Sleep(3 * time.Second) // three sweeps (every second in tests)
+	require.Zero(t, b.count(t, "SELECT count(*) FROM gmail.messages"), "a held lease: the sweeper leaves the job to its holder")
+	require.Equal(t, 1, b.count(t, "SELECT count(*) FROM gmail.river_job WHERE id = $1 AND state = 'running'", jobID))
+
+	// The holder is dead: its lease lapses (it is never renewed).
+	_, err = b.pool.Exec(b.ctx, "UPDATE gmail.sync_leases SET expire_time = now() - interval '1 second' WHERE holder = $1", holder)
+	require.NoError(t, err)
+	start := time.Now()
+	got := b.waitMessages(t, "t1", p.GetId(), 1)
+	require.Equal(t, "Survives a kill", got[0].GetSubject())
+	require.Less(t, time.Since(start), 10*time.Second)
+	require.Equal(t, 1, b.count(t, "SELECT count(*) FROM gmail.river_job WHERE id = $1 AND state = 'completed'", jobID), "ended by the sweeper")
+	time.Sleep(time.Second)
+	require.Len(t, b.waitMessages(t, "t1", p.GetId(), 1), 1, "stored once")
+}
+
+// A holder keeps its lease as long as it works, past many TTLs (the heartbeat renews it), and gives it
+// back when done; one that dies without releasing it loses it within the TTL.
+func TestSyncLeaseHeartbeat(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.configureTenant("t1")
+	p := b.connect(t, "t1", "support@acme.test")
+	const ttl = 600 * time.Millisecond
+	// The activation's sync holds the lease while it runs.
+	require.Eventually(t, func() bool {
+		ok, err := store.AcquireSyncLease(b.ctx, b.pool, "t1", p.GetId(), "worker-a", ttl)
+		require.NoError(t, err)
+		return ok
+	}, 10*time.Second, 20*time.Millisecond)
+	hctx, release := b.svc.holdSyncLease(b.ctx, "t1", p.GetId(), "worker-a", ttl)
+	time.Sleep(5 * ttl)
+	require.NoError(t, hctx.Err(), "still held")
+	ok, err := store.AcquireSyncLease(b.ctx, b.pool, "t1", p.GetId(), "worker-b", ttl)
+	require.NoError(t, err)
+	require.False(t, ok, "a live holder's lease never lapses")
+	release()
+	ok, err = store.AcquireSyncLease(b.ctx, b.pool, "t1", p.GetId(), "worker-b", ttl)
+	require.NoError(t, err)
+	require.True(t, ok, "given back")
+
+	// worker-b dies (no heartbeat, no release): within the TTL the lease is free again.
+	time.Sleep(ttl + 100*time.Millisecond)
+	held, err := store.SyncLeaseHeld(b.ctx, b.pool, "t1", p.GetId())
+	require.NoError(t, err)
+	require.False(t, held)
+}
+
+// A notification stored whose sync was never enqueued (an enqueue lost with its process) is found by the
+// sweeper from the notifications table alone: recovery never depends on the push path's enqueue.
+func TestStoredNotificationWithoutAJobIsSynced(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.configureTenant("t1")
+	p := b.connect(t, "t1", "support@acme.test")
+	require.Eventually(t, func() bool { return b.gm.snapshot("support@acme.test").historyCalls >= 1 }, 10*time.Second, 20*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	sctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	require.NoError(t, b.svc.river.Stop(sctx))
+	b.gm.deliver("support@acme.test", "Enqueue lost")
+	require.EqualValues(t, 204, b.notify(t, "t1", "support@acme.test", "lost-1"))
+	_, err := b.pool.Exec(b.ctx, "DELETE FROM gmail.river_job WHERE kind = 'gmail_history_sync' AND state <> 'completed'")
+	require.NoError(t, err)
+	b.cancel()
+
+	b.startService(t)
+	got := b.waitMessages(t, "t1", p.GetId(), 1)
+	require.Equal(t, "Enqueue lost", got[0].GetSubject())
+}
