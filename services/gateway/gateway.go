@@ -56,10 +56,11 @@ func (*gatewayTarget) Start(ctx context.Context, deps *target.Deps) error {
 	g := &gateway{deps: deps}
 	mux := runtime.NewServeMux(
 		runtime.WithMiddlewares(g.checkInput),
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		// A body that does not decode is answered naming the field by its proto path.
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, edge.FieldNamingJSON{JSONPb: &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
+		}}),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		runtime.WithForwardResponseOption(g.forwardResponse),

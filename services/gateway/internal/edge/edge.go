@@ -188,7 +188,8 @@ func checkJSONBody(r *http.Request) *validation.FieldError {
 	if err != nil {
 		return validation.Invalid("body", "could not be read completely")
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
 		return nil // grpc-gateway reads an empty body as an empty request
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && !jsonContentType(ct) {
@@ -199,6 +200,10 @@ func checkJSONBody(r *http.Request) *validation.FieldError {
 	}
 	if !json.Valid(body) {
 		return validation.Invalid("body", "is not valid JSON")
+	}
+	if trimmed[0] != '{' {
+		// Every request message is a JSON object (grpc-gateway would answer "unexpected token [").
+		return validation.Invalid("body", "must be a JSON object")
 	}
 	return nil
 }

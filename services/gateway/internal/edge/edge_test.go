@@ -155,6 +155,7 @@ func TestCheckRequest(t *testing.T) {
 	require.Equal(t, "body: must be valid UTF-8", check(t, "/api/v1/p", body("{\"a\":\"\xff\"}"), nil))
 	require.Equal(t, "body: is not valid JSON", check(t, "/api/v1/p", body(`{"a":`), nil))
 	require.Equal(t, "body: is not valid JSON", check(t, "/api/v1/p", body("{\"a\":\"\x00\"}"), nil))
+	require.Equal(t, "body: must be a JSON object", check(t, "/api/v1/p", body(` [1]`), nil))
 	require.Empty(t, check(t, "/api/v1/p", body(""), nil), "an empty body is an empty request")
 	require.Equal(t, "header Content-Type: must be application/json",
 		check(t, "/api/v1/p", func(r *http.Request) { r.Header.Set("Content-Type", "text/xml") }, nil))
