@@ -147,6 +147,9 @@ func wellKnown(md protoreflect.MessageDescriptor) bool {
 
 // clipName keeps an unknown key printable and short in the answer.
 func clipName(k string) string {
+	if k == "" {
+		return `""` // the empty key: still a name the answer can show
+	}
 	if len(k) > 64 {
 		k = k[:64] + "…"
 	}
