@@ -224,6 +224,16 @@ var validBodies = map[string]map[string]any{
 	"POST /api/v1/google/providers:reset":             {},
 }
 
+// missingRequired are the valid bodies above without a field the operation requires.
+var missingRequired = map[string][]struct {
+	field string
+	body  map[string]any
+}{
+	"POST /api/v1/gmail/providers":     {{"mailbox", map[string]any{"display_name": "New"}}},
+	"POST /api/v1/secrets:batchPut":    {{"name", map[string]any{"writes": []any{map[string]any{"value": "v"}}}}},
+	"POST /api/v1/secrets:batchDelete": {{"names", map[string]any{}}},
+}
+
 const invalidUTF8 = "%F0%28%8C%28" // the example: a 4-byte lead followed by bytes that do not continue it
 
 func (sw *sweep) api(t *testing.T, ids map[string]string) {
@@ -314,6 +324,10 @@ func (sw *sweep) api(t *testing.T, ids map[string]string) {
 			xml.Set("Content-Type", "text/xml")
 			send("Content-Type text/xml", path, xml, []byte("<config/>"), "content-type")
 			send("unknown field", path, jsonHeader(sw.admin), mutate(valid, "no_such_field", 1), "no_such_field")
+			for _, m := range missingRequired[key] {
+				b, _ := json.Marshal(m.body)
+				send("missing "+m.field, path, jsonHeader(sw.admin), b, m.field)
+			}
 			sw.fields(doc, *bodySchema, valid, nil, func(name string, b []byte, want string) {
 				send(name, path, jsonHeader(sw.admin), b, want)
 			}, huge)
