@@ -91,7 +91,8 @@ test-module: ## Run the tests of one module, without verify (e.g. make test-modu
 	@export TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$(scripts/devdb.sh)}"; \
 	  cd $(M) && go test -count=1 ./...
 
-# How long `make fuzz` runs each fuzz target, and extra flags (e.g. FUZZ_FLAGS=-parallel=1 on a busy machine).
+# How long `make fuzz` runs each fuzz target, and extra flags (e.g. FUZZ_FLAGS="-parallel=1 -fuzzminimizetime=1s"
+# on a busy machine: minimizing a new input of a big parser such as the MIME one can otherwise stall a 30s run).
 FUZZTIME   ?= 30s
 FUZZ_FLAGS ?=
 
