@@ -94,6 +94,23 @@ test-module: ## Run the tests of one module, without verify (e.g. make test-modu
 	@export TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$(scripts/devdb.sh)}"; \
 	  cd $(M) && go test -count=1 ./...
 
+# How long `make fuzz` runs each fuzz target, and extra flags (e.g. FUZZ_FLAGS="-parallel=1 -fuzzminimizetime=1s"
+# on a busy machine: minimizing a new input of a big parser such as the MIME one can otherwise stall a 30s run).
+FUZZTIME   ?= 30s
+FUZZ_FLAGS ?=
+
+.PHONY: fuzz
+fuzz: ## Run every Go fuzz target (func FuzzX in *_test.go) for FUZZTIME each, one after another
+	@# go test -fuzz takes one target of one package per run: find them all, then run each in turn.
+	@set -e; for m in $(MODULES); do \
+	  for d in $$(cd $$m && grep -rl --include='*_test.go' '^func Fuzz' . | xargs -r -n1 dirname | sort -u); do \
+	    for f in $$(cd $$m && go test -list '^Fuzz' $$d | grep '^Fuzz'); do \
+	      echo "== $$m/$${d#./} $$f ($(FUZZTIME))"; \
+	      (cd $$m && go test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $(FUZZ_FLAGS) $$d) || exit 1; \
+	    done; \
+	  done; \
+	done
+
 .PHONY: bench
 bench: temporal-cli ## Run the benchmarks (figures printed beside their in-run baselines)
 	@export TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$(scripts/devdb.sh)}"; \

@@ -23,11 +23,13 @@ import (
 	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
 	"github.com/algapsa/alga-google/gen/openapi"
+	"github.com/algapsa/alga-google/services/gateway/internal/edge"
 	"github.com/algapsa/alga-google/services/gateway/internal/ui"
 	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/pg"
 	"github.com/algapsa/alga-google/services/platform/target"
+	"github.com/algapsa/alga-google/services/platform/urls"
 )
 
 // NewTarget returns the gateway target.
@@ -53,16 +55,19 @@ func (*gatewayTarget) Stop(context.Context) error { return nil }
 func (*gatewayTarget) Start(ctx context.Context, deps *target.Deps) error {
 	g := &gateway{deps: deps}
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMiddlewares(g.checkInput),
+		// A body that does not decode is answered naming the field by its proto path.
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, edge.FieldNamingJSON{JSONPb: &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
+		}}),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		runtime.WithForwardResponseOption(g.forwardResponse),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 	)
+	g.mux = mux
 	type registration struct {
 		peer     string
 		register func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error
@@ -108,9 +113,13 @@ func (*gatewayTarget) Start(ctx context.Context, deps *target.Deps) error {
 	if err != nil {
 		return err
 	}
-	web.Mount(deps.HTTP)
+	// The UI's routes get their body limit too (its forms are small).
+	uiMux := http.NewServeMux()
+	web.Mount(uiMux)
+	deps.HTTP.Handle("/", edge.LimitBodies(bodyLimits, uiMux))
 	// The session cookie of the UI becomes the bearer of /api/v1/ calls (writes need its CSRF token).
-	h := otelhttp.NewHandler(web.APIAuth(http.MaxBytesHandler(mux, 1<<20)), "gateway",
+	// Bodies are limited (and read whole) before anything else sees them.
+	h := otelhttp.NewHandler(edge.LimitBodies(bodyLimits, web.APIAuth(mux)), "gateway",
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }))
 	deps.HTTP.Handle("/api/", h)
 	deps.HTTP.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -137,6 +146,37 @@ func csrfKey(serviceKey []byte) []byte {
 
 type gateway struct {
 	deps *target.Deps
+	mux  *runtime.ServeMux
+}
+
+// bodyLimits are the largest request bodies per route class (413 above them, naming the limit).
+var bodyLimits = []edge.BodyLimit{
+	{Prefix: "/api/", Class: "API", Limit: 1 << 20},
+	// A Pub/Sub push: the gmail API's own limit on the envelope it verifies.
+	{Prefix: urls.GmailWebhookPath, Class: "Gmail push", Limit: gmailv1.MaxPushBody},
+	// Calendar notifications carry headers only; the callbacks are GET redirects from Google.
+	{Prefix: urls.CalendarWebhookPath, Class: "Calendar notification", Limit: 64 << 10},
+	{Prefix: "/api/auth/", Class: "OAuth callback", Limit: 16 << 10},
+	// The UI's sign-in and sign-out forms.
+	{Prefix: "/", Class: "UI", Limit: 64 << 10},
+}
+
+// checkInput refuses malformed path parameters, query parameters, forwarded headers and JSON bodies
+// with 400 naming the part (see edge.CheckRequest) before a route's handler puts them into a request.
+func (g *gateway) checkInput(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		err := edge.CheckRequest(r, edge.Request{
+			PathParams: params,
+			Metadata:   incomingHeader,
+			JSONBody:   strings.HasPrefix(r.URL.Path, "/api/v1/"),
+		})
+		if err != nil {
+			_, m := runtime.MarshalerForRequest(g.mux, r)
+			runtime.HTTPError(r.Context(), g.mux, m, w, r, err)
+			return
+		}
+		next(w, r, params)
+	}
 }
 
 // incomingHeader forwards the headers services need as metadata; Authorization is forwarded by default.

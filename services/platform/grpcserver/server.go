@@ -311,6 +311,9 @@ func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 
 func unaryValidation(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if err := checkText(req); err != nil {
+			return nil, errs.Rewrite(ctx, log, err)
+		}
 		if v, ok := req.(Validator); ok {
 			if err := v.Validate(); err != nil {
 				return nil, errs.Rewrite(ctx, log, err)
@@ -337,6 +340,9 @@ type validatingStream struct {
 func (v *validatingStream) RecvMsg(m any) error {
 	if err := v.ServerStream.RecvMsg(m); err != nil {
 		return err
+	}
+	if err := checkText(m); err != nil {
+		return errs.Rewrite(v.Context(), v.log, err)
 	}
 	if val, ok := m.(Validator); ok {
 		if err := val.Validate(); err != nil {

@@ -32,20 +32,8 @@ func (p *streamProbe) StreamInboundMessages(req *gmailv1.StreamInboundMessagesRe
 // answers InvalidArgument naming the field.
 func TestStreamRequestsAreValidated(t *testing.T) {
 	t.Parallel()
-	srv := grpcserver.New(grpcserver.Options{Logger: logging.Discard(), Verifier: verifier(t), Registerer: prometheus.NewRegistry()})
 	probe := &streamProbe{ran: make(chan struct{})}
-	gmailv1.RegisterInboundMailServiceServer(srv.GRPC, probe)
-	srv.Allow(grpcserver.Access{"/alga.gmail.v1.InboundMailService/": grpcserver.Services("platform")})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	go func() { _ = srv.GRPC.Serve(lis) }()
-	t.Cleanup(srv.GRPC.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	svcs, _ := auth.NewSigner([]byte(svcKey), "alga-google", "alga-google")
-	tok, _ := svcs.MintService("platform", "tenant-a", "", nil)
-	client := gmailv1.NewInboundMailServiceClient(conn)
+	client, tok := streamServer(t, probe)
 
 	stream, err := client.StreamInboundMessages(bearer(tok), &gmailv1.StreamInboundMessagesRequest{ProviderId: "not-a-uuid"})
 	require.NoError(t, err)
@@ -62,4 +50,22 @@ func TestStreamRequestsAreValidated(t *testing.T) {
 	require.NoError(t, err)
 	_, _ = stream.Recv()
 	<-probe.ran
+}
+
+// streamServer serves probe's InboundMailService and returns a client and a service token allowed to call it.
+func streamServer(t *testing.T, probe gmailv1.InboundMailServiceServer) (gmailv1.InboundMailServiceClient, string) {
+	t.Helper()
+	srv := grpcserver.New(grpcserver.Options{Logger: logging.Discard(), Verifier: verifier(t), Registerer: prometheus.NewRegistry()})
+	gmailv1.RegisterInboundMailServiceServer(srv.GRPC, probe)
+	srv.Allow(grpcserver.Access{"/alga.gmail.v1.InboundMailService/": grpcserver.Services("platform")})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = srv.GRPC.Serve(lis) }()
+	t.Cleanup(srv.GRPC.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	svcs, _ := auth.NewSigner([]byte(svcKey), "alga-google", "alga-google")
+	tok, _ := svcs.MintService("platform", "tenant-a", "", nil)
+	return gmailv1.NewInboundMailServiceClient(conn), tok
 }

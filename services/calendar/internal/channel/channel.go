@@ -64,7 +64,9 @@ func (k *Keyring) Verify(tenant, providerID, channelID, token string) bool {
 	if !ok {
 		return false
 	}
-	got, err := base64.RawURLEncoding.DecodeString(raw)
+	// Strict: the one spelling Token produces. Lenient decoding ignores the last character's unused
+	// bits, so a second spelling of the same MAC would verify too.
+	got, err := base64.RawURLEncoding.Strict().DecodeString(raw)
 	if err != nil {
 		return false
 	}
