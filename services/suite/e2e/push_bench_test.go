@@ -12,7 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,7 +49,8 @@ import (
 // product/bare (pushes/s); then an open-loop run at half the bare handler's rate (paced_rate) for 4 s
 // per side, its p99 for each (latency from the scheduled send time). The third sub-benchmark,
 // rss, pushes ALGA_BENCH_RSS_PUSHES (default 100,000) through the product over the 100 mailboxes and
-// reports the process's RSS before and after (the whole test process: suite, sandbox and load).
+// reports the process's RSS before and after (the whole test process: suite, sandbox and load; each
+// read after a GC that returns freed memory to the OS).
 func BenchmarkPushIngest(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
 	defer cancel()
@@ -109,12 +110,13 @@ func BenchmarkPushIngest(b *testing.B) {
 		total := benchEnvInt(b, "ALGA_BENCH_RSS_PUSHES", 100000)
 		shape := pushShape{mailboxes: 100, concurrency: 32}
 		for range b.N {
+			debug.FreeOSMemory()
 			before := rssMB(b)
 			st, err := pw.productRound(ctx, shape, total)
 			if err != nil {
 				b.Fatal(err)
 			}
-			runtime.GC()
+			debug.FreeOSMemory()
 			after := rssMB(b)
 			b.ReportMetric(before, "rss_before_MB")
 			b.ReportMetric(after, "rss_after_MB")

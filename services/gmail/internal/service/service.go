@@ -82,6 +82,9 @@ type Service struct {
 	metrics  *serviceMetrics
 	feed     *feed.Feed
 	river    *jobs.Client
+	// routes caches push routes; dispatcher enqueues the syncs of stored pushes (webhook.go, dispatch.go).
+	routes     *routeCache
+	dispatcher *dispatcher
 	// background is the work Start runs besides River (the feed's LISTEN relay); Stop waits for it.
 	background sync.WaitGroup
 
@@ -125,6 +128,9 @@ func New() *Service {
 // implementations themselves) and who may call them (Access).
 func (s *Service) Register(srv *grpcserver.Server) {
 	srv.Allow(Access)
+	// A push is counted (alga_gmail_push_requests_total), not logged at Info: one line per push of a
+	// redelivery burst would cost more than storing it.
+	srv.LogCallsAtDebug(gmailv1.GmailProviderService_HandleGmailPush_FullMethodName)
 	gmailv1.RegisterGmailProviderServiceServer(srv.GRPC, s.Providers)
 	gmailv1.RegisterInboundMailServiceServer(srv.GRPC, s.Inbound)
 	maintenancev1.RegisterGmailUpkeepServiceServer(srv.GRPC, s.Upkeep)
@@ -192,6 +198,7 @@ func (s *Service) Start(ctx context.Context, opts Options) error {
 	s.opts, s.pool, s.log, s.base, s.google, s.peers = opts, opts.Pool, opts.Logger, opts.Base, opts.Google, opts.Peers
 	s.verifier = &push.Verifier{Audience: opts.Base.GmailPushAudience(), Keys: keys}
 	s.metrics, s.feed, s.river = m, inbound, client
+	s.routes, s.dispatcher = newRouteCache(), newDispatcher(ctx, &s.background, s.dispatchSyncs)
 	if err := client.Start(ctx); err != nil {
 		s.river = nil // never started: nothing for Stop to wait for
 		return fmt.Errorf("starting the gmail job client: %w", err)

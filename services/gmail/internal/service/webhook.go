@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	gmailv1 "github.com/algapsa/alga-google/gen/alga/gmail/v1"
 	"github.com/algapsa/alga-google/services/gmail/internal/push"
@@ -17,12 +16,15 @@ func pushStatus(code int) *gmailv1.HandleGmailPushResponse {
 	return &gmailv1.HandleGmailPushResponse{HttpStatus: int32(code)}
 }
 
-// HandleGmailPush verifies a Pub/Sub push, stores the notification and enqueues the mailbox's sync in one
-// transaction, then answers. Nothing is written before the token is verified.
+// HandleGmailPush verifies a Pub/Sub push, stores the notification (the durable enqueue) in one
+// statement, has its mailbox's sync enqueued (dispatch.go), then answers. Nothing is written before the
+// token is verified.
 func (h *Providers) HandleGmailPush(ctx context.Context, req *gmailv1.HandleGmailPushRequest) (*gmailv1.HandleGmailPushResponse, error) {
 	return h.s.handlePush(ctx, req)
 }
 
+// Per-push lines are Debug: a backlog redelivered after an outage would otherwise write a line per push.
+// The counts are alga_gmail_push_requests_total{result}.
 func (s *Service) handlePush(ctx context.Context, req *gmailv1.HandleGmailPushRequest) (*gmailv1.HandleGmailPushResponse, error) {
 	tok, err := push.BearerToken(req.GetAuthorization())
 	if err != nil {
@@ -31,20 +33,37 @@ func (s *Service) handlePush(ctx context.Context, req *gmailv1.HandleGmailPushRe
 	}
 	claims, err := s.verifier.Verify(ctx, tok)
 	if err != nil {
-		s.log.InfoContext(ctx, "gmail push rejected", "err", err)
+		s.log.DebugContext(ctx, "gmail push rejected", "err", err)
 		s.metrics.push.WithLabelValues("unauthenticated").Inc()
 		return pushStatus(http.StatusUnauthorized), nil
 	}
 	env, err := push.ParseEnvelope(req.GetBody())
 	if err != nil {
-		s.log.InfoContext(ctx, "gmail push malformed", "err", err)
+		s.log.DebugContext(ctx, "gmail push malformed", "err", err)
 		s.metrics.push.WithLabelValues("malformed").Inc()
 		return pushStatus(http.StatusBadRequest), nil
 	}
+	var publish *time.Time
+	if !env.PublishTime.IsZero() {
+		publish = &env.PublishTime
+	}
+	n := store.Notification{Subscription: env.Subscription, PubSubMessageID: env.MessageID, EmailAddress: env.EmailAddress,
+		HistoryID: int64(env.HistoryID), PublishTime: publish}
+
+	// Fast path: the route as recently read. StorePush re-checks it inside its INSERT, so a stale route
+	// stores nothing and falls through to the lookups below.
+	if r, ok := s.routes.get(env.Subscription, env.EmailAddress); ok && push.CheckEmail(claims, r.serviceAccount) == nil {
+		resp, routed, err := s.storePush(ctx, r, n)
+		if err != nil || routed {
+			return resp, err
+		}
+		s.routes.forget(env.Subscription, env.EmailAddress)
+	}
+
 	sub, err := store.GetSubscription(ctx, s.pool, env.Subscription)
 	if errors.Is(err, store.ErrNotFound) {
 		// Not ours (or deleted): acknowledge so Pub/Sub stops retrying, and count it.
-		s.log.InfoContext(ctx, "gmail push for an unknown subscription", "subscription", env.Subscription)
+		s.log.DebugContext(ctx, "gmail push for an unknown subscription", "subscription", env.Subscription)
 		s.metrics.push.WithLabelValues("unknown_subscription").Inc()
 		return pushStatus(http.StatusNoContent), nil
 	}
@@ -52,55 +71,108 @@ func (s *Service) handlePush(ctx context.Context, req *gmailv1.HandleGmailPushRe
 		return nil, err
 	}
 	if err := push.CheckEmail(claims, sub.ServiceAccountEmail); err != nil {
-		s.log.InfoContext(ctx, "gmail push rejected", "err", err, "subscription", env.Subscription)
+		s.log.DebugContext(ctx, "gmail push rejected", "err", err, "subscription", env.Subscription)
 		s.metrics.push.WithLabelValues("unauthenticated").Inc()
 		return pushStatus(http.StatusUnauthorized), nil
 	}
 	p, err := store.ProviderByMailbox(ctx, s.pool, sub.Tenant, env.EmailAddress)
 	if errors.Is(err, store.ErrNotFound) {
-		s.log.InfoContext(ctx, "gmail push for an unknown mailbox", "tenant", sub.Tenant)
+		s.log.DebugContext(ctx, "gmail push for an unknown mailbox", "tenant", sub.Tenant)
 		s.metrics.push.WithLabelValues("unknown_mailbox").Inc()
 		return pushStatus(http.StatusNoContent), nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	if p.Subscription != env.Subscription {
-		// A subscription the mailbox no longer publishes to (superseded by a project change or cleared by a
-		// reset): its row stays for routing history, but its pushes are not trusted. Acknowledged so
-		// Pub/Sub stops redelivering, and counted; nothing is stored or synced.
-		s.log.InfoContext(ctx, "gmail push for a superseded subscription", "tenant", sub.Tenant, "provider", p.ID, "subscription", env.Subscription)
-		s.metrics.push.WithLabelValues("superseded_subscription").Inc()
-		return pushStatus(http.StatusNoContent), nil
-	}
-	var publish *time.Time
-	if !env.PublishTime.IsZero() {
-		publish = &env.PublishTime
-	}
-	fresh := false
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// The provider's lock first (enqueueSync takes it again): the notification's foreign key would
-		// otherwise share-lock the row, and two pushes upgrading to the lock would deadlock.
-		if err := store.LockProvider(ctx, tx, sub.Tenant, p.ID); err != nil {
-			return err
+	r := pushRoute{tenant: sub.Tenant, providerID: p.ID, serviceAccount: sub.ServiceAccountEmail}
+	if p.Subscription == env.Subscription {
+		resp, routed, err := s.storePush(ctx, r, n)
+		if err != nil || routed {
+			if routed {
+				s.routes.put(env.Subscription, env.EmailAddress, r)
+			}
+			return resp, err
 		}
-		var err error
-		fresh, err = store.InsertNotification(ctx, tx, store.Notification{
-			Tenant: sub.Tenant, ProviderID: p.ID, Subscription: env.Subscription, PubSubMessageID: env.MessageID,
-			EmailAddress: env.EmailAddress, HistoryID: int64(env.HistoryID), PublishTime: publish,
-		})
-		if err != nil || !fresh {
-			return err
-		}
-		return s.enqueueSync(ctx, tx, sub.Tenant, p.ID)
-	})
-	if err != nil {
-		return nil, err
+		// The route changed between the lookups and the INSERT: as superseded below.
 	}
-	if fresh {
-		s.metrics.push.WithLabelValues("stored").Inc()
-	} else {
-		s.metrics.push.WithLabelValues("duplicate").Inc()
-	}
+	// A subscription the mailbox no longer publishes to (superseded by a project change or cleared by a
+	// reset): its row stays for routing history, but its pushes are not trusted. Acknowledged so
+	// Pub/Sub stops redelivering, and counted; nothing is stored or synced.
+	s.log.DebugContext(ctx, "gmail push for a superseded subscription", "tenant", sub.Tenant, "provider", p.ID, "subscription", env.Subscription)
+	s.metrics.push.WithLabelValues("superseded_subscription").Inc()
 	return pushStatus(http.StatusNoContent), nil
+}
+
+// storePush stores n for route r (routed false: the route no longer holds, nothing stored) and, for a
+// new notification, waits for its mailbox's sync to be enqueued. A failed dispatch still answers 204:
+// the stored row is the durable enqueue, retried by the dispatcher and the sweeper.
+func (s *Service) storePush(ctx context.Context, r pushRoute, n store.Notification) (*gmailv1.HandleGmailPushResponse, bool, error) {
+	n.Tenant, n.ProviderID = r.tenant, r.providerID
+	routed, stored, err := store.StorePush(ctx, s.pool, store.Push{Notification: n, ServiceAccountEmail: r.serviceAccount})
+	if err != nil || !routed {
+		return nil, routed, err
+	}
+	if !stored {
+		s.metrics.push.WithLabelValues("duplicate").Inc()
+		return pushStatus(http.StatusNoContent), true, nil
+	}
+	s.metrics.push.WithLabelValues("stored").Inc()
+	if err := s.dispatcher.dispatch(ctx, r.tenant, r.providerID); err != nil {
+		s.log.WarnContext(ctx, "gmail push stored, its sync not enqueued yet (retried)", "provider", r.providerID, "err", err)
+	}
+	return pushStatus(http.StatusNoContent), true, nil
+}
+
+// pushRoute is where a subscription's pushes for one mailbox go: the tenant owning the subscription, the
+// provider of that mailbox, and the service account the push token must name.
+type pushRoute struct {
+	tenant, providerID, serviceAccount string
+	expires                            time.Time
+}
+
+// routeTTL bounds how long a route read from the database is reused. Correctness does not depend on it
+// (StorePush re-checks the route in its INSERT); it bounds how long a route changed by another replica
+// costs one extra statement per push.
+const routeTTL = 30 * time.Second
+
+// maxRoutes bounds the cache (one entry per subscription and mailbox pushed to); beyond it, it starts
+// over.
+const maxRoutes = 100_000
+
+// routeCache remembers the routes of recent pushes (only routes that held: an unknown subscription or
+// mailbox is looked up every time, so a new one works at once).
+type routeCache struct {
+	mu     sync.Mutex
+	routes map[[2]string]pushRoute
+	now    func() time.Time
+}
+
+func newRouteCache() *routeCache {
+	return &routeCache{routes: map[[2]string]pushRoute{}, now: time.Now}
+}
+
+func (c *routeCache) get(subscription, mailbox string) (pushRoute, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.routes[[2]string{subscription, mailbox}]
+	if !ok || !c.now().Before(r.expires) {
+		return pushRoute{}, false
+	}
+	return r, true
+}
+
+func (c *routeCache) put(subscription, mailbox string, r pushRoute) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.routes) >= maxRoutes {
+		clear(c.routes)
+	}
+	r.expires = c.now().Add(routeTTL)
+	c.routes[[2]string{subscription, mailbox}] = r
+}
+
+func (c *routeCache) forget(subscription, mailbox string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.routes, [2]string{subscription, mailbox})
 }

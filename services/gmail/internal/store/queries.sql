@@ -292,3 +292,34 @@ SELECT receive_time, from_address, subject FROM gmail.messages
 WHERE tenant = @tenant AND provider_id = @provider_id
 ORDER BY receive_time DESC, seq DESC
 LIMIT @limit;
+
+-- name: StorePush
+-- A push's one statement (its whole transaction): the notification, stored only while the route the
+-- push was accepted by still holds — the subscription is the provider's current one, of the tenant,
+-- with the token's service account — so a route cached in memory can never store a push for a
+-- superseded subscription, another tenant or another service account. A redelivery (same subscription
+-- and Pub/Sub message id) stores nothing. Routed: the route still holds; stored: a new row. The row
+-- is the durable enqueue (the sync job follows from it: the dispatcher, the sweeper).
+WITH route AS (
+    SELECT p.tenant, p.id FROM gmail.providers p
+    JOIN gmail.subscriptions s ON s.name = p.subscription AND s.tenant = p.tenant
+    WHERE p.tenant = @tenant AND p.id = @provider_id AND p.mailbox = @mailbox AND p.subscription = @subscription
+      AND s.service_account_email <> '' AND lower(s.service_account_email) = lower(@service_account_email)
+), stored AS (
+    INSERT INTO gmail.notifications (tenant, provider_id, subscription, pubsub_message_id, email_address, history_id, publish_time)
+    SELECT tenant, id, @subscription, @pubsub_message_id, @mailbox, @history_id, @publish_time FROM route
+    ON CONFLICT (subscription, pubsub_message_id) DO NOTHING
+    RETURNING id
+)
+SELECT EXISTS (SELECT 1 FROM route) AS routed, EXISTS (SELECT 1 FROM stored) AS stored;
+
+-- name: TouchLastPushes
+-- The push dispatcher's lock (service/dispatch.go): the providers' rows FOR NO KEY UPDATE, taken in id
+-- order, and their last_push_time. Returns the providers that still exist.
+UPDATE gmail.providers p SET last_push_time = now()
+FROM (SELECT id FROM gmail.providers
+      WHERE (tenant, id) IN (SELECT t, i FROM unnest(@tenants::text[], @ids::uuid[]) AS x(t, i))
+      ORDER BY id
+      FOR NO KEY UPDATE) locked
+WHERE p.id = locked.id
+RETURNING p.tenant, p.id::text;

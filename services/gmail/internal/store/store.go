@@ -317,6 +317,40 @@ func InsertNotification(ctx context.Context, db DB, n Notification) (bool, error
 	return err == nil, err
 }
 
+// Push is a verified push and the route it was accepted by: the provider (of Tenant) its mailbox names,
+// and the service account its token was issued to.
+type Push struct {
+	Notification
+	ServiceAccountEmail string
+}
+
+// StorePush stores p's notification in one statement, only while its route still holds (the
+// subscription is the provider's current one, of the tenant, for that service account and mailbox).
+// routed is false when the route no longer holds (nothing stored); stored is false for a redelivery.
+func StorePush(ctx context.Context, db DB, p Push) (routed, stored bool, err error) {
+	err = db.QueryRow(ctx, q("StorePush"), pg.Args{"tenant": p.Tenant, "provider_id": p.ProviderID, "mailbox": p.EmailAddress,
+		"subscription": p.Subscription, "service_account_email": p.ServiceAccountEmail, "pubsub_message_id": p.PubSubMessageID,
+		"history_id": p.HistoryID, "publish_time": p.PublishTime}).Scan(&routed, &stored)
+	return routed, stored, err
+}
+
+// TouchLastPushes locks the rows of the providers named by tenants[i], ids[i] — FOR NO KEY UPDATE, in id
+// order, until tx ends — sets their last_push_time and returns those that still exist. The lock
+// conflicts with LockProvider's FOR UPDATE but not with the FOR KEY SHARE lock a notification's insert
+// takes on its provider (the foreign key), so pushes being stored never wait for it; the order keeps two
+// replicas' dispatches from deadlocking.
+func TouchLastPushes(ctx context.Context, tx pgx.Tx, tenants, ids []string) ([]TenantProvider, error) {
+	rows, err := tx.Query(ctx, q("TouchLastPushes"), pg.Args{"tenants": tenants, "ids": ids})
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (TenantProvider, error) {
+		var tp TenantProvider
+		err := r.Scan(&tp.Tenant, &tp.ProviderID)
+		return tp, err
+	})
+}
+
 // Pending summarizes a provider's unprocessed notifications.
 type Pending struct {
 	MaxID        int64
