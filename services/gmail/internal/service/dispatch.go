@@ -25,7 +25,7 @@ import (
 // Why no notification can be missed (the argument enqueueSync and finishIfIdle rely on, restated for
 // the dispatcher): a push joins a batch only after its INSERT committed, and the batch's transaction
 // begins only after that, so it runs after the notification is visible. It first locks the providers'
-// rows (store.TouchLastPushes: FOR NO KEY UPDATE, which conflicts with finishIfIdle's FOR UPDATE), then
+// rows (store.LockProviders: FOR NO KEY UPDATE, which conflicts with finishIfIdle's FOR UPDATE), then
 // inserts the coalesced jobs. For each provider, either a running sync's finishIfIdle took the lock first
 // — and its look for pending notifications saw ours (another round), or it completed the job and our
 // insert, a later statement, sees it completed and inserts a new one — or we took it first, our insert
@@ -33,125 +33,163 @@ import (
 // crash or a failed dispatch leaves the notification pending: the dispatcher retries (dispatchRetries, a
 // second apart), then the sweeper (SweepAge) enqueues it.
 
-// dispatchRetries is how often a failed dispatch is retried before the sweeper is left to it.
+// dispatchRetries is how often a failed dispatch is retried (a second apart) before the sweeper is
+// left to it.
 const dispatchRetries = 5
 
 type providerKey struct{ tenant, id string }
 
-// dispatchBatch is the providers pushed to since the last dispatch began, and the pushes waiting for it.
-type dispatchBatch struct {
-	keys  map[providerKey]int // the retry count of each provider's dispatch (0: a fresh push)
-	done  chan struct{}
-	err   error
+// groupCommit runs fn over the items submitted while its earlier runs were in flight — at most writers
+// runs at once, each over at most max items — and hands each submitter its item's result. Under load
+// the batches grow by themselves: one statement or transaction (and one commit) serves many requests.
+type groupCommit[T, R any] struct {
+	// ctx bounds every run (the service's Start context): a submitter that stops waiting does not cancel
+	// the run its item shares.
+	ctx          context.Context
+	wg           *sync.WaitGroup
+	fn           func(ctx context.Context, items []T) ([]R, error)
+	writers, max int
+
+	mu     sync.Mutex
+	queue  []*groupCall[T, R]
+	active int
 }
 
-func newBatch() *dispatchBatch {
-	return &dispatchBatch{keys: map[providerKey]int{}, done: make(chan struct{})}
+type groupCall[T, R any] struct {
+	item T
+	res  R
+	err  error
+	done chan struct{}
+	// onDone, when set, is called with the outcome instead of anyone waiting (submit).
+	onDone func(error)
 }
 
-// dispatcher runs one dispatch at a time; the providers pushed to meanwhile form the next batch.
-type dispatcher struct {
-	// ctx bounds every dispatch (the service's Start context): a push that stops waiting does not cancel
-	// the dispatch its batch shares.
-	ctx     context.Context
-	enqueue func(ctx context.Context, providers []providerKey) error
-	wg      *sync.WaitGroup
-
-	mu      sync.Mutex
-	next    *dispatchBatch
-	running bool
+func newGroupCommit[T, R any](ctx context.Context, wg *sync.WaitGroup, writers, max int, fn func(context.Context, []T) ([]R, error)) *groupCommit[T, R] {
+	return &groupCommit[T, R]{ctx: ctx, wg: wg, fn: fn, writers: writers, max: max}
 }
 
-func newDispatcher(ctx context.Context, wg *sync.WaitGroup, enqueue func(ctx context.Context, providers []providerKey) error) *dispatcher {
-	return &dispatcher{ctx: ctx, enqueue: enqueue, wg: wg}
-}
-
-// dispatch asks for a dispatch of the provider after now (call it after the notification committed)
-// and waits for it, bounded by ctx.
-func (d *dispatcher) dispatch(ctx context.Context, tenant, provider string) error {
-	b := d.join(providerKey{tenant, provider}, 0)
+// do submits item to a run that starts after now and waits for its result, bounded by ctx.
+func (g *groupCommit[T, R]) do(ctx context.Context, item T) (R, error) {
+	c := &groupCall[T, R]{item: item, done: make(chan struct{})}
+	if err := g.enqueue(c); err != nil {
+		var zero R
+		return zero, err
+	}
 	select {
-	case <-b.done:
-		return b.err
+	case <-c.done:
+		return c.res, c.err
 	case <-ctx.Done():
-		return ctx.Err()
+		var zero R
+		return zero, ctx.Err()
 	}
 }
 
-// join adds the provider to the next batch and starts the dispatch loop unless it runs.
-func (d *dispatcher) join(key providerKey, retry int) *dispatchBatch {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.ctx.Err(); err != nil {
-		// Stopping: nothing new starts (the sweeper enqueues the notification after a restart).
-		b := newBatch()
-		b.err = err
-		close(b.done)
-		return b
-	}
-	if d.next == nil {
-		d.next = newBatch()
-	}
-	b := d.next
-	if r, ok := b.keys[key]; !ok || retry < r {
-		b.keys[key] = retry
-	}
-	if !d.running {
-		d.running = true
-		d.wg.Add(1)
-		go d.run()
-	}
-	return b
+// submit is do without waiting: onDone gets the outcome (it is not called when stopping).
+func (g *groupCommit[T, R]) submit(item T, onDone func(error)) {
+	_ = g.enqueue(&groupCall[T, R]{item: item, done: make(chan struct{}), onDone: onDone})
 }
 
-// run dispatches batches until none is left.
-func (d *dispatcher) run() {
-	defer d.wg.Done()
+func (g *groupCommit[T, R]) enqueue(c *groupCall[T, R]) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.ctx.Err(); err != nil {
+		return err // stopping: nothing new starts
+	}
+	g.queue = append(g.queue, c)
+	if g.active < g.writers {
+		g.active++
+		g.wg.Add(1)
+		go g.loop()
+	}
+	return nil
+}
+
+func (g *groupCommit[T, R]) loop() {
+	defer g.wg.Done()
 	for {
-		d.mu.Lock()
-		b := d.next
-		d.next = nil
-		if b == nil || d.ctx.Err() != nil {
-			d.running = false
-			d.mu.Unlock()
-			if b != nil {
-				b.err = d.ctx.Err()
-				close(b.done)
+		g.mu.Lock()
+		if len(g.queue) == 0 || g.ctx.Err() != nil {
+			left := g.queue
+			g.queue = nil
+			g.active--
+			g.mu.Unlock()
+			for _, c := range left {
+				c.err = g.ctx.Err()
+				close(c.done)
 			}
 			return
 		}
-		d.mu.Unlock()
-		keys := make([]providerKey, 0, len(b.keys))
-		for k := range b.keys {
-			keys = append(keys, k)
+		n := min(len(g.queue), g.max)
+		calls := slices.Clone(g.queue[:n])
+		g.queue = slices.Delete(g.queue, 0, n)
+		g.mu.Unlock()
+		items := make([]T, n)
+		for i, c := range calls {
+			items[i] = c.item
 		}
-		b.err = d.enqueue(d.ctx, keys)
-		close(b.done)
-		if b.err != nil && d.ctx.Err() == nil {
-			for k, r := range b.keys {
-				if r < dispatchRetries {
-					d.retryLater(k, r+1)
-				}
+		res, err := g.fn(g.ctx, items)
+		if err == nil && len(res) != n {
+			err = errors.New("group commit: a result per item expected")
+		}
+		for i, c := range calls {
+			if err == nil {
+				c.res = res[i]
+			}
+			c.err = err
+			close(c.done)
+			if c.onDone != nil {
+				c.onDone(err)
 			}
 		}
 	}
 }
 
-func (d *dispatcher) retryLater(key providerKey, retry int) {
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		select {
-		case <-d.ctx.Done():
-		case <-time.After(time.Second):
-			d.join(key, retry)
-		}
-	}()
+// dispatcher runs one dispatch transaction at a time over the providers pushed to meanwhile.
+type dispatcher struct {
+	g *groupCommit[providerKey, struct{}]
 }
 
-// dispatchSyncs is the dispatcher's transaction: the providers' rows locked and their last_push_time
-// set, then their coalesced sync jobs (see the top of this file). A provider deleted meanwhile needs
-// nothing.
+func newDispatcher(ctx context.Context, wg *sync.WaitGroup, enqueue func(ctx context.Context, providers []providerKey) error) *dispatcher {
+	return &dispatcher{g: newGroupCommit(ctx, wg, 1, 1000, func(ctx context.Context, keys []providerKey) ([]struct{}, error) {
+		// Each provider once per transaction, whatever the number of pushes for it.
+		seen := make(map[providerKey]bool, len(keys))
+		set := make([]providerKey, 0, len(keys))
+		for _, k := range keys {
+			if !seen[k] {
+				seen[k] = true
+				set = append(set, k)
+			}
+		}
+		return make([]struct{}, len(keys)), enqueue(ctx, set)
+	})}
+}
+
+// dispatch has the provider's sync enqueued by a dispatch transaction that begins after now (call it
+// once the notification committed), without waiting for it. A failure is retried a second later, up to
+// dispatchRetries times; then the sweeper enqueues the notification.
+func (d *dispatcher) dispatch(tenant, provider string) {
+	d.submit(providerKey{tenant, provider}, 0)
+}
+
+func (d *dispatcher) submit(key providerKey, attempt int) {
+	d.g.submit(key, func(err error) {
+		if err == nil || attempt >= dispatchRetries {
+			return
+		}
+		d.g.wg.Add(1)
+		go func() {
+			defer d.g.wg.Done()
+			select {
+			case <-d.g.ctx.Done():
+			case <-time.After(time.Second):
+				d.submit(key, attempt+1)
+			}
+		}()
+	})
+}
+
+// dispatchSyncs is the dispatcher's transaction: the providers' rows locked, then their coalesced sync
+// jobs (see the top of this file). A provider deleted meanwhile needs nothing.
 func (s *Service) dispatchSyncs(ctx context.Context, providers []providerKey) error {
 	if s.river == nil {
 		return errors.New("job queue not started")
@@ -161,7 +199,7 @@ func (s *Service) dispatchSyncs(ctx context.Context, providers []providerKey) er
 		tenants[i], ids[i] = p.tenant, p.id
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		live, err := store.TouchLastPushes(ctx, tx, tenants, ids)
+		live, err := store.LockProviders(ctx, tx, tenants, ids)
 		if err != nil || len(live) == 0 {
 			return err
 		}

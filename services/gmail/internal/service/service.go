@@ -84,6 +84,7 @@ type Service struct {
 	river    *jobs.Client
 	// routes caches push routes; dispatcher enqueues the syncs of stored pushes (webhook.go, dispatch.go).
 	routes     *routeCache
+	pushes     *groupCommit[store.Push, store.PushResult]
 	dispatcher *dispatcher
 	// background is the work Start runs besides River (the feed's LISTEN relay); Stop waits for it.
 	background sync.WaitGroup
@@ -199,6 +200,7 @@ func (s *Service) Start(ctx context.Context, opts Options) error {
 	s.verifier = &push.Verifier{Audience: opts.Base.GmailPushAudience(), Keys: keys}
 	s.metrics, s.feed, s.river = m, inbound, client
 	s.routes, s.dispatcher = newRouteCache(), newDispatcher(ctx, &s.background, s.dispatchSyncs)
+	s.pushes = newGroupCommit(ctx, &s.background, pushWriters, maxPushes, s.storePushes)
 	if err := client.Start(ctx); err != nil {
 		s.river = nil // never started: nothing for Stop to wait for
 		return fmt.Errorf("starting the gmail job client: %w", err)

@@ -17,7 +17,7 @@ func pushStatus(code int) *gmailv1.HandleGmailPushResponse {
 }
 
 // HandleGmailPush verifies a Pub/Sub push, stores the notification (the durable enqueue) in one
-// statement, has its mailbox's sync enqueued (dispatch.go), then answers. Nothing is written before the
+// statement, answers, and has its mailbox's sync enqueued right after (dispatch.go). Nothing is written before the
 // token is verified.
 func (h *Providers) HandleGmailPush(ctx context.Context, req *gmailv1.HandleGmailPushRequest) (*gmailv1.HandleGmailPushResponse, error) {
 	return h.s.handlePush(ctx, req)
@@ -104,22 +104,20 @@ func (s *Service) handlePush(ctx context.Context, req *gmailv1.HandleGmailPushRe
 }
 
 // storePush stores n for route r (routed false: the route no longer holds, nothing stored) and, for a
-// new notification, waits for its mailbox's sync to be enqueued. A failed dispatch still answers 204:
-// the stored row is the durable enqueue, retried by the dispatcher and the sweeper.
+// new notification, wakes the dispatcher, which enqueues the mailbox's sync (the push does not wait for
+// it: the stored row is the durable enqueue, and a failed dispatch is retried, then swept).
 func (s *Service) storePush(ctx context.Context, r pushRoute, n store.Notification) (*gmailv1.HandleGmailPushResponse, bool, error) {
 	n.Tenant, n.ProviderID = r.tenant, r.providerID
-	routed, stored, err := store.StorePush(ctx, s.pool, store.Push{Notification: n, ServiceAccountEmail: r.serviceAccount})
-	if err != nil || !routed {
-		return nil, routed, err
+	res, err := s.pushes.do(ctx, store.Push{Notification: n, ServiceAccountEmail: r.serviceAccount})
+	if err != nil || !res.Routed {
+		return nil, res.Routed, err
 	}
-	if !stored {
+	if !res.Stored {
 		s.metrics.push.WithLabelValues("duplicate").Inc()
 		return pushStatus(http.StatusNoContent), true, nil
 	}
 	s.metrics.push.WithLabelValues("stored").Inc()
-	if err := s.dispatcher.dispatch(ctx, r.tenant, r.providerID); err != nil {
-		s.log.WarnContext(ctx, "gmail push stored, its sync not enqueued yet (retried)", "provider", r.providerID, "err", err)
-	}
+	s.dispatcher.dispatch(r.tenant, r.providerID)
 	return pushStatus(http.StatusNoContent), true, nil
 }
 
@@ -175,4 +173,42 @@ func (c *routeCache) forget(subscription, mailbox string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.routes, [2]string{subscription, mailbox})
+}
+
+// Concurrent pushes are stored together: one statement (and one commit) for the pushes that arrived
+// while the previous ones were being stored, pushWriters statements at once. Each push is answered once
+// the statement holding its notification has committed, as if it had been stored alone.
+const (
+	pushWriters = 4
+	maxPushes   = 256
+)
+
+// storePushes stores a group of pushes (StorePushes). A Pub/Sub message twice in one group (a redelivery
+// arriving with the original) is stored once; its second push is a duplicate of the first.
+func (s *Service) storePushes(ctx context.Context, pushes []store.Push) ([]store.PushResult, error) {
+	type key struct{ subscription, id string }
+	first := make(map[key]int, len(pushes))
+	unique := make([]store.Push, 0, len(pushes))
+	of := make([]int, len(pushes))
+	for i, p := range pushes {
+		k := key{p.Subscription, p.PubSubMessageID}
+		j, ok := first[k]
+		if !ok {
+			j = len(unique)
+			first[k] = j
+			unique = append(unique, p)
+		}
+		of[i] = j
+	}
+	res, err := store.StorePushes(ctx, s.pool, unique)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.PushResult, len(pushes))
+	taken := make([]bool, len(unique))
+	for i, j := range of {
+		out[i] = store.PushResult{Routed: res[j].Routed, Stored: res[j].Stored && !taken[j]}
+		taken[j] = true
+	}
+	return out, nil
 }

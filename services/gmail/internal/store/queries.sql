@@ -293,33 +293,47 @@ WHERE tenant = @tenant AND provider_id = @provider_id
 ORDER BY receive_time DESC, seq DESC
 LIMIT @limit;
 
--- name: StorePush
--- A push's one statement (its whole transaction): the notification, stored only while the route the
--- push was accepted by still holds — the subscription is the provider's current one, of the tenant,
--- with the token's service account — so a route cached in memory can never store a push for a
--- superseded subscription, another tenant or another service account. A redelivery (same subscription
--- and Pub/Sub message id) stores nothing. Routed: the route still holds; stored: a new row. The row
--- is the durable enqueue (the sync job follows from it: the dispatcher, the sweeper).
-WITH route AS (
-    SELECT p.tenant, p.id FROM gmail.providers p
+-- name: LockProviders
+-- The push dispatcher's lock (service/dispatch.go): the providers' rows FOR NO KEY UPDATE, taken in id
+-- order. Returns the providers that still exist.
+SELECT tenant, id::text FROM gmail.providers
+WHERE (tenant, id) IN (SELECT t, i FROM unnest(@tenants::text[], @ids::uuid[]) AS x(t, i))
+ORDER BY id
+FOR NO KEY UPDATE;
+
+-- name: StorePushes
+-- The pushes' one statement (their whole transaction; a group of concurrent pushes shares it): each
+-- notification, stored only while the route its push was accepted by still holds — the subscription is
+-- the provider's current one, of the tenant, with the token's service account, for that mailbox — so a
+-- route cached in memory can never store a push for a superseded subscription, another tenant or
+-- another service account. A redelivery (same subscription and Pub/Sub message id) stores nothing. Per
+-- input row (its ordinality n): routed, the route still holds; stored, a new row. The row is the durable
+-- enqueue (the sync job follows from it: the dispatcher, the sweeper). The caller passes each
+-- (subscription, Pub/Sub message id) at most once.
+WITH input AS (
+    SELECT * FROM unnest(@tenants::text[], @provider_ids::uuid[], @mailboxes::text[], @subscriptions::text[],
+        @service_account_emails::text[], @pubsub_message_ids::text[], @history_ids::bigint[], @publish_times::timestamptz[])
+        WITH ORDINALITY AS x(tenant, provider_id, mailbox, subscription, service_account_email, pubsub_message_id, history_id, publish_time, n)
+), route AS (
+    SELECT i.* FROM input i
+    JOIN gmail.providers p ON p.tenant = i.tenant AND p.id = i.provider_id AND p.mailbox = i.mailbox AND p.subscription = i.subscription
     JOIN gmail.subscriptions s ON s.name = p.subscription AND s.tenant = p.tenant
-    WHERE p.tenant = @tenant AND p.id = @provider_id AND p.mailbox = @mailbox AND p.subscription = @subscription
-      AND s.service_account_email <> '' AND lower(s.service_account_email) = lower(@service_account_email)
+    WHERE s.service_account_email <> '' AND lower(s.service_account_email) = lower(i.service_account_email)
 ), stored AS (
     INSERT INTO gmail.notifications (tenant, provider_id, subscription, pubsub_message_id, email_address, history_id, publish_time)
-    SELECT tenant, id, @subscription, @pubsub_message_id, @mailbox, @history_id, @publish_time FROM route
+    SELECT tenant, provider_id, subscription, pubsub_message_id, mailbox, history_id, publish_time FROM route ORDER BY n
     ON CONFLICT (subscription, pubsub_message_id) DO NOTHING
-    RETURNING id
+    RETURNING tenant, provider_id, subscription, pubsub_message_id
+), touched AS (
+    -- last_push_time to the second: a row updated (and locked) at most once a second during a burst,
+    -- so the pushes of one mailbox do not queue on its row.
+    UPDATE gmail.providers p SET last_push_time = now()
+    FROM (SELECT DISTINCT tenant, provider_id FROM stored) st
+    WHERE p.tenant = st.tenant AND p.id = st.provider_id
+      AND (p.last_push_time IS NULL OR p.last_push_time < now() - interval '1 second')
 )
-SELECT EXISTS (SELECT 1 FROM route) AS routed, EXISTS (SELECT 1 FROM stored) AS stored;
-
--- name: TouchLastPushes
--- The push dispatcher's lock (service/dispatch.go): the providers' rows FOR NO KEY UPDATE, taken in id
--- order, and their last_push_time. Returns the providers that still exist.
-UPDATE gmail.providers p SET last_push_time = now()
-FROM (SELECT id FROM gmail.providers
-      WHERE (tenant, id) IN (SELECT t, i FROM unnest(@tenants::text[], @ids::uuid[]) AS x(t, i))
-      ORDER BY id
-      FOR NO KEY UPDATE) locked
-WHERE p.id = locked.id
-RETURNING p.tenant, p.id::text;
+SELECT i.n,
+       EXISTS (SELECT 1 FROM route r WHERE r.n = i.n) AS routed,
+       EXISTS (SELECT 1 FROM stored s WHERE s.subscription = i.subscription AND s.pubsub_message_id = i.pubsub_message_id) AS stored
+FROM input i
+ORDER BY i.n;
