@@ -25,7 +25,7 @@ import (
 // Why no notification can be missed (the argument enqueueSync and finishIfIdle rely on, restated for
 // the dispatcher): a push joins a batch only after its INSERT committed, and the batch's transaction
 // begins only after that, so it runs after the notification is visible. It first locks the providers'
-// rows (store.LockProviders: FOR NO KEY UPDATE, which conflicts with finishIfIdle's FOR UPDATE), then
+// rows (store.TouchLastPushes: FOR NO KEY UPDATE, which conflicts with finishIfIdle's FOR UPDATE), then
 // inserts the coalesced jobs. For each provider, either a running sync's finishIfIdle took the lock first
 // — and its look for pending notifications saw ours (another round), or it completed the job and our
 // insert, a later statement, sees it completed and inserts a new one — or we took it first, our insert
@@ -188,8 +188,9 @@ func (d *dispatcher) submit(key providerKey, attempt int) {
 	})
 }
 
-// dispatchSyncs is the dispatcher's transaction: the providers' rows locked, then their coalesced sync
-// jobs (see the top of this file). A provider deleted meanwhile needs nothing.
+// dispatchSyncs is the dispatcher's transaction: the providers' rows locked (and last_push_time, which a
+// push skips while the row is locked), then their coalesced sync jobs (see the top of this file). A
+// provider deleted meanwhile needs nothing.
 func (s *Service) dispatchSyncs(ctx context.Context, providers []providerKey) error {
 	if s.river == nil {
 		return errors.New("job queue not started")
@@ -199,7 +200,7 @@ func (s *Service) dispatchSyncs(ctx context.Context, providers []providerKey) er
 		tenants[i], ids[i] = p.tenant, p.id
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		live, err := store.LockProviders(ctx, tx, tenants, ids)
+		live, err := store.TouchLastPushes(ctx, tx, tenants, ids)
 		if err != nil || len(live) == 0 {
 			return err
 		}
@@ -213,4 +214,3 @@ func (s *Service) dispatchSyncs(ctx context.Context, providers []providerKey) er
 		return err
 	})
 }
-

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	gmailv1 "github.com/algapsa/alga-google/gen/alga/gmail/v1"
 	"github.com/algapsa/alga-google/services/gmail/internal/push"
 	"github.com/algapsa/alga-google/services/gmail/internal/store"
@@ -201,6 +203,11 @@ func (s *Service) storePushes(ctx context.Context, pushes []store.Push) ([]store
 		of[i] = j
 	}
 	res, err := store.StorePushes(ctx, s.pool, unique)
+	for try := 0; try < 2 && isDeadlock(err); try++ {
+		// Not expected between pushes (keys and rows are taken in one order), but another writer may
+		// lock providers in its own order: the statement rolled back whole, so it can run again.
+		res, err = store.StorePushes(ctx, s.pool, unique)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -211,4 +218,9 @@ func (s *Service) storePushes(ctx context.Context, pushes []store.Push) ([]store
 		taken[j] = true
 	}
 	return out, nil
+}
+
+func isDeadlock(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "40P01"
 }

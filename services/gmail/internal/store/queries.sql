@@ -293,13 +293,17 @@ WHERE tenant = @tenant AND provider_id = @provider_id
 ORDER BY receive_time DESC, seq DESC
 LIMIT @limit;
 
--- name: LockProviders
+-- name: TouchLastPushes
 -- The push dispatcher's lock (service/dispatch.go): the providers' rows FOR NO KEY UPDATE, taken in id
--- order. Returns the providers that still exist.
-SELECT tenant, id::text FROM gmail.providers
-WHERE (tenant, id) IN (SELECT t, i FROM unnest(@tenants::text[], @ids::uuid[]) AS x(t, i))
-ORDER BY id
-FOR NO KEY UPDATE;
+-- order (two dispatches never deadlock), and last_push_time (StorePushes skips a row locked meanwhile).
+-- Returns the providers that still exist.
+UPDATE gmail.providers p SET last_push_time = GREATEST(p.last_push_time, now())
+FROM (SELECT id FROM gmail.providers
+      WHERE (tenant, id) IN (SELECT t, i FROM unnest(@tenants::text[], @ids::uuid[]) AS x(t, i))
+      ORDER BY id
+      FOR NO KEY UPDATE) locked
+WHERE p.id = locked.id
+RETURNING p.tenant, p.id::text;
 
 -- name: StorePushes
 -- The pushes' one statement (their whole transaction; a group of concurrent pushes shares it): each
@@ -321,16 +325,22 @@ WITH input AS (
     WHERE s.service_account_email <> '' AND lower(s.service_account_email) = lower(i.service_account_email)
 ), stored AS (
     INSERT INTO gmail.notifications (tenant, provider_id, subscription, pubsub_message_id, email_address, history_id, publish_time)
-    SELECT tenant, provider_id, subscription, pubsub_message_id, mailbox, history_id, publish_time FROM route ORDER BY n
+    -- In key order: concurrent statements then wait for each other's uncommitted keys in one order, so
+    -- two groups holding a message and its redelivery cannot deadlock.
+    SELECT tenant, provider_id, subscription, pubsub_message_id, mailbox, history_id, publish_time FROM route
+    ORDER BY subscription, pubsub_message_id
     ON CONFLICT (subscription, pubsub_message_id) DO NOTHING
     RETURNING tenant, provider_id, subscription, pubsub_message_id
 ), touched AS (
-    -- last_push_time to the second: a row updated (and locked) at most once a second during a burst,
-    -- so the pushes of one mailbox do not queue on its row.
+    -- last_push_time to the second, never waiting: a row updated at most once a second during a burst
+    -- (so one mailbox's pushes do not queue on it), and skipped while locked — by another group setting
+    -- it, or by the dispatcher, which sets it too.
     UPDATE gmail.providers p SET last_push_time = now()
-    FROM (SELECT DISTINCT tenant, provider_id FROM stored) st
-    WHERE p.tenant = st.tenant AND p.id = st.provider_id
-      AND (p.last_push_time IS NULL OR p.last_push_time < now() - interval '1 second')
+    FROM (SELECT id FROM gmail.providers
+          WHERE (tenant, id) IN (SELECT DISTINCT tenant, provider_id FROM stored)
+            AND (last_push_time IS NULL OR last_push_time < now() - interval '1 second')
+          FOR NO KEY UPDATE SKIP LOCKED) st
+    WHERE p.id = st.id
 )
 SELECT i.n,
        EXISTS (SELECT 1 FROM route r WHERE r.n = i.n) AS routed,

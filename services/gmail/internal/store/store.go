@@ -330,7 +330,8 @@ type PushResult struct{ Routed, Stored bool }
 // StorePushes stores the pushes' notifications in one statement, each only while its route still holds
 // (the subscription is the provider's current one, of the tenant, for that service account and
 // mailbox): Routed is false when it no longer holds (nothing stored), Stored false for a redelivery.
-// The providers' last_push_time is set (to the second).
+// The providers' last_push_time is set (to the second; a row locked meanwhile is left to the
+// dispatcher, TouchLastPushes).
 // Each (subscription, Pub/Sub message id) must appear at most once.
 func StorePushes(ctx context.Context, db DB, pushes []Push) ([]PushResult, error) {
 	n := len(pushes)
@@ -363,13 +364,13 @@ func StorePushes(ctx context.Context, db DB, pushes []Push) ([]PushResult, error
 	return out, err
 }
 
-// LockProviders locks the rows of the providers named by tenants[i], ids[i] — FOR NO KEY UPDATE, in id
-// order, until tx ends — and returns those that still exist. The lock conflicts with LockProvider's FOR
-// UPDATE but not with the FOR KEY SHARE lock a notification's insert takes on its provider (the foreign
-// key), so pushes being stored never wait for it; the order keeps two replicas' dispatches from
-// deadlocking.
-func LockProviders(ctx context.Context, tx pgx.Tx, tenants, ids []string) ([]TenantProvider, error) {
-	rows, err := tx.Query(ctx, q("LockProviders"), pg.Args{"tenants": tenants, "ids": ids})
+// TouchLastPushes locks the rows of the providers named by tenants[i], ids[i] — FOR NO KEY UPDATE, in id
+// order, until tx ends — sets their last_push_time and returns those that still exist. The lock
+// conflicts with LockProvider's FOR UPDATE but not with the FOR KEY SHARE lock a notification's insert
+// takes on its provider (the foreign key), so pushes being stored never wait for it; the order keeps two
+// replicas' dispatches from deadlocking.
+func TouchLastPushes(ctx context.Context, tx pgx.Tx, tenants, ids []string) ([]TenantProvider, error) {
+	rows, err := tx.Query(ctx, q("TouchLastPushes"), pg.Args{"tenants": tenants, "ids": ids})
 	if err != nil {
 		return nil, err
 	}
