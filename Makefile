@@ -73,8 +73,11 @@ verify: generate ## Check generated code is current, then lint and vet
 	$(MAKE) lint
 
 .PHONY: build
-build: ## Build bin/alga-google
-	cd services/suite && go build -o $(BIN)/alga-google ./cmd/alga-google
+# The version alga-google --version prints (main.version, stamped at link time; deploy/Dockerfile too).
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+build: ## Build bin/alga-google (version stamped from git describe)
+	cd services/suite && go build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/alga-google ./cmd/alga-google
 
 .PHONY: run
 run: build ## Run the whole suite on embedded defaults (private PostgreSQL under .data/, Google sandbox)

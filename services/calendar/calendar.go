@@ -23,6 +23,7 @@ import (
 	"github.com/algapsa/alga-google/services/calendar/internal/store"
 	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/config"
+	"github.com/algapsa/alga-google/services/platform/googleretry"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/jobs"
 	"github.com/algapsa/alga-google/services/platform/pg"
@@ -101,6 +102,10 @@ func (t *calendarTarget) Start(ctx context.Context, deps *target.Deps) error {
 	if err != nil {
 		return err
 	}
+	retrier, err := googleretry.New(googleretry.Options{Service: "calendar", Registerer: deps.Registry})
+	if err != nil {
+		return err
+	}
 	log := deps.Logger.With("service", "calendar")
 	workers := river.NewWorkers()
 	periodic := t.svc.AddWorkers(workers)
@@ -113,6 +118,7 @@ func (t *calendarTarget) Start(ctx context.Context, deps *target.Deps) error {
 		Logger:         log,
 		OAuth:          service.PeerOAuth{Conn: func() (*grpc.ClientConn, error) { return deps.Peer(target.OAuth) }},
 		Google:         deps.Google.CalendarOptions(),
+		Retry:          retrier,
 		Keys:           keys,
 		WebhookAddress: deps.Base.CalendarWebhookAddress(),
 		BaseURL:        deps.Base.String(),

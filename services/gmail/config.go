@@ -1,13 +1,36 @@
 package gmail
 
-import "github.com/algapsa/alga-google/services/platform/config"
+import (
+	"errors"
 
-// Config is the gmail target's own settings. It declares none today: the gmail target reads only the
-// shared settings (database, base URL, Google endpoints, peers), and its tunables — how long a mailbox
-// settles before a sync, how often the sweeper runs, River's concurrency — are defaults in
-// internal/service, fixed rather than exposed as flags nobody has needed. A setting the target grows
-// is declared here, beside the code that reads it.
-type Config struct{}
+	"github.com/algapsa/alga-google/services/gmail/internal/service"
+	"github.com/algapsa/alga-google/services/platform/config"
+)
 
-// Bind declares the gmail target's settings on b (none yet; `serve --help` is unchanged).
-func (c *Config) Bind(*config.Binder) {}
+// Config is the gmail target's own settings: what bounds a history sync's memory. Its other tunables —
+// how long a mailbox settles before a sync, how often the sweeper runs, River's concurrency — are
+// defaults in internal/service, fixed rather than exposed as flags nobody has needed.
+type Config struct {
+	Sync service.SyncLimits
+}
+
+// Bind declares the gmail target's settings on b.
+func (c *Config) Bind(b *config.Binder) {
+	d := service.DefaultSyncLimits
+	b.Int(&c.Sync.BatchMessages, "gmail-sync-batch-messages", "ALGA_GMAIL_SYNC_BATCH_MESSAGES", d.BatchMessages,
+		"messages a Gmail sync fetches and parses before storing them in one transaction (its memory bound, with the batch bytes)")
+	b.Int(&c.Sync.BatchBytes, "gmail-sync-batch-bytes", "ALGA_GMAIL_SYNC_BATCH_BYTES", d.BatchBytes,
+		"parsed bytes a Gmail sync holds before storing them (a batch ends at whichever bound comes first)")
+	b.Int(&c.Sync.MaxBodyBytes, "gmail-max-body-bytes", "ALGA_GMAIL_MAX_BODY_BYTES", d.MaxBodyBytes,
+		"cap of each stored Gmail body (text, HTML), cut on a UTF-8 boundary; the message is marked truncated")
+	b.Int(&c.Sync.MaxRawBytes, "gmail-max-raw-bytes", "ALGA_GMAIL_MAX_RAW_BYTES", d.MaxRawBytes,
+		"how much of a raw Gmail message is decoded and parsed; the rest (usually attachments) is not, and the message is marked truncated")
+}
+
+// validate checks the settings Start relies on.
+func (c *Config) validate() error {
+	if c.Sync.BatchMessages < 1 || c.Sync.BatchBytes < 1 || c.Sync.MaxBodyBytes < 1 || c.Sync.MaxRawBytes < 1 {
+		return errors.New("ALGA_GMAIL_SYNC_BATCH_MESSAGES, ALGA_GMAIL_SYNC_BATCH_BYTES, ALGA_GMAIL_MAX_BODY_BYTES and ALGA_GMAIL_MAX_RAW_BYTES must be at least 1")
+	}
+	return nil
+}

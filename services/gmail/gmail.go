@@ -43,6 +43,9 @@ func (t *Target) Register(srv *grpcserver.Server) { t.svc.Register(srv) }
 // Start connects the service to its peers (oauth, secrets) and starts River in the gmail schema (the
 // sync worker and the pending-notification sweeper) and the inbound feed's relay, until ctx ends.
 func (t *Target) Start(ctx context.Context, deps *target.Deps) error {
+	if err := t.cfg.validate(); err != nil {
+		return fmt.Errorf("gmail: %w", err)
+	}
 	oauthConn, err := deps.Peer(target.OAuth)
 	if err != nil {
 		return err
@@ -53,7 +56,7 @@ func (t *Target) Start(ctx context.Context, deps *target.Deps) error {
 	}
 	if err := t.svc.Start(ctx, service.Options{
 		Pool: deps.Pool, Logger: deps.Logger.With("service", target.Gmail), Base: deps.Base, Google: deps.Google,
-		Registry: deps.Registry,
+		Registry: deps.Registry, Sync: t.cfg.Sync,
 		Peers: service.Peers{
 			Tokens:  oauthv1.NewTokenServiceClient(oauthConn),
 			Flow:    oauthv1.NewOAuthFlowServiceClient(oauthConn),

@@ -355,3 +355,29 @@ func TestServiceAccountKeyJWTBearer(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 2, c["oauth.token.jwt_bearer|"+kf["client_id"]])
 }
+
+// TestFaultRetryAfterForOneClient: a fault scoped to one OAuth client answers that client's calls with
+// its status and Retry-After (API and token endpoints) while another client's calls go through.
+func TestFaultRetryAfterForOneClient(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	a, other := b.tenant(t, "storm-a", googlesandbox.PublishingProduction), b.tenant(t, "storm-b", googlesandbox.PublishingProduction)
+	b.user(t, "a@storm.test")
+	b.user(t, "b@storm.test")
+	tokA, tokB := b.connect(t, a.cfg, "a@storm.test"), b.connect(t, other.cfg, "b@storm.test")
+	require.NoError(t, b.admin.SetFault(b.ctx, googlesandbox.Fault{Endpoint: "gmail.*", ClientID: a.project.ClientID, Rate429: 1, RetryAfterSeconds: 3}))
+	require.NoError(t, b.admin.SetFault(b.ctx, googlesandbox.Fault{Endpoint: "oauth.token.refresh_token", ClientID: a.project.ClientID, Rate5xx: 1, RetryAfterSeconds: 2}))
+
+	_, err := b.gmail(t, a.cfg, tokA).Users.GetProfile("me").Do()
+	gerr := requireAPIStatus(t, err, 429)
+	require.Equal(t, "3", gerr.Header.Get("Retry-After"))
+	_, err = b.gmail(t, other.cfg, tokB).Users.GetProfile("me").Do()
+	require.NoError(t, err, "another client is not stormed")
+
+	_, err = a.cfg.TokenSource(b.ctx, &oauth2.Token{RefreshToken: tokA.RefreshToken}).Token()
+	re := retrieveErr(t, err)
+	require.Equal(t, 503, re.Response.StatusCode)
+	require.Equal(t, "2", re.Response.Header.Get("Retry-After"))
+	_, err = other.cfg.TokenSource(b.ctx, &oauth2.Token{RefreshToken: tokB.RefreshToken}).Token()
+	require.NoError(t, err)
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	maintenancev1 "github.com/algapsa/alga-google/gen/alga/maintenance/v1"
@@ -15,6 +16,7 @@ import (
 	"github.com/algapsa/alga-google/services/oauth/internal/store"
 	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/config"
+	"github.com/algapsa/alga-google/services/platform/googleretry"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/pg"
 	"github.com/algapsa/alga-google/services/platform/target"
@@ -90,10 +92,18 @@ func (t *oauthTarget) Start(_ context.Context, deps *target.Deps) error {
 			return err
 		}
 	}
+	var reg prometheus.Registerer // a nil *Registry (tests) registers nothing
+	if deps.Registry != nil {
+		reg = deps.Registry
+	}
+	retry, err := googleretry.New(service.RetryOptions(reg))
+	if err != nil {
+		return err
+	}
 	d := service.Deps{
 		Pool: deps.Pool, Secrets: secrets, Gmail: gmail, Calendar: calendar,
 		Base: deps.Base, BaseURL: deps.Config.BaseURL, UIBaseURL: deps.Config.UIBaseURL,
-		Google: deps.Google, Logger: deps.Logger,
+		Google: deps.Google, Logger: deps.Logger, Retry: retry,
 	}
 	if schedules != nil {
 		d.Schedules = schedules

@@ -3,9 +3,34 @@
 // (seq) and an acknowledge time; this package gives every such feed the same cursor format, the same
 // list/stream semantics, the same wake-ups and the same metrics.
 //
-// Wake-ups: the writer calls Notify inside the transaction that stores rows, so PostgreSQL delivers the
-// notification on commit — to every replica, through Run's LISTEN. Streams also poll, so a lost
-// notification only delays them.
+// # Commit order
+//
+// A reader keeps the position of the last row it saw and asks for the rows after it, so a row must never
+// become visible after a row with a higher position of the same consumer: positions come from a
+// sequence (bigserial), taken when a row is inserted, but transactions commit in any order. Without
+// more, two writers of one tenant (two Gmail mailboxes syncing in parallel) interleave as: A takes 104,
+// B takes 105 and commits, a reader sees 105 and moves its cursor past it, A commits 104 — never seen.
+//
+// Rows are therefore only appended through an Appender (Feed.Appender), whose Insert first takes the
+// feed's per-tenant append lock — pg_advisory_xact_lock on a hash of the feed's name and the tenant —
+// and only then runs the INSERT that draws the position. The lock is held until the transaction ends, so
+// the appends of one tenant are serialized from their first INSERT to their commit: a transaction that
+// draws a position after another one's has to wait until that one has committed (or rolled back), and
+// positions become visible in order. Readers are tenant-scoped, so tenants do not wait for each other.
+//
+// Why this technique. The alternatives were positions assigned at commit (a reader that only reads below
+// the oldest running transaction's horizon — pg_snapshot_xmin of xid8 columns — or a second "commit
+// order" stamp written by a single post-commit step) and a single feed writer (every service's rows
+// queued to one process that inserts them). Both change every reader or add a moving part (a writer
+// process, a stamping pass) that must be kept alive and that delays every row; the first also stalls all
+// readers behind any long transaction of the database. The lock keeps the table, the cursor and the
+// readers as they are and costs only this: the appends of one tenant serialize. So nothing slow — no
+// Google call, no parsing, no large read — may happen in a transaction after its first Insert: fetch and
+// parse first, then open the transaction, insert, commit.
+//
+// Wake-ups: the first row an Appender inserts also sends the feed's NOTIFY in the same transaction, so
+// PostgreSQL delivers it on commit — to every replica, through Run's LISTEN. Streams also poll, so a
+// lost notification only delays them.
 package feed
 
 import (
@@ -17,6 +42,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -109,11 +135,74 @@ func New(opts Options) (*Feed, error) {
 		delivered: delivered.WithLabelValues(opts.Name), acked: acked.WithLabelValues(opts.Name)}, nil
 }
 
+// The feed's SQL: the per-tenant append lock (see the package documentation) and the wake-up.
+const (
+	lockSQL   = "SELECT pg_advisory_xact_lock(hashtextextended(@feed || ':' || @tenant, 0))"
+	notifySQL = "SELECT pg_notify(@channel, '')"
+)
+
 // Notify wakes every stream of the feed, on every replica, once the transaction db belongs to commits.
+// Appender.Insert sends it by itself; Notify is for a writer that changes rows without appending.
 func (f *Feed) Notify(ctx context.Context, db pg.DB) error {
-	_, err := db.Exec(ctx, "SELECT pg_notify(@channel, '')", pg.Args{"channel": f.opts.Channel})
+	_, err := db.Exec(ctx, notifySQL, pg.Args{"channel": f.opts.Channel})
 	return err
 }
+
+// Appender appends one tenant's rows to the feed inside one transaction: the only way rows get their
+// position (see "Commit order" in the package documentation). Get one per transaction with
+// Feed.Appender; it must not be used after the transaction ends.
+type Appender struct {
+	f        *Feed
+	tx       pgx.Tx
+	tenant   string
+	locked   bool
+	notified bool
+	appended int
+}
+
+// Appender returns tx's appender of tenant's rows. It takes nothing yet: the lock is taken by the first
+// Insert, so it is held only from there to the commit.
+func (f *Feed) Appender(tx pgx.Tx, tenant string) *Appender {
+	return &Appender{f: f, tx: tx, tenant: tenant}
+}
+
+// ErrWrongTenant is returned by Insert for a row of another tenant than the appender's (whose lock would
+// not order it).
+var ErrWrongTenant = errors.New("feed: a row of another tenant than the appender's")
+
+// Insert runs sql — an INSERT of one row of the appender's tenant (args["tenant"]) that draws the row's
+// position and returns at least one column into dest, or no row when nothing was inserted (ON CONFLICT DO
+// NOTHING) — after taking the tenant's append lock, and reports whether a row was appended. The first
+// appended row also sends the feed's NOTIFY, delivered on commit.
+func (a *Appender) Insert(ctx context.Context, sql string, args pg.Args, dest ...any) (bool, error) {
+	if t, _ := args["tenant"].(string); t != a.tenant {
+		return false, ErrWrongTenant
+	}
+	if !a.locked {
+		if _, err := a.tx.Exec(ctx, lockSQL, pg.Args{"feed": a.f.opts.Name, "tenant": a.tenant}); err != nil {
+			return false, err
+		}
+		a.locked = true
+	}
+	err := a.tx.QueryRow(ctx, sql, args).Scan(dest...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	a.appended++
+	if !a.notified {
+		if err := a.f.Notify(ctx, a.tx); err != nil {
+			return false, err
+		}
+		a.notified = true
+	}
+	return true, nil
+}
+
+// Appended is how many rows this appender has appended.
+func (a *Appender) Appended() int { return a.appended }
 
 // Wake wakes this process's streams at once (a writer that knows it stored rows).
 func (f *Feed) Wake() {

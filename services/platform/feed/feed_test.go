@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -131,4 +132,153 @@ func TestListPagesAfterTheCursor(t *testing.T) {
 	require.Equal(t, next, again, "an empty page keeps the cursor")
 	_, _, err = feed.List(ctx, f, source(pool), "nope", 3)
 	require.Error(t, err)
+}
+
+// appendTest is a feed table with a tenant column, as every service's feed table has.
+func appendTest(t *testing.T) (*pgxpool.Pool, *feed.Feed) {
+	t.Helper()
+	pool, _ := pgtest.NewPool(t)
+	_, err := pool.Exec(context.Background(), "CREATE TABLE entries (seq bigserial PRIMARY KEY, tenant text NOT NULL, v text NOT NULL UNIQUE)")
+	require.NoError(t, err)
+	f, err := feed.New(feed.Options{Name: "entries", Channel: "entries_feed"})
+	require.NoError(t, err)
+	return pool, f
+}
+
+const insertEntry = "INSERT INTO entries (tenant, v) VALUES (@tenant, @v) ON CONFLICT (v) DO NOTHING RETURNING seq"
+
+func tenantSource(pool *pgxpool.Pool, tenant string) feed.Source[row] {
+	return feed.Source[row]{
+		After: func(ctx context.Context, after int64, limit int) ([]row, error) {
+			rows, err := pool.Query(ctx, "SELECT seq FROM entries WHERE tenant = @tenant AND seq > @after ORDER BY seq LIMIT @limit",
+				pg.Args{"tenant": tenant, "after": after, "limit": limit})
+			if err != nil {
+				return nil, err
+			}
+			return pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+				var x row
+				return x, r.Scan(&x.seq)
+			})
+		},
+		Seq: func(r row) int64 { return r.seq },
+	}
+}
+
+// readAll lists every row after the cursor, page by page, as a consumer does, and returns them with the
+// cursor to continue from.
+func readAll(t *testing.T, f *feed.Feed, src feed.Source[row], cursor string) ([]int64, string) {
+	t.Helper()
+	var got []int64
+	for {
+		page, next, err := feed.List(context.Background(), f, src, cursor, 100)
+		require.NoError(t, err)
+		cursor = next
+		if len(page) == 0 {
+			return got, cursor
+		}
+		for _, r := range page {
+			got = append(got, r.seq)
+		}
+	}
+}
+
+// The bug the append lock exists for, shown without it: A draws a position, B draws a higher one and
+// commits first, a reader moves past B, and A's row — committed afterwards — is never seen.
+func TestWithoutTheAppendLockAReaderSkipsALateCommit(t *testing.T) {
+	t.Parallel()
+	pool, f := appendTest(t)
+	ctx := context.Background()
+	src := tenantSource(pool, "t1")
+	a, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer a.Rollback(ctx) //nolint:errcheck
+	var seqA, seqB int64
+	require.NoError(t, a.QueryRow(ctx, insertEntry, pg.Args{"tenant": "t1", "v": "a"}).Scan(&seqA))
+	require.NoError(t, pgx.BeginFunc(ctx, pool, func(b pgx.Tx) error {
+		return b.QueryRow(ctx, insertEntry, pg.Args{"tenant": "t1", "v": "b"}).Scan(&seqB)
+	}))
+	require.Greater(t, seqB, seqA)
+	got, cursor := readAll(t, f, src, "")
+	require.Equal(t, []int64{seqB}, got)
+	require.NoError(t, a.Commit(ctx))
+	got, _ = readAll(t, f, src, cursor)
+	require.Empty(t, got, "the row committed late, with the smaller position, is skipped")
+}
+
+// With the appender, the same interleaving cannot happen: B's insert waits for A's commit, so B's
+// position is drawn after A's row is visible, and a reader sees both, in order, exactly once.
+func TestAppendersOfOneTenantCommitInPositionOrder(t *testing.T) {
+	t.Parallel()
+	pool, f := appendTest(t)
+	ctx := context.Background()
+	src := tenantSource(pool, "t1")
+
+	a, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer a.Rollback(ctx) //nolint:errcheck
+	var seqA int64
+	ok, err := f.Appender(a, "t1").Insert(ctx, insertEntry, pg.Args{"tenant": "t1", "v": "a"}, &seqA)
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	type result struct {
+		seq int64
+		err error
+	}
+	bDone := make(chan result, 1)
+	go func() {
+		var seqB int64
+		err := pgx.BeginFunc(ctx, pool, func(b pgx.Tx) error {
+			_, err := f.Appender(b, "t1").Insert(ctx, insertEntry, pg.Args{"tenant": "t1", "v": "b"}, &seqB)
+			return err
+		})
+		bDone <- result{seqB, err}
+	}()
+
+	// Another tenant's appends do not wait for t1's.
+	require.NoError(t, pgx.BeginFunc(ctx, pool, func(c pgx.Tx) error {
+		var seq int64
+		_, err := f.Appender(c, "t2").Insert(ctx, insertEntry, pg.Args{"tenant": "t2", "v": "c"}, &seq)
+		return err
+	}))
+
+	select {
+	case r := <-bDone:
+		t.Fatalf("B appended while A held the tenant's lock: %+v", r)
+	case <-time.After(300 * time.Millisecond):
+	}
+	got, cursor := readAll(t, f, src, "")
+	require.Empty(t, got, "nothing is visible before A commits")
+
+	require.NoError(t, a.Commit(ctx))
+	var b result
+	select {
+	case b = <-bDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("B still waits after A's commit")
+	}
+	require.NoError(t, b.err)
+	require.Greater(t, b.seq, seqA)
+	got, _ = readAll(t, f, src, cursor)
+	require.Equal(t, []int64{seqA, b.seq}, got, "both, in position order")
+}
+
+func TestAppenderRefusesAnotherTenantsRowAndCountsOnlyInsertedRows(t *testing.T) {
+	t.Parallel()
+	pool, f := appendTest(t)
+	ctx := context.Background()
+	require.NoError(t, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		app := f.Appender(tx, "t1")
+		var seq int64
+		_, err := app.Insert(ctx, insertEntry, pg.Args{"tenant": "t2", "v": "x"}, &seq)
+		require.ErrorIs(t, err, feed.ErrWrongTenant)
+		ok, err := app.Insert(ctx, insertEntry, pg.Args{"tenant": "t1", "v": "y"}, &seq)
+		require.NoError(t, err)
+		require.True(t, ok)
+		ok, err = app.Insert(ctx, insertEntry, pg.Args{"tenant": "t1", "v": "y"}, &seq)
+		require.NoError(t, err)
+		require.False(t, ok, "a conflicting row is not appended")
+		require.Equal(t, 1, app.Appended())
+		return nil
+	}))
 }

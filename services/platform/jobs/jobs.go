@@ -14,6 +14,8 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/algapsa/alga-google/services/platform/googleretry"
 )
 
 // Migrate installs or upgrades River's tables in schema (which must exist: the service's own
@@ -87,6 +89,17 @@ func Coalesce() *river.InsertOpts {
 // if tx rolls back, so does the completion; when Work then returns nil, River leaves the job as it is.
 func CompleteTx[T river.JobArgs](ctx context.Context, tx pgx.Tx, job *river.Job[T]) error {
 	_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+	return err
+}
+
+// SnoozeLater is what a worker returns for err: when err asks to be retried at a given time — a
+// *googleretry.RetryLater, the tenant's Google cool-down — a snooze until then (at least a second), so
+// the job runs again when Google may be asked, without using up one of its attempts (River never
+// discards a snoozed job) and without holding a worker meanwhile; any other error as it is.
+func SnoozeLater(err error) error {
+	if until, ok := googleretry.Later(err); ok {
+		return river.JobSnooze(max(time.Until(until), time.Second))
+	}
 	return err
 }
 

@@ -2,12 +2,15 @@ package jobs_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
+	"github.com/algapsa/alga-google/services/platform/googleretry"
 	"github.com/algapsa/alga-google/services/platform/jobs"
 	"github.com/algapsa/alga-google/services/platform/logging"
 	"github.com/algapsa/alga-google/services/platform/pgtest"
@@ -60,4 +63,18 @@ func TestStopWaitsUntilRunningJobsAreRecorded(t *testing.T) {
 	var state string
 	require.NoError(t, pool.QueryRow(ctx, "SELECT state FROM jobs_test.river_job WHERE kind = 'block'").Scan(&state))
 	require.Contains(t, []string{"retryable", "available"}, state, "recorded as failed, to be retried")
+}
+
+func TestSnoozeLater(t *testing.T) {
+	t.Parallel()
+	var snooze *river.JobSnoozeError
+	err := jobs.SnoozeLater(fmt.Errorf("sync: %w", &googleretry.RetryLater{Until: time.Now().Add(5 * time.Second)}))
+	require.ErrorAs(t, err, &snooze)
+	require.InDelta(t, 5*time.Second, snooze.Duration, float64(time.Second))
+	err = jobs.SnoozeLater(&googleretry.RetryLater{Until: time.Now().Add(-time.Minute)})
+	require.ErrorAs(t, err, &snooze)
+	require.Equal(t, time.Second, snooze.Duration, "at least a second: no hot loop")
+	plain := errors.New("boom")
+	require.Equal(t, plain, jobs.SnoozeLater(plain))
+	require.NoError(t, jobs.SnoozeLater(nil))
 }

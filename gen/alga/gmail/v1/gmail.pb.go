@@ -2087,8 +2087,12 @@ type InboundMessage struct {
 	LabelIds        []string               `protobuf:"bytes,17,rep,name=label_ids,json=labelIds,proto3" json:"label_ids,omitempty"`
 	ReceiveTime     *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=receive_time,json=receiveTime,proto3" json:"receive_time,omitempty"`
 	Acknowledged    bool                   `protobuf:"varint,19,opt,name=acknowledged,proto3" json:"acknowledged,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The text or HTML body was cut to the configured cap (ALGA_GMAIL_MAX_BODY_BYTES, on a UTF-8 boundary),
+	// or the raw message was larger than the part the sync parses (ALGA_GMAIL_MAX_RAW_BYTES): the bodies
+	// are not the whole mail.
+	Truncated     bool `protobuf:"varint,20,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InboundMessage) Reset() {
@@ -2250,6 +2254,13 @@ func (x *InboundMessage) GetReceiveTime() *timestamppb.Timestamp {
 func (x *InboundMessage) GetAcknowledged() bool {
 	if x != nil {
 		return x.Acknowledged
+	}
+	return false
+}
+
+func (x *InboundMessage) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
 	}
 	return false
 }
@@ -2711,7 +2722,7 @@ const file_alga_gmail_v1_gmail_proto_rawDesc = "" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x1d\n" +
 	"\n" +
-	"content_id\x18\x04 \x01(\tR\tcontentId\"\xeb\x04\n" +
+	"content_id\x18\x04 \x01(\tR\tcontentId\"\x89\x05\n" +
 	"\x0eInboundMessage\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1f\n" +
@@ -2735,7 +2746,8 @@ const file_alga_gmail_v1_gmail_proto_rawDesc = "" +
 	"\vattachments\x18\x10 \x03(\v2\x19.alga.gmail.v1.AttachmentR\vattachments\x12\x1b\n" +
 	"\tlabel_ids\x18\x11 \x03(\tR\blabelIds\x12=\n" +
 	"\freceive_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\vreceiveTime\x12\"\n" +
-	"\facknowledged\x18\x13 \x01(\bR\facknowledged\"\xb0\x01\n" +
+	"\facknowledged\x18\x13 \x01(\bR\facknowledged\x12\x1c\n" +
+	"\ttruncated\x18\x14 \x01(\bR\ttruncated\"\xb0\x01\n" +
 	"\x1aListInboundMessagesRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12!\n" +

@@ -1,14 +1,13 @@
 // Package gcal is the calendar service's use of the official Google Calendar client: listing calendars,
 // listing events (full or with a sync token, every page), creating and stopping push channels. Transient
-// failures (429, 5xx, network) are retried with backoff; the rest are classified for the caller.
+// failures (429, 5xx, network) are retried by the service's googleretry.Retrier, on the tenant's budget;
+// the rest are classified for the caller.
 package gcal
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -17,6 +16,8 @@ import (
 	calendar "google.golang.org/api/calendar/v3"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
+
+	"github.com/algapsa/alga-google/services/platform/googleretry"
 )
 
 // Errors callers branch on.
@@ -31,45 +32,26 @@ var (
 	ErrForbidden = errors.New("google refused the request")
 )
 
-// Retry tunes the backoff of transient failures.
-type Retry struct {
-	Attempts int
-	Base     time.Duration
-}
-
-// DefaultRetry retries 4 times from 200 ms, doubling.
-var DefaultRetry = Retry{Attempts: 5, Base: 200 * time.Millisecond}
-
-// Client is a Calendar API client acting with one access token.
+// Client is a Calendar API client acting with one access token for one tenant.
 type Client struct {
-	svc   *calendar.Service
-	retry Retry
+	svc    *calendar.Service
+	retry  *googleretry.Retrier
+	tenant string
 }
 
-// New returns a client for the given endpoints options and access token.
-func New(ctx context.Context, endpoint []option.ClientOption, accessToken string, retry Retry) (*Client, error) {
+// New returns a client for the given endpoints options and access token; its calls are retried by retry
+// on tenant's budget.
+func New(ctx context.Context, endpoint []option.ClientOption, accessToken string, retry *googleretry.Retrier, tenant string) (*Client, error) {
 	opts := append([]option.ClientOption{}, endpoint...)
 	opts = append(opts, option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"})))
 	svc, err := calendar.NewService(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("calendar client: %w", err)
 	}
-	if retry.Attempts < 1 {
-		retry = DefaultRetry
+	if retry == nil {
+		return nil, errors.New("calendar client: a retrier is required")
 	}
-	return &Client{svc: svc, retry: retry}, nil
-}
-
-func transient(err error) bool {
-	var ge *googleapi.Error
-	if errors.As(err, &ge) {
-		return ge.Code == http.StatusTooManyRequests || ge.Code >= 500
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
-	}
-	var ne net.Error
-	return errors.As(err, &ne)
+	return &Client{svc: svc, retry: retry, tenant: tenant}, nil
 }
 
 func classify(err error) error {
@@ -90,8 +72,9 @@ func classify(err error) error {
 	return err
 }
 
-// IsTransient reports whether a classified failure is worth retrying later (429, 5xx, network).
-func IsTransient(err error) bool { return transient(err) }
+// IsTransient reports whether a classified failure is worth retrying later (429, 5xx, network, the
+// tenant cooling down).
+func IsTransient(err error) bool { return googleretry.Transient(err) }
 
 // Counter counts the Calendar API requests made under a context (CountCalls), whatever their result.
 type Counter struct{ n atomic.Int32 }
@@ -119,24 +102,12 @@ func count(ctx context.Context) {
 	}
 }
 
-func (c *Client) do(ctx context.Context, call func() error) error {
-	var err error
-	for i := 0; i < c.retry.Attempts; i++ {
+// do runs call on the tenant's budget (every request counted), then classifies a failure.
+func (c *Client) do(ctx context.Context, endpoint string, call func() error) error {
+	err := c.retry.Do(ctx, googleretry.Call{Tenant: c.tenant, Endpoint: endpoint}, func() error {
 		count(ctx)
-		if err = call(); err == nil || !transient(err) {
-			break
-		}
-		if i == c.retry.Attempts-1 {
-			break
-		}
-		d := c.retry.Base << i
-		d += time.Duration(rand.Int64N(int64(d)/2 + 1))
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d):
-		}
-	}
+		return call()
+	})
 	if err != nil {
 		return classify(err)
 	}
@@ -149,7 +120,7 @@ func (c *Client) CalendarIDs(ctx context.Context) ([]string, error) {
 	page := ""
 	for {
 		var res *calendar.CalendarList
-		err := c.do(ctx, func() (err error) {
+		err := c.do(ctx, "calendarList.list", func() (err error) {
 			call := c.svc.CalendarList.List().Context(ctx).MaxResults(250)
 			if page != "" {
 				call = call.PageToken(page)
@@ -177,7 +148,7 @@ func (c *Client) ListEvents(ctx context.Context, calendarID, syncToken string) (
 	page := ""
 	for {
 		var res *calendar.Events
-		err := c.do(ctx, func() (err error) {
+		err := c.do(ctx, "events.list", func() (err error) {
 			// The same parameters on every request of a sync chain (Google requires it for sync tokens).
 			call := c.svc.Events.List(calendarID).Context(ctx).SingleEvents(true).MaxResults(250)
 			if syncToken != "" {
@@ -215,7 +186,7 @@ type Watched struct {
 // Watch creates a push channel for the calendar's events.
 func (c *Client) Watch(ctx context.Context, calendarID, channelID, token, address string) (Watched, error) {
 	var res *calendar.Channel
-	err := c.do(ctx, func() (err error) {
+	err := c.do(ctx, "events.watch", func() (err error) {
 		res, err = c.svc.Events.Watch(calendarID, &calendar.Channel{
 			Id: channelID, Type: "web_hook", Address: address, Token: token,
 		}).Context(ctx).Do()
@@ -236,7 +207,7 @@ func (c *Client) Watch(ctx context.Context, calendarID, channelID, token, addres
 
 // Stop stops a push channel. Only the OAuth client that created it can.
 func (c *Client) Stop(ctx context.Context, channelID, resourceID string) error {
-	return c.do(ctx, func() error {
+	return c.do(ctx, "channels.stop", func() error {
 		return c.svc.Channels.Stop(&calendar.Channel{Id: channelID, ResourceId: resourceID}).Context(ctx).Do()
 	})
 }

@@ -66,7 +66,7 @@ func (s *Service) activate(ctx context.Context, p *store.Provider, accountEmail 
 	if accountEmail == "" {
 		accountEmail = p.AccountEmail
 	}
-	cl, err := s.client(ctx, tok)
+	cl, err := s.client(ctx, p.Tenant, tok)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +189,7 @@ func (s *Service) stopChannels(ctx context.Context, p *store.Provider, chans []*
 		}
 		if cl == nil {
 			var err error
-			if cl, err = s.client(ctx, *tok); err != nil {
+			if cl, err = s.client(ctx, p.Tenant, *tok); err != nil {
 				warnings = append(warnings, "calendar client: "+err.Error())
 				return warnings
 			}

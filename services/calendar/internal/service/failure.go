@@ -211,7 +211,7 @@ func (s *Service) withGoogle(ctx context.Context, p *store.Provider, call func(T
 	if err != nil {
 		return s.tokenError(ctx, p, err)
 	}
-	cl, err := s.client(ctx, tok)
+	cl, err := s.client(ctx, p.Tenant, tok)
 	if err != nil {
 		return err
 	}
@@ -223,12 +223,12 @@ func (s *Service) withGoogle(ctx context.Context, p *store.Provider, call func(T
 	if tok, err = s.deps.OAuth.RefreshAccessToken(ctx, p.Tenant, p.ID); err != nil {
 		return s.tokenError(ctx, p, err)
 	}
-	if cl, err = s.client(ctx, tok); err != nil {
+	if cl, err = s.client(ctx, p.Tenant, tok); err != nil {
 		return err
 	}
 	return call(tok, cl)
 }
 
-func (s *Service) client(ctx context.Context, tok Token) (*gcal.Client, error) {
-	return gcal.New(ctx, s.deps.Google, tok.AccessToken, s.deps.Retry)
+func (s *Service) client(ctx context.Context, tenant string, tok Token) (*gcal.Client, error) {
+	return gcal.New(ctx, s.deps.Google, tok.AccessToken, s.deps.Retry, tenant)
 }

@@ -49,6 +49,7 @@ type fakeCalendar struct {
 
 type fakeEvent struct {
 	ID, Summary, Status, Etag string
+	Description, Location     string
 	Seq                       int64
 	Updated                   time.Time
 	Start, End                time.Time
@@ -189,6 +190,12 @@ func (f *fakeCalendar) list(w http.ResponseWriter, r *http.Request, cal string) 
 		m := map[string]any{"id": e.ID, "etag": e.Etag, "status": e.Status, "updated": e.Updated.Format(time.RFC3339Nano)}
 		if e.Status != "cancelled" {
 			m["summary"] = e.Summary
+			if e.Description != "" {
+				m["description"] = e.Description
+			}
+			if e.Location != "" {
+				m["location"] = e.Location
+			}
 			m["iCalUID"] = e.ID + "@google.com"
 			if e.AllDay {
 				m["start"] = map[string]string{"date": e.Start.Format("2006-01-02")}
@@ -221,6 +228,16 @@ func (f *fakeCalendar) put(cal, id, summary string) {
 		f.events[cal][id] = e
 	}
 	e.Summary, e.Status, e.Seq, e.Updated = summary, "confirmed", f.seq, time.Now().UTC()
+	e.Etag = fmt.Sprintf(`"%d"`, f.seq)
+}
+
+// describe sets an existing event's description and location (a change, like put).
+func (f *fakeCalendar) describe(cal, id, description, location string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seq++
+	e := f.events[cal][id]
+	e.Description, e.Location, e.Seq, e.Updated = description, location, f.seq, time.Now().UTC()
 	e.Etag = fmt.Sprintf(`"%d"`, f.seq)
 }
 

@@ -14,8 +14,8 @@ import (
 
 	calendarv1 "github.com/algapsa/alga-google/gen/alga/calendar/v1"
 	"github.com/algapsa/alga-google/services/calendar/internal/channel"
-	"github.com/algapsa/alga-google/services/calendar/internal/gcal"
 	"github.com/algapsa/alga-google/services/platform/feed"
+	"github.com/algapsa/alga-google/services/platform/googleretry"
 	"github.com/algapsa/alga-google/services/platform/jobs"
 	"github.com/algapsa/alga-google/services/platform/metrics"
 )
@@ -58,8 +58,9 @@ type Deps struct {
 	OAuth  OAuth
 	// Google are the Calendar client options of the endpoints (empty for the real Google).
 	Google []option.ClientOption
-	Retry  gcal.Retry
-	Keys   *channel.Keyring
+	// Retry retries the Calendar calls on each tenant's budget (nil: googleretry's defaults, no metrics).
+	Retry *googleretry.Retrier
+	Keys  *channel.Keyring
 	// WebhookAddress is the canonical channel address (urls.Base.CalendarWebhookAddress).
 	WebhookAddress string
 	BaseURL        string
@@ -115,6 +116,9 @@ func (s *Service) Connect(d Deps) {
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Retry == nil {
+		d.Retry = googleretry.Must(googleretry.Options{Service: "calendar"})
 	}
 	s.deps = d
 	s.log = d.Logger

@@ -18,10 +18,10 @@ import (
 
 	calendarv1 "github.com/algapsa/alga-google/gen/alga/calendar/v1"
 	"github.com/algapsa/alga-google/services/calendar/internal/channel"
-	"github.com/algapsa/alga-google/services/calendar/internal/gcal"
 	"github.com/algapsa/alga-google/services/calendar/internal/store"
 	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/errs"
+	"github.com/algapsa/alga-google/services/platform/googleretry"
 	"github.com/algapsa/alga-google/services/platform/jobs"
 	"github.com/algapsa/alga-google/services/platform/pgtest"
 )
@@ -64,7 +64,7 @@ func setup(t *testing.T) *testBundle {
 	svc.Connect(Deps{
 		Pool: pool, OAuth: o, Keys: keys, WebhookAddress: webhook, BaseURL: "https://helpdesk.example.com",
 		Google: []option.ClientOption{option.WithEndpoint(g.root() + "/calendar/v3/")},
-		Retry:  gcal.Retry{Attempts: 3, Base: time.Millisecond},
+		Retry:  googleretry.Must(googleretry.Options{Service: "calendar", Policy: googleretry.Policy{Attempts: 3, Base: time.Millisecond}}),
 		Jobs:   client, Feed: changes, Metrics: metrics,
 		Now: func() time.Time { return b.now },
 	})
@@ -407,7 +407,7 @@ func TestNotificationDuringSyncRunsAnotherPass(t *testing.T) {
 	require.NoError(t, err)
 	prov, err := store.GetProvider(b.ctx, b.pool, tenant, p.GetId())
 	require.NoError(t, err)
-	cl, err := b.svc.client(b.ctx, mustToken(t, b, p.GetId()))
+	cl, err := b.svc.client(b.ctx, tenant, mustToken(t, b, p.GetId()))
 	require.NoError(t, err)
 	_, err = store.BumpNotify(b.ctx, b.pool, tenant, p.GetId())
 	require.NoError(t, err)
@@ -676,4 +676,19 @@ func TestSweeperEnqueuesNotificationsNoSyncCovered(t *testing.T) {
 	b.drain(t)
 	require.NoError(t, b.svc.sweep(b.ctx))
 	require.Equal(t, 0, b.jobCount(t), "covered")
+}
+
+// Event text from Google with NUL bytes (which PostgreSQL refuses in text) and invalid UTF-8 is stored
+// cleaned: the sync succeeds instead of failing on every retry.
+func TestEventTextWithNULAndInvalidUTF8IsStoredCleaned(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.google.put("primary", "ev1", "Stand\x00up \xff\xfe")
+	b.google.describe("primary", "ev1", "line one\x00line two", "Room\x00 4")
+	p := b.connect(t, "alice")
+	got := b.changes(t, p.GetId())
+	require.Len(t, got, 1)
+	require.Equal(t, "Standup \uFFFD\uFFFD", got[0].GetSummary(), "the NUL removed (JSON carried each invalid byte as U+FFFD)")
+	require.Equal(t, "line oneline two", got[0].GetDescription())
+	require.Equal(t, "Room 4", got[0].GetLocation())
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/algapsa/alga-google/services/calendar/internal/gcal"
 	"github.com/algapsa/alga-google/services/calendar/internal/store"
 	"github.com/algapsa/alga-google/services/platform/errs"
+	"github.com/algapsa/alga-google/services/platform/feed"
 	"github.com/algapsa/alga-google/services/platform/jobs"
 )
 
@@ -61,7 +62,7 @@ func (w *SyncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
 			// Recorded on the provider (status + remedy); retrying cannot help until the user acts.
 			return river.JobCancel(err)
 		case err != nil:
-			return err
+			return jobs.SnoozeLater(err) // a tenant's Google cool-down: run again when it ends
 		}
 		idle, err := w.s.finishIfIdle(ctx, job)
 		if err != nil || idle {
@@ -209,9 +210,6 @@ func (s *Service) syncOnce(ctx context.Context, tenant, providerID string, cl *g
 
 	raced, recorded := false, 0
 	err = s.withTx(ctx, func(tx pgx.Tx) error {
-		if err := store.LockFeed(ctx, tx, tenant); err != nil {
-			return err
-		}
 		cur, err := store.GetProviderForUpdate(ctx, tx, tenant, providerID)
 		if err != nil {
 			return err
@@ -224,14 +222,20 @@ func (s *Service) syncOnce(ctx context.Context, tenant, providerID string, cl *g
 		if err != nil {
 			return err
 		}
+		had := false
 		if full {
-			had, err := store.HasChanges(ctx, tx, tenant, providerID)
-			if err != nil {
+			if had, err = store.HasChanges(ctx, tx, tenant, providerID); err != nil {
 				return err
 			}
+		}
+		// Changes are appended through the feed's appender: its first insert takes the tenant's append
+		// lock (held to commit, so cursors become visible in order), and it wakes the change streams of
+		// every replica once this transaction commits. Everything slow (events.list) happened before.
+		app := s.feed.Appender(tx, tenant)
+		if full {
 			if resync || had {
 				// Consumers reconcile: what follows is the full picture relative to what they have.
-				if _, err := store.InsertChange(ctx, tx, store.Change{Tenant: tenant, ProviderID: providerID,
+				if _, err := store.InsertChange(ctx, app, store.Change{Tenant: tenant, ProviderID: providerID,
 					UserID: cur.UserID, CalendarID: cur.CalendarID, Type: store.ChangeResync}); err != nil {
 					return err
 				}
@@ -244,7 +248,7 @@ func (s *Service) syncOnce(ctx context.Context, tenant, providerID string, cl *g
 				continue
 			}
 			seen[e.Id] = true
-			ok, err := recordEvent(ctx, tx, cur, known, e)
+			ok, err := recordEvent(ctx, tx, app, cur, known, e)
 			if err != nil {
 				return err
 			}
@@ -264,7 +268,7 @@ func (s *Service) syncOnce(ctx context.Context, tenant, providerID string, cl *g
 				if seen[id] || st.Status == "cancelled" {
 					continue
 				}
-				if _, err := store.InsertChange(ctx, tx, store.Change{Tenant: tenant, ProviderID: providerID,
+				if _, err := store.InsertChange(ctx, app, store.Change{Tenant: tenant, ProviderID: providerID,
 					UserID: cur.UserID, CalendarID: cur.CalendarID, Type: store.ChangeCancelled, EventID: id,
 					EventStatus: "cancelled", ETag: st.ETag}); err != nil {
 					return err
@@ -273,12 +277,6 @@ func (s *Service) syncOnce(ctx context.Context, tenant, providerID string, cl *g
 					return err
 				}
 				recorded++
-			}
-		}
-		if recorded > 0 {
-			// Wakes the change streams of every replica once this transaction commits.
-			if err := s.feed.Notify(ctx, tx); err != nil {
-				return err
 			}
 		}
 		return store.SaveSync(ctx, tx, tenant, providerID, next, startSeq)
@@ -300,7 +298,7 @@ func (s *Service) syncOnce(ctx context.Context, tenant, providerID string, cl *g
 }
 
 // recordEvent records a change for e unless it is the state already seen (same etag).
-func recordEvent(ctx context.Context, tx pgx.Tx, p *store.Provider, known map[string]store.EventState, e *calendar.Event) (bool, error) {
+func recordEvent(ctx context.Context, tx pgx.Tx, app *feed.Appender, p *store.Provider, known map[string]store.EventState, e *calendar.Event) (bool, error) {
 	prev, ok := known[e.Id]
 	if ok && prev.ETag == e.Etag {
 		return false, nil
@@ -337,7 +335,7 @@ func recordEvent(ctx context.Context, tx pgx.Tx, p *store.Provider, known map[st
 			c.EndDate = e.End.Date
 		}
 	}
-	if _, err := store.InsertChange(ctx, tx, c); err != nil {
+	if _, err := store.InsertChange(ctx, app, c); err != nil {
 		return false, err
 	}
 	known[e.Id] = store.EventState{EventID: e.Id, ETag: e.Etag, Status: e.Status}

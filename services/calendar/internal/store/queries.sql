@@ -123,6 +123,8 @@ ON CONFLICT (provider_id, event_id) DO UPDATE SET
 SELECT EXISTS (SELECT 1 FROM calendar.changes WHERE tenant = @tenant AND provider_id = @provider_id);
 
 -- name: InsertChange
+-- Run through the change feed's appender (platform/feed), which takes the tenant's append lock first:
+-- seq is drawn after it, so cursors become visible in order.
 INSERT INTO calendar.changes (tenant, provider_id, user_id, calendar_id, change_type, event_id, ical_uid,
     summary, description, location, start_time, end_time, all_day, start_date, end_date, event_status,
     etag, event_update_time)
@@ -142,11 +144,6 @@ LIMIT @limit;
 -- name: AcknowledgeChanges
 UPDATE calendar.changes SET acknowledged = true, acknowledge_time = now()
 WHERE tenant = @tenant AND id = ANY(@ids::uuid[]) AND NOT acknowledged;
-
--- name: LockFeed
--- Serializes the writers of one tenant's change feed until commit, so cursors (seq) become visible in
--- order: a reader never skips a lower seq that commits after a higher one.
-SELECT pg_advisory_xact_lock(hashtextextended('calendar.changes:' || @tenant, 0));
 
 -- name: ProvidersBehind
 -- Providers with accepted notifications no completed sync has covered yet (the sweeper enqueues them).

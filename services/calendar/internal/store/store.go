@@ -11,7 +11,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/algapsa/alga-google/services/platform/feed"
 	"github.com/algapsa/alga-google/services/platform/pg"
+	"github.com/algapsa/alga-google/services/platform/text"
 )
 
 // Schema is the Postgres schema the calendar service owns.
@@ -147,16 +149,17 @@ func DeleteProvider(ctx context.Context, db DB, tenant, id string) (bool, error)
 // SetState sets the provider's status with its error code, message and remedy (empty for none).
 func SetState(ctx context.Context, db DB, tenant, id, state, code, message, remedy string) (*Provider, error) {
 	return oneProvider(db.Query(ctx, q("SetState"), pg.Args{"tenant": tenant, "id": id, "state": state,
-		"error_code": code, "error_message": message, "error_remedy": remedy}))
+		"error_code": code, "error_message": text.Clean(message), "error_remedy": text.Clean(remedy)}))
 }
 
-// SetConnected marks an activated provider.
+// SetConnected marks an activated provider. Like every store function writing what Google answered, it
+// cleans the text (platform/text: no NUL, valid UTF-8), which PostgreSQL would otherwise refuse.
 func SetConnected(ctx context.Context, db DB, tenant, id, accountEmail string, calendars []string) (*Provider, error) {
 	if calendars == nil {
 		calendars = []string{}
 	}
 	return oneProvider(db.Query(ctx, q("SetConnected"), pg.Args{"tenant": tenant, "id": id,
-		"account_email": accountEmail, "available_calendars": calendars}))
+		"account_email": text.Clean(accountEmail), "available_calendars": text.CleanAll(calendars)}))
 }
 
 // ClearSyncState returns the provider to DISCONNECTED and forgets its sync token and event states.
@@ -176,7 +179,7 @@ func BumpNotify(ctx context.Context, db DB, tenant, id string) (int64, error) {
 
 // SaveSync stores the new sync token and the notification sequence the sync covered.
 func SaveSync(ctx context.Context, db DB, tenant, id, token string, coveredSeq int64) error {
-	_, err := db.Exec(ctx, q("SaveSync"), pg.Args{"tenant": tenant, "id": id, "sync_token": token, "covered_seq": coveredSeq})
+	_, err := db.Exec(ctx, q("SaveSync"), pg.Args{"tenant": tenant, "id": id, "sync_token": text.Clean(token), "covered_seq": coveredSeq})
 	return err
 }
 
@@ -238,7 +241,7 @@ func InsertChannel(ctx context.Context, db DB, c Channel) (*Channel, error) {
 // ConfirmChannel records Google's answer to events.watch.
 func ConfirmChannel(ctx context.Context, db DB, tenant, channelID, resourceID, resourceURI string, expire *time.Time) (*Channel, error) {
 	return oneChannel(db.Query(ctx, q("ConfirmChannel"), pg.Args{"tenant": tenant, "channel_id": channelID,
-		"resource_id": resourceID, "resource_uri": resourceURI, "expire_time": expire}))
+		"resource_id": text.Clean(resourceID), "resource_uri": text.Clean(resourceURI), "expire_time": expire}))
 }
 
 // DeleteChannel removes a channel Google never confirmed.
@@ -267,7 +270,7 @@ func SetChannelState(ctx context.Context, db DB, tenant, channelID, state, stopE
 		n = 1
 	}
 	return oneChannel(db.Query(ctx, q("SetChannelState"), pg.Args{"tenant": tenant, "channel_id": channelID,
-		"state": state, "stop_error": stopError, "attempts": n}))
+		"state": state, "stop_error": text.Clean(stopError), "attempts": n}))
 }
 
 // AdvanceMessageNumber moves the channel's last message number forward; false when n is not newer.
@@ -313,7 +316,7 @@ func ListEvents(ctx context.Context, db DB, tenant, providerID string) (map[stri
 
 func UpsertEvent(ctx context.Context, db DB, tenant, providerID, eventID, etag, status string, updated *time.Time) error {
 	_, err := db.Exec(ctx, q("UpsertEvent"), pg.Args{"tenant": tenant, "provider_id": providerID,
-		"event_id": eventID, "etag": etag, "status": status, "update_time": updated})
+		"event_id": text.Clean(eventID), "etag": text.Clean(etag), "status": text.Clean(status), "update_time": updated})
 	return err
 }
 
@@ -359,22 +362,19 @@ type Change struct {
 	AcknowledgeTime *time.Time `db:"acknowledge_time"`
 }
 
-// LockFeed takes the tenant's change-feed lock for the rest of the transaction (call before InsertChange).
-func LockFeed(ctx context.Context, db DB, tenant string) error {
-	_, err := db.Exec(ctx, q("LockFeed"), pg.Args{"tenant": tenant})
-	return err
-}
-
-// InsertChange appends a change and returns its cursor.
-func InsertChange(ctx context.Context, db DB, c Change) (int64, error) {
+// InsertChange appends a change to the tenant's change feed through app (the feed's appender of c's
+// tenant in the transaction: it takes the append lock before seq is drawn) and returns its cursor. Text
+// from Google is cleaned (no NUL, valid UTF-8) here, where every change is stored.
+func InsertChange(ctx context.Context, app *feed.Appender, c Change) (int64, error) {
 	var seq int64
-	err := db.QueryRow(ctx, q("InsertChange"), pg.Args{
-		"tenant": c.Tenant, "provider_id": c.ProviderID, "user_id": c.UserID, "calendar_id": c.CalendarID,
-		"change_type": c.Type, "event_id": c.EventID, "ical_uid": c.ICalUID, "summary": c.Summary,
-		"description": c.Description, "location": c.Location, "start_time": c.StartTime, "end_time": c.EndTime,
-		"all_day": c.AllDay, "start_date": c.StartDate, "end_date": c.EndDate, "event_status": c.EventStatus,
-		"etag": c.ETag, "event_update_time": c.EventUpdateTime,
-	}).Scan(&seq)
+	_, err := app.Insert(ctx, q("InsertChange"), pg.Args{
+		"tenant": c.Tenant, "provider_id": c.ProviderID, "user_id": c.UserID, "calendar_id": text.Clean(c.CalendarID),
+		"change_type": c.Type, "event_id": text.Clean(c.EventID), "ical_uid": text.Clean(c.ICalUID),
+		"summary": text.Clean(c.Summary), "description": text.Clean(c.Description), "location": text.Clean(c.Location),
+		"start_time": c.StartTime, "end_time": c.EndTime, "all_day": c.AllDay, "start_date": text.Clean(c.StartDate),
+		"end_date": text.Clean(c.EndDate), "event_status": text.Clean(c.EventStatus), "etag": text.Clean(c.ETag),
+		"event_update_time": c.EventUpdateTime,
+	}, &seq)
 	return seq, err
 }
 
@@ -467,13 +467,13 @@ type Step struct {
 // UpsertStep records the outcome of a step, replacing the previous one of the same name.
 func UpsertStep(ctx context.Context, db DB, tenant, providerID string, st Step) error {
 	_, err := db.Exec(ctx, q("UpsertStep"), pg.Args{"provider_id": providerID, "tenant": tenant, "name": st.Name,
-		"ok": st.OK, "error_code": st.ErrorCode, "detail": st.Detail, "run_id": st.RunID})
+		"ok": st.OK, "error_code": st.ErrorCode, "detail": text.Clean(st.Detail), "run_id": st.RunID})
 	return err
 }
 
 // MendStep marks the provider's failed step name as working again, with detail.
 func MendStep(ctx context.Context, db DB, tenant, providerID, name, detail string) error {
-	_, err := db.Exec(ctx, q("MendStep"), pg.Args{"tenant": tenant, "provider_id": providerID, "name": name, "detail": detail})
+	_, err := db.Exec(ctx, q("MendStep"), pg.Args{"tenant": tenant, "provider_id": providerID, "name": name, "detail": text.Clean(detail)})
 	return err
 }
 
@@ -503,7 +503,7 @@ type TimelineEvent struct {
 // AddTimeline appends an entry to the provider's timeline and drops the oldest beyond TimelineKeep.
 func AddTimeline(ctx context.Context, db DB, tenant, providerID string, e TimelineEvent) error {
 	if _, err := db.Exec(ctx, q("InsertTimeline"), pg.Args{"tenant": tenant, "provider_id": providerID,
-		"event_type": e.Type, "step": e.Step, "error_code": e.ErrorCode, "message": e.Message, "run_id": e.RunID}); err != nil {
+		"event_type": e.Type, "step": e.Step, "error_code": e.ErrorCode, "message": text.Clean(e.Message), "run_id": e.RunID}); err != nil {
 		return err
 	}
 	_, err := db.Exec(ctx, q("TrimTimeline"), pg.Args{"tenant": tenant, "provider_id": providerID, "keep": TimelineKeep})

@@ -5,21 +5,19 @@ package mailparse
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net/mail"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jhillyerd/enmime/v2"
+
+	"github.com/algapsa/alga-google/services/platform/text"
 )
 
-// MaxRawSize is the largest raw message accepted (Gmail's own limit is 25 MB for received mail, plus encoding).
-const MaxRawSize = 48 << 20
-
-// maxBody caps each stored body (text, HTML); longer bodies are truncated at a rune boundary.
-const maxBody = 4 << 20
+// DefaultMaxBody is the default cap of each stored body (text, HTML) in bytes; longer bodies are cut on
+// a UTF-8 boundary and the message is marked truncated.
+const DefaultMaxBody = 1 << 20
 
 // Attachment is the metadata of one attachment or inline part (content is not kept).
 type Attachment struct {
@@ -43,10 +41,9 @@ type Message struct {
 	TextBody    string
 	HTMLBody    string
 	Attachments []Attachment
+	// Truncated is set when a body was cut to the cap (or the raw message was, by the caller).
+	Truncated bool
 }
-
-// ErrTooLarge is returned for messages over MaxRawSize.
-var ErrTooLarge = errors.New("message too large")
 
 var parser = enmime.NewParser(
 	enmime.SkipMalformedParts(true),
@@ -54,11 +51,13 @@ var parser = enmime.NewParser(
 	enmime.SetReadPartErrorPolicy(enmime.AllowCorruptTextPartErrorPolicy),
 )
 
-// Parse parses raw. Malformed parts are skipped rather than failing the whole message; only input that
-// has no parseable header block at all is an error.
-func Parse(raw []byte) (msg *Message, err error) {
-	if len(raw) > MaxRawSize {
-		return nil, ErrTooLarge
+// Parse parses raw, keeping at most maxBody bytes of each body (DefaultMaxBody when maxBody <= 0).
+// Malformed parts are skipped rather than failing the whole message (so a raw message the caller cut
+// short still yields its headers and first parts); only input that has no parseable header block at all
+// is an error. The caller bounds len(raw): the parser holds the decoded parts of all of it.
+func Parse(raw []byte, maxBody int) (msg *Message, err error) {
+	if maxBody <= 0 {
+		maxBody = DefaultMaxBody
 	}
 	defer func() {
 		// A parser bug must never take the sync worker down with it.
@@ -78,9 +77,11 @@ func Parse(raw []byte) (msg *Message, err error) {
 		To:         addressList(env, "To"),
 		Cc:         addressList(env, "Cc"),
 		Subject:    clean(env.GetHeader("Subject")),
-		TextBody:   truncate(env.Text),
-		HTMLBody:   truncate(env.HTML),
 	}
+	var cutText, cutHTML bool
+	m.TextBody, cutText = text.CleanCut(env.Text, maxBody)
+	m.HTMLBody, cutHTML = text.CleanCut(env.HTML, maxBody)
+	m.Truncated = cutText || cutHTML
 	if d, err := env.Date(); err == nil {
 		m.Date = d.UTC()
 	}
@@ -183,29 +184,11 @@ func cleanID(h string) string {
 	return clean(h)
 }
 
+// maxHeader bounds a stored header value.
+const maxHeader = 8192
+
 // clean makes a header value safe to store: valid UTF-8, no NULs, trimmed, bounded.
 func clean(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.ReplaceAll(s, "\x00", "")
-	s = strings.TrimSpace(s)
-	if len(s) > 8192 {
-		s = cut(s, 8192)
-	}
-	return s
-}
-
-func truncate(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.ReplaceAll(s, "\x00", "")
-	if len(s) > maxBody {
-		s = cut(s, maxBody)
-	}
-	return s
-}
-
-func cut(s string, n int) string {
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
+	s, _ = text.CleanCut(strings.TrimSpace(s), maxHeader)
+	return strings.TrimSpace(s)
 }

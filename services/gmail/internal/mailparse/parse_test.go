@@ -41,7 +41,7 @@ const multipart = "From: \"Alice Example\" <alice@example.com>\r\n" +
 
 func TestParseMultipart(t *testing.T) {
 	t.Parallel()
-	m, err := Parse([]byte(multipart))
+	m, err := Parse([]byte(multipart), 0)
 	require.NoError(t, err)
 	require.Equal(t, "<msg-2@example.com>", m.MessageID)
 	require.Equal(t, "<msg-1@example.com>", m.InReplyTo)
@@ -59,13 +59,31 @@ func TestParseMultipart(t *testing.T) {
 
 func TestParseTextOnlyAndGarbage(t *testing.T) {
 	t.Parallel()
-	m, err := Parse([]byte("Subject: hi\r\n\r\nbody\r\n"))
+	m, err := Parse([]byte("Subject: hi\r\n\r\nbody\r\n"), 0)
 	require.NoError(t, err)
 	require.Equal(t, "hi", m.Subject)
 	require.Equal(t, "body", strings.TrimSpace(m.TextBody))
+	require.False(t, m.Truncated)
+}
 
-	_, err = Parse(make([]byte, MaxRawSize+1))
-	require.ErrorIs(t, err, ErrTooLarge)
+// Bodies over the cap are cut on a UTF-8 boundary and the message is marked truncated; NULs and invalid
+// UTF-8 never reach the stored bodies.
+func TestBodiesAreCappedAndCleaned(t *testing.T) {
+	t.Parallel()
+	body := strings.Repeat("é", 100) // 200 bytes
+	raw := "Subject: big\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + body + "\r\n" +
+		"--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>a\x00b</p>\r\n--b--\r\n"
+	m, err := Parse([]byte(raw), 51)
+	require.NoError(t, err)
+	require.True(t, m.Truncated)
+	require.Equal(t, strings.Repeat("é", 25), m.TextBody, "cut at 50 bytes, not inside a rune")
+	require.Equal(t, "<p>ab</p>", strings.TrimSpace(m.HTMLBody))
+
+	m, err = Parse([]byte(raw), 1<<20)
+	require.NoError(t, err)
+	require.False(t, m.Truncated)
+	require.Equal(t, body, strings.TrimSpace(m.TextBody))
 }
 
 func FuzzParse(f *testing.F) {
@@ -76,12 +94,12 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("\x00\xff\xfe"))
 	f.Add([]byte(""))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		m, err := Parse(raw)
+		m, err := Parse(raw, 64)
 		if err != nil {
 			return
 		}
 		for _, s := range append([]string{m.MessageID, m.InReplyTo, m.From, m.Subject, m.TextBody, m.HTMLBody}, m.References...) {
-			if !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
+			if !utf8.ValidString(s) || strings.ContainsRune(s, 0) || (len(s) > 64 && (s == m.TextBody || s == m.HTMLBody)) {
 				t.Fatalf("unsafe string %q", s)
 			}
 		}

@@ -174,8 +174,27 @@ type fakeMsg struct {
 	id, thread string
 	labels     []string
 	raw        []byte
+	// bodySize, when set, makes raw a text/plain mail with a body of that many bytes, generated per
+	// request (a large backlog without holding it in the test process).
+	bodySize   int
 	internalMs int64
 	historyID  uint64
+}
+
+// rawBytes is the message as Gmail's format=raw has it.
+func (m *fakeMsg) rawBytes() []byte {
+	if m.bodySize == 0 {
+		return m.raw
+	}
+	head := "From: Sender <sender@example.com>\r\nSubject: large " + m.id + "\r\nMessage-ID: <" + m.id +
+		"@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+	line := []byte(strings.Repeat("large mail body ", 4) + "\r\n")
+	raw := make([]byte, 0, len(head)+m.bodySize+len(line))
+	raw = append(raw, head...)
+	for len(raw) < len(head)+m.bodySize {
+		raw = append(raw, line...)
+	}
+	return raw
 }
 
 type fakeMailbox struct {
@@ -244,6 +263,19 @@ func (g *fakeGmail) deliver(email, subject string, labels ...string) string {
 		"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nHello " + subject +
 		"\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>Hello " + subject + "</p>\r\n--b--\r\n"
 	b.msgs = append(b.msgs, &fakeMsg{id: id, thread: "t" + id, labels: labels, raw: []byte(raw),
+		internalMs: time.Now().UnixMilli(), historyID: b.historyID})
+	return id
+}
+
+// deliverLarge adds a text mail with a body of size bytes to a mailbox and returns its id.
+func (g *fakeGmail) deliverLarge(email string, size int) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b := g.boxLocked(email)
+	g.seq++
+	b.historyID += 7
+	id := fmt.Sprintf("m%05d", g.seq)
+	b.msgs = append(b.msgs, &fakeMsg{id: id, thread: "t" + id, labels: []string{"INBOX"}, bodySize: size,
 		internalMs: time.Now().UnixMilli(), historyID: b.historyID})
 	return id
 }
@@ -369,7 +401,7 @@ func (g *fakeGmail) serve(w http.ResponseWriter, r *http.Request) {
 			if m.id == id {
 				writeJSON(w, map[string]any{"id": m.id, "threadId": m.thread, "labelIds": m.labels,
 					"historyId": strconv.FormatUint(m.historyID, 10), "internalDate": strconv.FormatInt(m.internalMs, 10),
-					"raw": base64.URLEncoding.EncodeToString(m.raw)})
+					"raw": base64.URLEncoding.EncodeToString(m.rawBytes())})
 				return
 			}
 		}

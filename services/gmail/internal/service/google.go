@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -26,6 +25,7 @@ import (
 	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
 	"github.com/algapsa/alga-google/services/gmail/internal/store"
 	"github.com/algapsa/alga-google/services/platform/errs"
+	"github.com/algapsa/alga-google/services/platform/googleretry"
 	"github.com/algapsa/alga-google/services/platform/grpcclient"
 )
 
@@ -242,10 +242,17 @@ func (s *Service) openMailbox(ctx context.Context, p *store.Provider) (*mailbox,
 	return &mailbox{s: s, p: p, gm: gm, account: tok.GetAccountEmail()}, nil
 }
 
-// do runs call (retrying 429/5xx in-call, attempts times); on a 401 it forces a token refresh once and,
-// when that works, runs call once more with the new token.
+// do is call on an unnamed endpoint class (see call).
 func (m *mailbox) do(ctx context.Context, attempts int, call func(gm *gmail.Service) error) error {
-	err := withRetry(ctx, attempts, func() error { return call(m.gm) })
+	return m.call(ctx, "api", attempts, call)
+}
+
+// call runs call through the service's Google retrier (transient failures retried, attempts requests at
+// most, on the tenant's budget; endpoint labels the metrics); on a 401 it forces a token refresh once
+// and, when that works, runs call once more with the new token.
+func (m *mailbox) call(ctx context.Context, endpoint string, attempts int, call func(gm *gmail.Service) error) error {
+	c := googleretry.Call{Tenant: m.p.Tenant, Endpoint: endpoint, Attempts: attempts}
+	err := m.s.retry.Do(ctx, c, func() error { return call(m.gm) })
 	if !isHTTP(err, http.StatusUnauthorized) {
 		return err
 	}
@@ -263,7 +270,7 @@ func (m *mailbox) do(ctx context.Context, attempts int, call func(gm *gmail.Serv
 	if m.gm, err = m.s.gmailService(ctx, tok.GetAccessToken()); err != nil {
 		return err
 	}
-	err = withRetry(ctx, attempts, func() error { return call(m.gm) })
+	err = m.s.retry.Do(ctx, c, func() error { return call(m.gm) })
 	if isHTTP(err, http.StatusUnauthorized) {
 		return m.rejected()
 	}
@@ -290,52 +297,14 @@ func googleMessage(err error) string {
 	return err.Error()
 }
 
-// retryable reports a Google failure worth retrying: 429, 5xx, network errors.
-func retryable(err error) bool {
-	var gerr *googleapi.Error
-	if errors.As(err, &gerr) {
-		return gerr.Code == http.StatusTooManyRequests || gerr.Code >= 500
-	}
-	var nerr net.Error
-	if errors.As(err, &nerr) {
-		return true
-	}
-	if st, ok := status.FromError(err); ok && err != nil {
-		switch st.Code() {
-		case codes.Unavailable, codes.ResourceExhausted, codes.Internal, codes.DeadlineExceeded:
-			return ctxAlive(err)
-		}
-	}
-	return false
-}
-
-func ctxAlive(err error) bool { return !errors.Is(err, context.Canceled) }
+// retryable reports a Google failure worth retrying later: 429, 5xx, network errors, a tenant cooling
+// down (googleretry.Transient).
+func retryable(err error) bool { return googleretry.Transient(err) }
 
 // isHTTP reports a Google API error with the given HTTP status.
 func isHTTP(err error, code int) bool {
 	var gerr *googleapi.Error
 	return errors.As(err, &gerr) && gerr.Code == code
-}
-
-// withRetry runs f, retrying 429/5xx with exponential backoff (in-call); River retries the job after.
-func withRetry(ctx context.Context, attempts int, f func() error) error {
-	delay := 200 * time.Millisecond
-	var err error
-	for i := 0; i < attempts; i++ {
-		if err = f(); err == nil || !retryable(err) {
-			return err
-		}
-		if i == attempts-1 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 5*time.Second)
-	}
-	return err
 }
 
 // decodeRaw decodes Gmail's base64url raw message (padded or not).

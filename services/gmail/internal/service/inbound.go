@@ -50,6 +50,7 @@ func toInbound(m *store.Message) *gmailv1.InboundMessage {
 		ThreadId: m.ThreadID, MessageIdHeader: m.MessageIDHeader, InReplyTo: m.InReplyTo, References: m.References,
 		From: m.From, To: m.To, Cc: m.Cc, Subject: m.Subject, TextBody: m.TextBody, HtmlBody: m.HTMLBody,
 		LabelIds: m.LabelIDs, ReceiveTime: timestamppb.New(m.ReceiveTime), Acknowledged: m.AcknowledgeTime != nil,
+		Truncated: m.Truncated,
 	}
 	var atts []mailparse.Attachment
 	if err := jsonUnmarshal(m.Attachments, &atts); err == nil {

@@ -255,7 +255,7 @@ func (s *Service) stopWatch(ctx context.Context, p *store.Provider) error {
 	if err != nil {
 		return err
 	}
-	err = mb.do(ctx, 3, func(gm *gmail.Service) error { return gm.Users.Stop("me").Context(ctx).Do() })
+	err = mb.call(ctx, "users.stop", 3, func(gm *gmail.Service) error { return gm.Users.Stop("me").Context(ctx).Do() })
 	if err == nil {
 		s.metrics.watchStops.Inc()
 	}

@@ -337,7 +337,7 @@ func (s *Service) watchMailbox(ctx context.Context, p *store.Provider, topic str
 
 	// 7. Watch.
 	var w *gmail.WatchResponse
-	err = mb.do(ctx, 3, func(gm *gmail.Service) error {
+	err = mb.call(ctx, "users.watch", 3, func(gm *gmail.Service) error {
 		var err error
 		w, err = gm.Users.Watch("me", &gmail.WatchRequest{TopicName: topic, LabelIds: labelIDs, LabelFilterBehavior: "include"}).Context(ctx).Do()
 		return err
@@ -544,7 +544,7 @@ func (s *Service) resolveLabels(ctx context.Context, mb *mailbox, filters []stri
 		filters = []string{"INBOX"}
 	}
 	var resp *gmail.ListLabelsResponse
-	err := mb.do(ctx, 3, func(gm *gmail.Service) error {
+	err := mb.call(ctx, "labels.list", 3, func(gm *gmail.Service) error {
 		var err error
 		resp, err = gm.Users.Labels.List("me").Context(ctx).Do()
 		return err

@@ -25,6 +25,7 @@ import (
 	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/feed"
 	"github.com/algapsa/alga-google/services/platform/googleapi"
+	"github.com/algapsa/alga-google/services/platform/googleretry"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/jobs"
 	"github.com/algapsa/alga-google/services/platform/metrics"
@@ -61,6 +62,10 @@ type Options struct {
 	// ReconcileWait bounds how long a maintenance reconcile waits for a running sync of the same
 	// mailbox (0 = 30 s).
 	ReconcileWait time.Duration
+	// Retry tunes the retries of Gmail calls and the tenants' Google budgets (zero: googleretry's defaults).
+	Retry googleretry.Policy
+	// Sync bounds a history sync's memory (zero fields: DefaultSyncLimits).
+	Sync SyncLimits
 	// Workers: River queue concurrency (0 = 4). TestOnly speeds River up.
 	Workers  int
 	TestOnly bool
@@ -80,6 +85,7 @@ type Service struct {
 	peers    Peers
 	verifier *push.Verifier
 	metrics  *serviceMetrics
+	retry    *googleretry.Retrier
 	feed     *feed.Feed
 	river    *jobs.Client
 	// routes caches push routes; dispatcher enqueues the syncs of stored pushes (webhook.go, dispatch.go).
@@ -163,6 +169,7 @@ func (s *Service) Start(ctx context.Context, opts Options) error {
 	if opts.ReconcileWait == 0 {
 		opts.ReconcileWait = 30 * time.Second
 	}
+	opts.Sync = opts.Sync.withDefaults()
 	if opts.Workers == 0 {
 		opts.Workers = 4
 	}
@@ -174,6 +181,10 @@ func (s *Service) Start(ctx context.Context, opts Options) error {
 		keys = &push.JWKS{URL: opts.Google.CertsURL(), Client: opts.Google.HTTPClient}
 	}
 	m, err := newMetrics(opts.Registry)
+	if err != nil {
+		return fmt.Errorf("gmail metrics: %w", err)
+	}
+	retrier, err := googleretry.New(googleretry.Options{Service: "gmail", Policy: opts.Retry, Registerer: opts.Registry})
 	if err != nil {
 		return fmt.Errorf("gmail metrics: %w", err)
 	}
@@ -198,7 +209,7 @@ func (s *Service) Start(ctx context.Context, opts Options) error {
 
 	s.opts, s.pool, s.log, s.base, s.google, s.peers = opts, opts.Pool, opts.Logger, opts.Base, opts.Google, opts.Peers
 	s.verifier = &push.Verifier{Audience: opts.Base.GmailPushAudience(), Keys: keys}
-	s.metrics, s.feed, s.river = m, inbound, client
+	s.metrics, s.retry, s.feed, s.river = m, retrier, inbound, client
 	s.routes, s.dispatcher = newRouteCache(), newDispatcher(ctx, &s.background, s.dispatchSyncs)
 	s.pushes = newGroupCommit(ctx, &s.background, pushWriters, maxPushes, s.storePushes)
 	if err := client.Start(ctx); err != nil {

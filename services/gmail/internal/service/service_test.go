@@ -85,6 +85,8 @@ type testBundle struct {
 	svcSigner  *auth.Signer
 	base       urls.Base
 	cancel     context.CancelFunc
+	// tweak changes the service's options before Start (setup's optional arguments).
+	tweak []func(*Options)
 }
 
 func newPool(t *testing.T, dbURL string) *pgxpool.Pool {
@@ -97,7 +99,7 @@ func newPool(t *testing.T, dbURL string) *pgxpool.Pool {
 	return pool
 }
 
-func setup(t *testing.T) *testBundle {
+func setup(t *testing.T, tweak ...func(*Options)) *testBundle {
 	t.Helper()
 	ctx := context.Background()
 	dbURL := pgtest.NewDatabase(t)
@@ -109,6 +111,7 @@ func setup(t *testing.T) *testBundle {
 	b.logs = &lockedBuffer{}
 	b.userSigner, _ = auth.NewSigner(authKey, "alga-psa", "alga-google")
 	b.svcSigner, _ = auth.NewSigner(svcKey, "alga-google", "alga-google")
+	b.tweak = tweak
 	b.startService(t)
 	return b
 }
@@ -123,13 +126,17 @@ func (b *testBundle) startService(t *testing.T) {
 	srv := grpcserver.New(grpcserver.Options{Logger: logging.Discard(), Verifier: verifier, Registerer: prometheus.NewRegistry()})
 	svc.Register(srv)
 	runCtx, cancel := context.WithCancel(context.Background())
-	require.NoError(t, svc.Start(runCtx, Options{
+	opts := Options{
 		Pool: b.pool, Logger: slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Base: b.base,
 		Google: googleapi.Endpoints{Root: b.gm.srv.URL, PubSubEmulatorHost: b.ps.Addr},
 		Peers:  b.peers.peers(), Registry: prometheus.NewRegistry(), Keys: staticKeys{"g1": &pushKey.PublicKey},
 		Settle: 150 * time.Millisecond, MaxSettle: time.Second, SweepEvery: time.Second, SweepAge: time.Second,
 		StreamPoll: 200 * time.Millisecond, ReconcileWait: time.Second, TestOnly: true,
-	}))
+	}
+	for _, f := range b.tweak {
+		f(&opts)
+	}
+	require.NoError(t, svc.Start(runCtx, opts))
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = srv.GRPC.Serve(lis) }()
 	conn, err := grpc.NewClient("passthrough:///bufnet", grpc.WithTransportCredentials(insecure.NewCredentials()),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -55,7 +56,7 @@ type syncWorker struct {
 func (w *syncWorker) Timeout(*river.Job[SyncArgs]) time.Duration { return 10 * time.Minute }
 
 func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
-	return w.s.syncProvider(ctx, job)
+	return jobs.SnoozeLater(w.s.syncProvider(ctx, job)) // a tenant's Google cool-down: run again when it ends
 }
 
 // sweep (the periodic sweeper, see jobs.AddSweeper) enqueues syncs for notifications left pending: a
@@ -357,10 +358,54 @@ func intersects(a, b []string) bool {
 	return false
 }
 
-// storeMessages fetches and parses ids (skipping stored ones), then inserts them and advances the history
-// id in one transaction.
+// SyncLimits bound what one history sync holds in memory, whatever the backlog (a history page names up
+// to 500 messages, a backfill thousands, and anyone can send large mail): messages are fetched and parsed
+// in batches, each batch stored in its own transaction before the next is fetched, each body capped,
+// and only the first MaxRawBytes of a raw message decoded and parsed. So a sync holds at most one batch
+// of capped messages plus the one message being fetched.
+type SyncLimits struct {
+	// BatchMessages and BatchBytes end a batch: whichever is reached first (bytes as store.Message.Size).
+	BatchMessages int
+	BatchBytes    int
+	// MaxBodyBytes caps each stored body (text, HTML), cut on a UTF-8 boundary: the message is marked
+	// truncated.
+	MaxBodyBytes int
+	// MaxRawBytes is how much of a raw message is decoded and parsed; a longer one is marked truncated
+	// (what is cut off is usually attachments, whose metadata is then missing).
+	MaxRawBytes int
+}
+
+// DefaultSyncLimits are the limits of ALGA_GMAIL_SYNC_BATCH_MESSAGES, ALGA_GMAIL_SYNC_BATCH_BYTES,
+// ALGA_GMAIL_MAX_BODY_BYTES and ALGA_GMAIL_MAX_RAW_BYTES when unset.
+var DefaultSyncLimits = SyncLimits{BatchMessages: 20, BatchBytes: 16 << 20, MaxBodyBytes: mailparse.DefaultMaxBody, MaxRawBytes: 24 << 20}
+
+func (l SyncLimits) withDefaults() SyncLimits {
+	d := DefaultSyncLimits
+	if l.BatchMessages <= 0 {
+		l.BatchMessages = d.BatchMessages
+	}
+	if l.BatchBytes <= 0 {
+		l.BatchBytes = d.BatchBytes
+	}
+	if l.MaxBodyBytes <= 0 {
+		l.MaxBodyBytes = d.MaxBodyBytes
+	}
+	if l.MaxRawBytes <= 0 {
+		l.MaxRawBytes = d.MaxRawBytes
+	}
+	return l
+}
+
+// storeMessages fetches and parses ids (skipping stored ones) in bounded batches (SyncLimits), storing
+// each batch in its own transaction, and advances the history id to advanceTo only with the last one —
+// never past a message not stored yet. A crash between batches re-reads the same history next time;
+// the messages stored already are skipped (MessageExists, and the insert is idempotent). The transactions
+// hold the inbound feed's append lock from their first insert to their commit: nothing but inserts and
+// the history advance happens in them, the Google calls and the parsing come before.
 func (s *Service) storeMessages(ctx context.Context, p *store.Provider, mb *mailbox, ids []string, advanceTo int64) error {
-	var msgs []*store.Message
+	limits := s.opts.Sync
+	var batch []*store.Message
+	size := 0
 	for _, id := range ids {
 		exists, err := store.MessageExists(ctx, s.pool, p.ID, id)
 		if err != nil {
@@ -388,33 +433,44 @@ func (s *Service) storeMessages(ctx context.Context, p *store.Provider, mb *mail
 		if err != nil {
 			s.log.WarnContext(ctx, "gmail message could not be parsed; stored with headers only", "provider", p.ID, "gmail_message_id", id, "err", err)
 		}
-		msgs = append(msgs, m)
-	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		inserted := 0
-		for _, m := range msgs {
-			fresh, err := store.InsertMessage(ctx, tx, m)
-			if err != nil {
+		batch = append(batch, m)
+		size += m.Size()
+		if len(batch) >= limits.BatchMessages || size >= limits.BatchBytes {
+			if err := s.insertBatch(ctx, p, batch, false, 0); err != nil {
 				return err
 			}
-			if fresh {
-				inserted++
+			batch, size = nil, 0
+		}
+	}
+	return s.insertBatch(ctx, p, batch, true, advanceTo)
+}
+
+// insertBatch stores msgs in one transaction, through the inbound feed's appender (the tenant's append
+// lock from the first insert to the commit, and the NOTIFY that wakes the streams of every replica on
+// commit). The last batch of a sync step (last) also advances the history id to advanceTo (> 0), or
+// records the sync time.
+func (s *Service) insertBatch(ctx context.Context, p *store.Provider, msgs []*store.Message, last bool, advanceTo int64) error {
+	inserted := 0
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		app := s.feed.Appender(tx, p.Tenant)
+		for _, m := range msgs {
+			if _, err := store.InsertMessage(ctx, app, m); err != nil {
+				return err
 			}
+		}
+		inserted = app.Appended()
+		if !last {
+			return nil
 		}
 		if advanceTo > 0 {
-			if err := store.AdvanceHistory(ctx, tx, p.Tenant, p.ID, advanceTo); err != nil {
-				return err
-			}
-		} else if err := store.TouchSync(ctx, tx, p.Tenant, p.ID); err != nil {
-			return err
+			return store.AdvanceHistory(ctx, tx, p.Tenant, p.ID, advanceTo)
 		}
-		if inserted > 0 {
-			s.metrics.messages.Add(float64(inserted))
-			// Delivered on commit, to the streams of every replica.
-			return s.feed.Notify(ctx, tx)
-		}
-		return nil
+		return store.TouchSync(ctx, tx, p.Tenant, p.ID)
 	})
+	if err == nil {
+		s.metrics.messages.Add(float64(inserted))
+	}
+	return err
 }
 
 func (s *Service) toMessage(p *store.Provider, g *gmail.Message) (*store.Message, error) {
@@ -426,14 +482,17 @@ func (s *Service) toMessage(p *store.Provider, g *gmail.Message) (*store.Message
 	if g.InternalDate == 0 {
 		m.ReceiveTime = time.Now().UTC()
 	}
-	raw, err := decodeRaw(g.Raw)
+	raw, cut, err := rawPrefix(g.Raw, s.opts.Sync.MaxRawBytes)
+	g.Raw = "" // the encoded copy is garbage from here: the parse must not keep it alive
 	if err != nil {
 		return m, fmt.Errorf("raw is not base64url: %w", err)
 	}
-	parsed, err := mailparse.Parse(raw)
+	m.Truncated = cut
+	parsed, err := mailparse.Parse(raw, s.opts.Sync.MaxBodyBytes)
 	if err != nil {
 		return m, err
 	}
+	m.Truncated = m.Truncated || parsed.Truncated
 	m.MessageIDHeader, m.InReplyTo, m.References = parsed.MessageID, parsed.InReplyTo, parsed.References
 	m.From, m.To, m.Cc, m.Subject = parsed.From, parsed.To, parsed.Cc, parsed.Subject
 	m.TextBody, m.HTMLBody = parsed.TextBody, parsed.HTMLBody
@@ -443,4 +502,23 @@ func (s *Service) toMessage(p *store.Provider, g *gmail.Message) (*store.Message
 		}
 	}
 	return m, nil
+}
+
+// rawPrefix decodes at most max bytes of Gmail's base64url raw message — only the encoded characters
+// those bytes need, so a message larger than the cap never has a whole decoded copy in memory — and
+// reports whether there was more.
+func rawPrefix(raw string, max int) ([]byte, bool, error) {
+	raw = strings.TrimRight(raw, "=")
+	cut := false
+	if n := (max + 2) / 3 * 4; len(raw) > n { // whole 4-character groups: a prefix decodes cleanly
+		raw, cut = raw[:n], true
+	}
+	b, err := decodeRaw(raw)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(b) > max {
+		b, cut = b[:max], true
+	}
+	return b, cut, nil
 }

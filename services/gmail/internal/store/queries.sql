@@ -161,13 +161,15 @@ LIMIT 500;
 SELECT EXISTS (SELECT 1 FROM gmail.messages WHERE provider_id = @provider_id AND gmail_message_id = @gmail_message_id);
 
 -- name: InsertMessage
--- Returns no row when the message was stored before.
+-- Returns no row when the message was stored before. Run through the inbound feed's appender
+-- (platform/feed), which takes the tenant's append lock first: seq is drawn after it, so cursors become
+-- visible in order.
 INSERT INTO gmail.messages (tenant, provider_id, mailbox, gmail_message_id, thread_id, history_id,
     message_id_header, in_reply_to, "references", from_address, to_addresses, cc_addresses, subject,
-    text_body, html_body, attachments, label_ids, receive_time)
+    text_body, html_body, attachments, label_ids, receive_time, truncated)
 VALUES (@tenant, @provider_id, @mailbox, @gmail_message_id, @thread_id, @history_id,
     @message_id_header, @in_reply_to, @references, @from_address, @to_addresses, @cc_addresses, @subject,
-    @text_body, @html_body, @attachments, @label_ids, @receive_time)
+    @text_body, @html_body, @attachments, @label_ids, @receive_time, @truncated)
 ON CONFLICT (provider_id, gmail_message_id) DO NOTHING
 RETURNING seq;
 
@@ -186,7 +188,7 @@ SELECT max(receive_time) FROM gmail.messages WHERE tenant = @tenant AND provider
 -- A NULL provider id lists every provider of the tenant.
 SELECT seq, id, provider_id, mailbox, gmail_message_id, thread_id, message_id_header, in_reply_to,
        "references", from_address, to_addresses, cc_addresses, subject, text_body, html_body, attachments,
-       label_ids, receive_time, acknowledge_time
+       label_ids, receive_time, acknowledge_time, truncated
 FROM gmail.messages
 WHERE tenant = @tenant AND (@provider_id::uuid IS NULL OR provider_id = @provider_id) AND seq > @after_seq
   AND (@include_acknowledged::boolean OR acknowledge_time IS NULL)

@@ -12,7 +12,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/algapsa/alga-google/services/platform/feed"
 	"github.com/algapsa/alga-google/services/platform/pg"
+	"github.com/algapsa/alga-google/services/platform/text"
 )
 
 // Schema is the Postgres schema the gmail service owns.
@@ -162,10 +164,11 @@ func SetConnecting(ctx context.Context, db DB, tenant, id string) (*Provider, er
 	return one(db.Query(ctx, q("SetConnecting"), pg.Args{"tenant": tenant, "id": id}))
 }
 
-// SetError puts the provider in ERROR; step is the diagnostics step that failed.
+// SetError puts the provider in ERROR; step is the diagnostics step that failed. Messages may carry
+// Google's words: like every text from outside, they are stored through text.Clean.
 func SetError(ctx context.Context, db DB, tenant, id, step, code, message, remedy string) (*Provider, error) {
 	return one(db.Query(ctx, q("SetError"), pg.Args{"tenant": tenant, "id": id, "error_step": step,
-		"error_code": code, "error_message": message, "error_remedy": remedy}))
+		"error_code": code, "error_message": text.Clean(message), "error_remedy": text.Clean(remedy)}))
 }
 
 // ClearError returns a provider in ERROR to CONNECTED when its error was recorded by one of steps; it
@@ -183,7 +186,7 @@ func RecordProvisioningCheck(ctx context.Context, db DB, tenant, id, topic, subs
 // RecordWatch records a successful users.watch: the label ids watched, Google's expiration and the
 // history baseline (kept when one is stored).
 func RecordWatch(ctx context.Context, db DB, tenant, id string, labelIDs []string, expire time.Time, baseline int64) (*Provider, error) {
-	return one(db.Query(ctx, q("RecordWatch"), pg.Args{"tenant": tenant, "id": id, "watch_label_ids": nz(labelIDs),
+	return one(db.Query(ctx, q("RecordWatch"), pg.Args{"tenant": tenant, "id": id, "watch_label_ids": nz(text.CleanAll(labelIDs)),
 		"watch_expire_time": expire, "history_baseline": baseline}))
 }
 
@@ -220,9 +223,10 @@ func SaveProvisioning(ctx context.Context, tx pgx.Tx, tenant, id string, p Provi
 	if labels == nil {
 		labels = []string{}
 	}
+	labels = text.CleanAll(labels)
 	prov, err := one(tx.Query(ctx, q("SetProvisioned"), pg.Args{"tenant": tenant, "id": id, "state": p.State,
-		"error_step": p.ErrorStep, "error_code": p.ErrorCode, "error_message": p.ErrorMessage, "error_remedy": p.ErrorRemedy,
-		"provisioning_checked": p.ProvisioningChecked, "account_email": p.AccountEmail, "subscription": p.Subscription, "topic": p.Topic, "watch_label_ids": labels,
+		"error_step": p.ErrorStep, "error_code": p.ErrorCode, "error_message": text.Clean(p.ErrorMessage), "error_remedy": text.Clean(p.ErrorRemedy),
+		"provisioning_checked": p.ProvisioningChecked, "account_email": text.Clean(p.AccountEmail), "subscription": p.Subscription, "topic": p.Topic, "watch_label_ids": labels,
 		"watch_expire_time": p.WatchExpire, "history_baseline": p.HistoryBaseline}))
 	if err != nil {
 		return nil, err
@@ -232,7 +236,7 @@ func SaveProvisioning(ctx context.Context, tx pgx.Tx, tenant, id string, p Provi
 	}
 	for i, s := range p.Steps {
 		if _, err := tx.Exec(ctx, q("InsertStep"), pg.Args{"tenant": tenant, "provider_id": id, "position": i,
-			"name": s.Name, "ok": s.OK, "detail": s.Detail, "check_time": s.CheckTime}); err != nil {
+			"name": s.Name, "ok": s.OK, "detail": text.Clean(s.Detail), "check_time": s.CheckTime}); err != nil {
 			return nil, err
 		}
 	}
@@ -248,7 +252,7 @@ var StepPositions = map[string]int{
 func UpsertSteps(ctx context.Context, db DB, tenant, id string, steps []Step) error {
 	for _, s := range steps {
 		if _, err := db.Exec(ctx, q("UpsertStep"), pg.Args{"tenant": tenant, "provider_id": id, "position": StepPositions[s.Name],
-			"name": s.Name, "ok": s.OK, "detail": s.Detail, "check_time": s.CheckTime}); err != nil {
+			"name": s.Name, "ok": s.OK, "detail": text.Clean(s.Detail), "check_time": s.CheckTime}); err != nil {
 			return err
 		}
 	}
@@ -305,7 +309,7 @@ type Notification struct {
 func InsertNotification(ctx context.Context, db DB, n Notification) (bool, error) {
 	var id int64
 	err := db.QueryRow(ctx, q("InsertNotification"), pg.Args{"tenant": n.Tenant, "provider_id": n.ProviderID,
-		"subscription": n.Subscription, "pubsub_message_id": n.PubSubMessageID, "email_address": n.EmailAddress,
+		"subscription": n.Subscription, "pubsub_message_id": text.Clean(n.PubSubMessageID), "email_address": text.Clean(n.EmailAddress),
 		"history_id": n.HistoryID, "publish_time": n.PublishTime}).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
@@ -451,6 +455,19 @@ type Message struct {
 	LabelIDs        []string
 	ReceiveTime     time.Time
 	AcknowledgeTime *time.Time
+	// Truncated: a body was cut to the cap, or only part of a too large raw message was parsed.
+	Truncated bool
+}
+
+// Size is roughly how many bytes m holds: what a sync batch is bounded by.
+func (m *Message) Size() int {
+	n := len(m.TextBody) + len(m.HTMLBody) + len(m.Subject) + len(m.From) + len(m.Attachments) + 512
+	for _, l := range [][]string{m.To, m.Cc, m.References, m.LabelIDs} {
+		for _, s := range l {
+			n += len(s)
+		}
+	}
+	return n
 }
 
 func nz(s []string) []string {
@@ -460,22 +477,22 @@ func nz(s []string) []string {
 	return s
 }
 
-// InsertMessage stores m once; it reports false when the message was stored before.
-func InsertMessage(ctx context.Context, db DB, m *Message) (bool, error) {
+// InsertMessage appends m to the tenant's inbound feed once, through app (the feed's appender of m's
+// tenant in the transaction: it takes the append lock before seq is drawn); it reports false when the
+// message was stored before. Every text from Google is cleaned here (no NUL, valid UTF-8), where every
+// message is stored, so no mail can fail its sync on every retry.
+func InsertMessage(ctx context.Context, app *feed.Appender, m *Message) (bool, error) {
 	att := m.Attachments
 	if att == nil {
 		att = json.RawMessage("[]")
 	}
-	err := db.QueryRow(ctx, q("InsertMessage"), pg.Args{"tenant": m.Tenant, "provider_id": m.ProviderID, "mailbox": m.Mailbox,
-		"gmail_message_id": m.GmailMessageID, "thread_id": m.ThreadID, "history_id": m.HistoryID,
-		"message_id_header": m.MessageIDHeader, "in_reply_to": m.InReplyTo, "references": nz(m.References),
-		"from_address": m.From, "to_addresses": nz(m.To), "cc_addresses": nz(m.Cc), "subject": m.Subject,
-		"text_body": m.TextBody, "html_body": m.HTMLBody, "attachments": att, "label_ids": nz(m.LabelIDs),
-		"receive_time": m.ReceiveTime}).Scan(&m.Seq)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	return err == nil, err
+	return app.Insert(ctx, q("InsertMessage"), pg.Args{"tenant": m.Tenant, "provider_id": m.ProviderID, "mailbox": m.Mailbox,
+		"gmail_message_id": text.Clean(m.GmailMessageID), "thread_id": text.Clean(m.ThreadID), "history_id": m.HistoryID,
+		"message_id_header": text.Clean(m.MessageIDHeader), "in_reply_to": text.Clean(m.InReplyTo),
+		"references": nz(text.CleanAll(m.References)), "from_address": text.Clean(m.From),
+		"to_addresses": nz(text.CleanAll(m.To)), "cc_addresses": nz(text.CleanAll(m.Cc)), "subject": text.Clean(m.Subject),
+		"text_body": text.Clean(m.TextBody), "html_body": text.Clean(m.HTMLBody), "attachments": att,
+		"label_ids": nz(text.CleanAll(m.LabelIDs)), "receive_time": m.ReceiveTime, "truncated": m.Truncated}, &m.Seq)
 }
 
 // AdvanceHistory moves the provider's history id forward (never back) and records the sync time.
@@ -510,7 +527,7 @@ func ListMessages(ctx context.Context, db DB, tenant, provider string, afterSeq 
 		m := &Message{Tenant: tenant}
 		err := r.Scan(&m.Seq, &m.ID, &m.ProviderID, &m.Mailbox, &m.GmailMessageID, &m.ThreadID, &m.MessageIDHeader, &m.InReplyTo,
 			&m.References, &m.From, &m.To, &m.Cc, &m.Subject, &m.TextBody, &m.HTMLBody, &m.Attachments, &m.LabelIDs,
-			&m.ReceiveTime, &m.AcknowledgeTime)
+			&m.ReceiveTime, &m.AcknowledgeTime, &m.Truncated)
 		return m, err
 	})
 }
@@ -555,7 +572,7 @@ const MaxEvents = 200
 // InsertEvent appends to the provider's timeline, keeping its newest MaxEvents entries.
 func InsertEvent(ctx context.Context, db DB, tenant, id string, e Event) error {
 	if _, err := db.Exec(ctx, q("InsertEvent"), pg.Args{"tenant": tenant, "provider_id": id, "type": e.Type, "step": e.Step,
-		"error_code": e.ErrorCode, "message": e.Message, "run_id": e.RunID}); err != nil {
+		"error_code": e.ErrorCode, "message": text.Clean(e.Message), "run_id": e.RunID}); err != nil {
 		return err
 	}
 	_, err := db.Exec(ctx, q("PruneEvents"), pg.Args{"tenant": tenant, "provider_id": id, "keep": MaxEvents})

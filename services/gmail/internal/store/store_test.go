@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/algapsa/alga-google/services/platform/feed"
 	"github.com/algapsa/alga-google/services/platform/pgtest"
 )
 
@@ -76,12 +77,16 @@ func TestNotificationsAndMessagesOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, more)
 
+	inbound, err := feed.New(feed.Options{Name: "gmail_inbound", Channel: "gmail_inbound"})
+	require.NoError(t, err)
 	err = pgx.BeginFunc(b.ctx, b.pool, func(tx pgx.Tx) error {
-		m := &Message{Tenant: "t1", ProviderID: p.ID, Mailbox: p.Mailbox, GmailMessageID: "g1", ReceiveTime: time.Now(), References: []string{"<a>"}}
-		fresh, err := InsertMessage(b.ctx, tx, m)
+		app := inbound.Appender(tx, "t1")
+		m := &Message{Tenant: "t1", ProviderID: p.ID, Mailbox: p.Mailbox, GmailMessageID: "g1", ReceiveTime: time.Now(),
+			References: []string{"<a>"}, Subject: "nul\x00 \xff", Truncated: true}
+		fresh, err := InsertMessage(b.ctx, app, m)
 		require.NoError(t, err)
 		require.True(t, fresh)
-		fresh, err = InsertMessage(b.ctx, tx, m)
+		fresh, err = InsertMessage(b.ctx, app, m)
 		require.NoError(t, err)
 		require.False(t, fresh)
 		require.NoError(t, AdvanceHistory(b.ctx, tx, "t1", p.ID, 20))
@@ -96,6 +101,8 @@ func TestNotificationsAndMessagesOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, msgs, 1)
 	require.Equal(t, []string{"<a>"}, msgs[0].References)
+	require.Equal(t, "nul \uFFFD", msgs[0].Subject, "stored cleaned")
+	require.True(t, msgs[0].Truncated)
 	none, err := ListMessages(b.ctx, b.pool, "t2", "", 0, 10, false)
 	require.NoError(t, err)
 	require.Empty(t, none)
@@ -121,4 +128,24 @@ func TestSubscriptionOwnedByOneTenant(t *testing.T) {
 	got, err := GetSubscription(b.ctx, b.pool, s.Name)
 	require.NoError(t, err)
 	require.Equal(t, "t1", got.Tenant)
+}
+
+// Google's words reach error messages, step details and the timeline: a NUL or invalid UTF-8 in them is
+// stored cleaned instead of failing the transaction that records the failure.
+func TestOutsideTextIsStoredCleaned(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p, err := CreateProvider(b.ctx, b.pool, NewProvider{Tenant: "t1", Mailbox: "a@acme.test", Active: true})
+	require.NoError(t, err)
+	got, err := SetError(b.ctx, b.pool, "t1", p.ID, "watch", "watch_failed", "Google said \x00\xff", "retry")
+	require.NoError(t, err)
+	require.Equal(t, "Google said \uFFFD", got.ErrorMessage)
+	require.NoError(t, UpsertSteps(b.ctx, b.pool, "t1", p.ID, []Step{{Name: "watch", Detail: "403 \x00denied", CheckTime: time.Now()}}))
+	steps, err := ListSteps(b.ctx, b.pool, "t1", p.ID)
+	require.NoError(t, err)
+	require.Equal(t, "403 denied", steps[0].Detail)
+	require.NoError(t, InsertEvent(b.ctx, b.pool, "t1", p.ID, Event{Type: "watch_failed", Message: "\x00x"}))
+	events, err := ListEvents(b.ctx, b.pool, "t1", p.ID, 1)
+	require.NoError(t, err)
+	require.Equal(t, "x", events[0].Message)
 }

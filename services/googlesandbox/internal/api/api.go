@@ -193,6 +193,9 @@ type Fault struct {
 	Rate5xx float64 `json:"rate5xx,omitempty"`
 	// Status5xx is the 5xx status to answer (default 503).
 	Status5xx int `json:"status5xx,omitempty"`
+	// RetryAfterSeconds, when set, is sent as the Retry-After header of the 429 and 5xx answers this
+	// fault injects (API and token endpoints).
+	RetryAfterSeconds int `json:"retryAfterSeconds,omitempty"`
 	// Latency delays every matching call (JSON: a Go duration string like "250ms", or nanoseconds).
 	Latency time.Duration `json:"latency,omitempty"`
 	// DropNotifications drops notifications of a notification endpoint (gmail.notification,

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"math"
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ type faultState struct {
 type faultDecision struct {
 	Latency    time.Duration
 	Status     int    // 429 or 5xx, 0 = none
+	RetryAfter int    // seconds for the Retry-After header of Status, 0 = none
 	ForceError string // "" = none
 	Drop       bool
 }
@@ -84,10 +86,10 @@ func (s *Server) decide(clientID string, endpoints ...string) faultDecision {
 				d.Drop = true
 				acted = true
 			case fires(f.Rate429, f.calls):
-				d.Status = 429
+				d.Status, d.RetryAfter = 429, f.RetryAfterSeconds
 				acted = true
 			case fires(f.Rate5xx, f.calls):
-				d.Status = f.Status5xx
+				d.Status, d.RetryAfter = f.Status5xx, f.RetryAfterSeconds
 				if d.Status < 500 || d.Status > 599 {
 					d.Status = 503
 				}
@@ -104,6 +106,13 @@ func (s *Server) decide(clientID string, endpoints ...string) faultDecision {
 	}
 	s.faults = kept
 	return d
+}
+
+// setRetryAfter sends the Retry-After a fault asked for with its injected status.
+func (d faultDecision) setRetryAfter(w http.ResponseWriter) {
+	if d.Status != 0 && d.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(d.RetryAfter))
+	}
 }
 
 func (s *Server) addFault(f api.Fault) {

@@ -82,6 +82,7 @@ func (s *Server) beginAPI(w http.ResponseWriter, r *http.Request, endpoint strin
 		apiError(w, code, reason, msg)
 		return nil
 	}
+	d.setRetryAfter(w)
 	if d.Status == 429 {
 		apiError(w, 429, "rateLimitExceeded", "Too many concurrent requests for user.")
 		return nil

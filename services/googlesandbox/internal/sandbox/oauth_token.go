@@ -109,6 +109,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	d := s.decide(countKey, "oauth.token", "oauth.token."+grantShort(gt))
 	s.mu.Unlock()
 	sleep(r.Context(), d.Latency)
+	d.setRetryAfter(w)
 	if d.Status == 429 {
 		oauthError(w, 429, "rate_limit_exceeded", "Rate limit exceeded.")
 		return

@@ -278,8 +278,34 @@ var errNoRefreshToken = errors.New("google returned no refresh token")
 
 // storeGrant stores the tokens (through the secrets service) and records the connection and its event.
 // A response without a refresh token keeps the stored one.
+//
+// Callbacks for the same provider are serialized across replicas (store.LockGrant, then the connection's
+// row lock, which a refresh's transactions take too) and decide under that lock: two first callbacks at
+// once (Connect clicked twice) would otherwise each see no connection, store their token under a new id
+// each and upsert one row, leaving the row pointing at one grant's token with the other's metadata and a
+// live refresh token orphaned in the secret store. Under the lock the later callback finds the earlier
+// one's row, reuses its id and overwrites its token: the later grant wins, whole. The token is written
+// inside the transaction (a call to our secrets service, never to Google: the code exchange happened
+// before), so a failed write leaves no row and a failed commit leaves the previous grant's token
+// replaced by a newer grant of the same client and account, still valid.
 func (s *Flow) storeGrant(ctx context.Context, st store.State, c client, email string, tok *oauth2.Token) (store.Connection, error) {
-	existing, err := store.GetConnection(ctx, s.pool, st.Tenant, st.Kind, st.ProviderID)
+	release, err := s.dbSlot(ctx)
+	if err != nil {
+		return store.Connection{}, err
+	}
+	defer release()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return store.Connection{}, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	if err := store.SetLockTimeout(ctx, tx, refreshLockTimeout); err != nil {
+		return store.Connection{}, err
+	}
+	if err := store.LockGrant(ctx, tx, st.Tenant, st.Kind, st.ProviderID); err != nil {
+		return store.Connection{}, err
+	}
+	existing, err := store.GetConnectionForUpdate(ctx, tx, st.Tenant, st.Kind, st.ProviderID)
 	connID := existing.ID
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -299,13 +325,7 @@ func (s *Flow) storeGrant(ctx context.Context, st store.State, c client, email s
 	if err := s.writeToken(ctx, connID, stored); err != nil {
 		return store.Connection{}, err
 	}
-	now := s.now()
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return store.Connection{}, err
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck
-	conn, err := saveConnection(ctx, tx, connectionOf(connID, st.Tenant, st.Kind, st.ProviderID, st.UserID, email, c.ID, stored), now)
+	conn, err := saveConnection(ctx, tx, connectionOf(connID, st.Tenant, st.Kind, st.ProviderID, st.UserID, email, c.ID, stored), s.now())
 	if err != nil {
 		return store.Connection{}, err
 	}

@@ -8,6 +8,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	calendarv1 "github.com/algapsa/alga-google/gen/alga/calendar/v1"
@@ -25,6 +27,7 @@ import (
 	"github.com/algapsa/alga-google/services/platform/auth"
 	"github.com/algapsa/alga-google/services/platform/errs"
 	"github.com/algapsa/alga-google/services/platform/googleapi"
+	"github.com/algapsa/alga-google/services/platform/googleretry"
 	"github.com/algapsa/alga-google/services/platform/urls"
 )
 
@@ -64,8 +67,9 @@ type Deps struct {
 	Logger    *slog.Logger
 	// Now is the clock (tests inject one); default time.Now.
 	Now func() time.Time
-	// RetryBackoff is the first pause between refresh attempts after a transient failure (default 250ms).
-	RetryBackoff time.Duration
+	// Retry retries the token endpoint's transient failures on each tenant's budget (nil: googleretry's
+	// defaults with the token-error classification of classifyTokenError, no metrics; see NewRetrier).
+	Retry *googleretry.Retrier
 }
 
 // Service is the oauth target's gRPC implementations, built by New over one shared core (the
@@ -123,7 +127,7 @@ type core struct {
 	http      *http.Client
 	log       *slog.Logger
 	now       func() time.Time
-	backoff   time.Duration
+	retry     *googleretry.Retrier
 	keysMu    sync.Mutex
 	keys      map[string]*keyLock
 	lockSlots chan struct{}
@@ -150,7 +154,7 @@ func (s *Service) Register(srv *grpc.Server) {
 // reaches them (the gate opens after Start returns).
 func (s *Service) SetDeps(d Deps) {
 	c := s.core
-	c.pool, c.base, c.baseURL, c.google, c.log, c.now, c.backoff = d.Pool, d.Base, d.BaseURL, d.Google, d.Logger, d.Now, d.RetryBackoff
+	c.pool, c.base, c.baseURL, c.google, c.log, c.now, c.retry = d.Pool, d.Base, d.BaseURL, d.Google, d.Logger, d.Now, d.Retry
 	c.secrets = secretsv1.NewSecretsServiceClient(d.Secrets)
 	if d.Gmail != nil {
 		c.gmail = gmailv1.NewGmailProviderServiceClient(d.Gmail)
@@ -164,8 +168,8 @@ func (s *Service) SetDeps(d Deps) {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	if c.backoff == 0 {
-		c.backoff = 250 * time.Millisecond
+	if c.retry == nil {
+		c.retry = googleretry.Must(RetryOptions(nil))
 	}
 	c.uiBase = strings.TrimRight(d.UIBaseURL, "/")
 	if c.uiBase == "" {
@@ -175,6 +179,17 @@ func (s *Service) SetDeps(d Deps) {
 	if c.http == nil {
 		c.http = &http.Client{Timeout: 20 * time.Second}
 	}
+}
+
+// RetryOptions are the options of the service's Google retrier: the token endpoint's failures are
+// classified as a refresh classifies them (classifyTokenError: a malformed answer is transient too).
+func RetryOptions(reg prometheus.Registerer) googleretry.Options {
+	return googleretry.Options{Service: ServiceName, Registerer: reg, Policy: googleretry.Policy{
+		Base: 250 * time.Millisecond,
+		Transient: func(err error) bool {
+			return googleretry.Transient(err) || (!errors.Is(err, context.Canceled) && classifyTokenError(err).transient)
+		},
+	}}
 }
 
 // caller returns the verified identity of a request, which must carry a tenant.

@@ -18,6 +18,7 @@ import (
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
 	"github.com/algapsa/alga-google/services/oauth/internal/store"
 	"github.com/algapsa/alga-google/services/platform/errs"
+	"github.com/algapsa/alga-google/services/platform/googleretry"
 )
 
 // ReasonReauthorizationRequired is the ErrorInfo reason of a connection that needs a new consent.
@@ -207,6 +208,9 @@ func (s *Tokens) GetAccessToken(ctx context.Context, req *oauthv1.GetAccessToken
 // errConnectionGone: the connection a refresh was asked for does not exist (any more).
 var errConnectionGone = errors.New("connection not found")
 
+// errReconnected: the connection was connected anew (a callback) while its refresh asked Google.
+var errReconnected = errors.New("connection reconnected during the refresh")
+
 // refreshRequest is what one caller needs of a connection's refresh: GetAccessToken (a usable token)
 // and RefreshConnection (maintenance: a refresh at Google unless one happened since its decision).
 type refreshRequest struct {
@@ -271,13 +275,16 @@ func (s *core) refresh(ctx context.Context, r refreshRequest) (refreshResult, er
 			continue
 		}
 		gctx, cancel := context.WithTimeout(ctx, refreshLease-5*time.Second)
-		newTok, calls, callErr := s.refreshWithRetry(gctx, call.client, r.kind, call.token.RefreshToken, r.attempts)
+		newTok, calls, callErr := s.refreshWithRetry(gctx, call.client, r.tenant, r.kind, call.token.RefreshToken, r.attempts)
 		cancel()
 		if callErr != nil && ctx.Err() != nil {
 			s.releaseLease(ctx, call)
 			return refreshResult{}, ctx.Err()
 		}
 		res, err = s.finishRefresh(ctx, r, call, newTok, calls, callErr)
+		if errors.Is(err, errReconnected) {
+			continue // the new grant's token is what the re-check finds
+		}
 		if err != nil {
 			s.releaseLease(ctx, call)
 		}
@@ -411,6 +418,14 @@ func (s *core) finishRefresh(ctx context.Context, r refreshRequest, call *refres
 	if err := store.ReleaseRefreshLease(ctx, tx, conn.ID, call.holder); err != nil {
 		return refreshResult{}, err
 	}
+	if !conn.ConnectedAt.Equal(call.conn.ConnectedAt) {
+		// A callback stored a new grant while Google answered this refresh of the old one: recording
+		// the answer would put the old grant's token back. Dropped; the lease goes.
+		if err := tx.Commit(ctx); err != nil {
+			return refreshResult{}, err
+		}
+		return refreshResult{}, errReconnected
+	}
 	now := s.now()
 	if callErr != nil {
 		return s.recordFailure(ctx, tx, r, conn, classifyRefresh(classifyTokenError(callErr), conn, now), calls, now)
@@ -486,32 +501,22 @@ func inRun(msg, runID string) string {
 	return msg + " (maintenance run " + runID + ")"
 }
 
-// refreshWithRetry calls Google's token endpoint, retrying transient failures up to attempts requests
-// in all; it reports how many requests it made.
-func (s *core) refreshWithRetry(ctx context.Context, c client, kind, refreshToken string, attempts int) (*oauth2.Token, int, error) {
+// refreshWithRetry calls Google's token endpoint through the service's retrier (transient failures
+// retried, attempts requests at most, on the tenant's budget); it reports how many requests it made.
+func (s *core) refreshWithRetry(ctx context.Context, c client, tenant, kind, refreshToken string, attempts int) (*oauth2.Token, int, error) {
 	cfg := s.oauthConfig(c, kind)
 	hctx := s.httpContext(ctx)
-	var lastErr error
-	pause := s.backoff
 	calls := 0
-	for attempt := 1; attempt <= max(attempts, 1); attempt++ {
+	var tok *oauth2.Token
+	err := s.retry.Do(ctx, googleretry.Call{Tenant: tenant, Endpoint: "token.refresh", Attempts: attempts}, func() (err error) {
 		calls++
-		tok, err := cfg.TokenSource(hctx, &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)}).Token()
-		if err == nil {
-			return tok, calls, nil
-		}
-		lastErr = err
-		if !classifyTokenError(err).transient || attempt >= attempts {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, calls, ctx.Err()
-		case <-time.After(pause):
-		}
-		pause *= 2
+		tok, err = cfg.TokenSource(hctx, &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)}).Token()
+		return err
+	})
+	if err != nil {
+		return nil, calls, err
 	}
-	return nil, calls, lastErr
+	return tok, calls, nil
 }
 
 func (s *Tokens) connectionProto(ctx context.Context, conn store.Connection, withEvents bool) (*oauthv1.Connection, error) {
@@ -596,39 +601,55 @@ func (s *Tokens) DeleteConnection(ctx context.Context, req *oauthv1.DeleteConnec
 		return nil, err
 	}
 	defer unlock()
+	tok, deleted, err := s.deleteConnection(ctx, id.Tenant, kind, req.GetProviderId(), req.GetRevoke())
+	if err != nil || !deleted {
+		return &oauthv1.DeleteConnectionResponse{Deleted: false}, err
+	}
+	// Revoked once the row and the token are gone, with no transaction or database slot held while
+	// Google answers (best effort, as before: a grant Google did not revoke is one nobody stores).
+	if tok != nil {
+		s.revoke(ctx, *tok)
+	}
+	s.log.InfoContext(ctx, "connection deleted", "kind", kind, "provider", req.GetProviderId(), "revoked", req.GetRevoke())
+	return &oauthv1.DeleteConnectionResponse{Deleted: true}, nil
+}
+
+// deleteConnection deletes the provider's connection and its token secret under the row lock and
+// returns the token to revoke (when asked and readable); deleted is false when there was none.
+func (s *Tokens) deleteConnection(ctx context.Context, tenant, kind, providerID string, revoke bool) (*storedToken, bool, error) {
 	release, err := s.dbSlot(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer release()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	conn, err := store.GetConnectionForUpdate(ctx, tx, id.Tenant, kind, req.GetProviderId())
+	conn, err := store.GetConnectionForUpdate(ctx, tx, tenant, kind, providerID)
 	if errors.Is(err, store.ErrNotFound) {
-		return &oauthv1.DeleteConnectionResponse{Deleted: false}, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if req.GetRevoke() {
-		if tok, err := s.readToken(ctx, conn.ID); err == nil {
-			s.revoke(ctx, tok)
+	var tok *storedToken
+	if revoke {
+		if t, err := s.readToken(ctx, conn.ID); err == nil {
+			tok = &t
 		}
 	}
 	if _, err := s.secrets.PutSecrets(ctx, &secretsv1.PutSecretsRequest{DeleteNames: []string{TokenSecretName(conn.ID)}}); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if err := store.DeleteConnection(ctx, tx, id.Tenant, conn.ID); err != nil {
-		return nil, err
+	if err := store.DeleteConnection(ctx, tx, tenant, conn.ID); err != nil {
+		return nil, false, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	s.log.InfoContext(ctx, "connection deleted", "kind", kind, "provider", req.GetProviderId(), "revoked", req.GetRevoke())
-	return &oauthv1.DeleteConnectionResponse{Deleted: true}, nil
+	return tok, true, nil
 }
 
 // revoke asks Google to revoke a grant (the refresh token revokes the whole grant). Best effort.

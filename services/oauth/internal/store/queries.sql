@@ -52,6 +52,11 @@ SELECT * FROM oauth.connections WHERE tenant = @tenant AND kind = @kind AND prov
 -- For the rest of the transaction: how long a statement waits for a row lock (SET LOCAL lock_timeout).
 SELECT set_config('lock_timeout', @timeout, true);
 
+-- name: LockGrant
+-- Until the end of the transaction: the one callback storing a grant for this provider (a transaction
+-- advisory lock, so it also covers a provider that has no connection row yet to lock).
+SELECT pg_advisory_xact_lock(hashtextextended('oauth.grant:' || @tenant || '/' || @kind || '/' || @provider_id, 0));
+
 -- name: GetConnectionForUpdate
 SELECT * FROM oauth.connections WHERE tenant = @tenant AND kind = @kind AND provider_id = @provider_id FOR UPDATE;
 

@@ -238,6 +238,13 @@ func GetConnectionForUpdate(ctx context.Context, tx pgx.Tx, tenant, kind, provid
 	return oneConnection(rows)
 }
 
+// LockGrant serializes, across replicas and until tx ends, the callbacks that store a grant for one
+// provider — including its first, when there is no connection row to lock yet.
+func LockGrant(ctx context.Context, tx pgx.Tx, tenant, kind, providerID string) error {
+	_, err := tx.Exec(ctx, q("LockGrant"), pg.Args{"tenant": tenant, "kind": kind, "provider_id": providerID})
+	return err
+}
+
 // SetLockTimeout bounds, for the rest of tx, how long a statement waits for a row lock (SET LOCAL
 // lock_timeout), so a refresh stuck behind another replica's fails instead of holding a connection.
 func SetLockTimeout(ctx context.Context, tx pgx.Tx, d time.Duration) error {
