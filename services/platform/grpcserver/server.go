@@ -65,6 +65,8 @@ type Server struct {
 
 	mu     sync.RWMutex
 	access map[string]Rule // full method or "/pkg.Service/" prefix
+	// debugCalls are methods whose successful calls are logged at Debug (see LogCallsAtDebug).
+	debugCalls map[string]bool
 	// gated maps a gRPC service name to the target that owns it; notReady lists targets still starting.
 	gated    map[string]string
 	notReady map[string]bool
@@ -75,7 +77,7 @@ type Validator interface{ Validate() error }
 
 // New builds the server and registers health and reflection.
 func New(opts Options) *Server {
-	s := &Server{log: opts.Logger, auth: opts.Verifier, access: map[string]Rule{}, Health: health.NewServer(),
+	s := &Server{log: opts.Logger, auth: opts.Verifier, access: map[string]Rule{}, debugCalls: map[string]bool{}, Health: health.NewServer(),
 		gated: map[string]string{}, notReady: map[string]bool{}}
 	reg := opts.Registerer
 	if reg == nil {
@@ -169,6 +171,17 @@ func (s *Server) Allow(table Access) {
 	defer s.mu.Unlock()
 	for m, r := range table {
 		s.access[m] = r
+	}
+}
+
+// LogCallsAtDebug logs the calls of methods that end without an Internal or Unknown error at Debug
+// instead of Info: high-volume ingest (a webhook redelivery burst) would otherwise write a line per
+// request. Their counts stay in the gRPC metrics.
+func (s *Server) LogCallsAtDebug(methods ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range methods {
+		s.debugCalls[m] = true
 	}
 }
 
@@ -398,6 +411,15 @@ func (s *Server) logDone(ctx context.Context, method string, start time.Time, er
 	level := slog.LevelInfo
 	if code == codes.Internal || code == codes.Unknown {
 		level = slog.LevelError
+	} else {
+		s.mu.RLock()
+		if s.debugCalls[method] {
+			level = slog.LevelDebug
+		}
+		s.mu.RUnlock()
+	}
+	if !s.log.Enabled(ctx, level) {
+		return
 	}
 	s.log.Log(ctx, level, "grpc call", "code", code.String(), "duration_ms", time.Since(start).Milliseconds())
 }

@@ -1,8 +1,12 @@
 package grpcserver_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,7 +70,12 @@ type testBundle struct {
 
 func setup(t *testing.T) testBundle {
 	t.Helper()
-	srv := grpcserver.New(grpcserver.Options{Logger: logging.Discard(), Verifier: verifier(t), Registerer: prometheus.NewRegistry()})
+	return setupLogged(t, logging.Discard())
+}
+
+func setupLogged(t *testing.T, log *slog.Logger) testBundle {
+	t.Helper()
+	srv := grpcserver.New(grpcserver.Options{Logger: log, Verifier: verifier(t), Registerer: prometheus.NewRegistry()})
 	secretsv1.RegisterSecretsServiceServer(srv.GRPC, probe{})
 	srv.Allow(grpcserver.Access{
 		"/alga.secrets.v1.SecretsService/":           grpcserver.Users("oauth"),
@@ -161,4 +170,57 @@ func TestReflectionOnlyWhenEnabled(t *testing.T) {
 	require.NotContains(t, off.GRPC.GetServiceInfo(), "grpc.reflection.v1.ServerReflection")
 	on := grpcserver.New(grpcserver.Options{Logger: logging.Discard(), Verifier: verifier(t), Registerer: prometheus.NewRegistry(), Reflection: true})
 	require.Contains(t, on.GRPC.GetServiceInfo(), "grpc.reflection.v1.ServerReflection")
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// calls counts the "grpc call" lines of method at level.
+func (s *syncBuffer) calls(level, method string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, l := range strings.Split(s.b.String(), "\n") {
+		if strings.Contains(l, `"level":"`+level+`","msg":"grpc call"`) && strings.Contains(l, `"method":"`+method+`"`) {
+			n++
+		}
+	}
+	return n
+}
+
+// A method logged at Debug writes no call line at Info, unless it fails with Internal; other methods
+// keep theirs.
+func TestLogCallsAtDebug(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	b := setupLogged(t, logging.New(&logs, "info"))
+	b.srv.LogCallsAtDebug("/alga.secrets.v1.SecretsService/DescribeSecrets", "/alga.secrets.v1.SecretsService/PutSecrets")
+	user, _ := b.users.MintUser(auth.UserToken{Subject: "u", Tenant: "tenant-a"})
+	for range 3 {
+		_, err := b.client.DescribeSecrets(bearer(user), &secretsv1.DescribeSecretsRequest{})
+		require.NoError(t, err)
+	}
+	_, err := b.client.DeleteSecrets(bearer(user), &secretsv1.DeleteSecretsRequest{Names: []string{"ok"}})
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
+	_, err = b.client.PutSecrets(bearer(user), &secretsv1.PutSecretsRequest{Writes: []*secretsv1.SecretWrite{{Name: "a", Value: "b"}}})
+	require.Equal(t, codes.Internal, status.Code(err))
+	const svc = "/alga.secrets.v1.SecretsService/"
+	require.Zero(t, logs.calls("INFO", svc+"DescribeSecrets")+logs.calls("DEBUG", svc+"DescribeSecrets"), "successful calls at Debug")
+	require.Equal(t, 1, logs.calls("INFO", svc+"DeleteSecrets"), "other methods at Info")
+	require.Equal(t, 1, logs.calls("ERROR", svc+"PutSecrets"), "an Internal error is still logged")
+
+	var all syncBuffer
+	b = setupLogged(t, logging.New(&all, "debug"))
+	b.srv.LogCallsAtDebug("/alga.secrets.v1.SecretsService/DescribeSecrets")
+	_, err = b.client.DescribeSecrets(bearer(user), &secretsv1.DescribeSecretsRequest{})
+	require.NoError(t, err)
+	require.Equal(t, 1, all.calls("DEBUG", svc+"DescribeSecrets"))
 }

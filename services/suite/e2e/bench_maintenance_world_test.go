@@ -3,8 +3,6 @@ package e2e_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -85,18 +83,7 @@ func benchScaleOf(tenants, providers int) benchScale {
 // benchEnvScale reads ALGA_BENCH_TENANTS and ALGA_BENCH_PROVIDERS (per tenant), with defaults.
 func benchEnvScale(tb testing.TB, tenants, providers int) benchScale {
 	tb.Helper()
-	read := func(name string, def int) int {
-		v := os.Getenv(name)
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			tb.Fatalf("%s=%q: want a positive integer", name, v)
-		}
-		return n
-	}
-	return benchScaleOf(read("ALGA_BENCH_TENANTS", tenants), read("ALGA_BENCH_PROVIDERS", providers))
+	return benchScaleOf(benchEnvInt(tb, "ALGA_BENCH_TENANTS", tenants), benchEnvInt(tb, "ALGA_BENCH_PROVIDERS", providers))
 }
 
 type benchAccount struct {

@@ -492,7 +492,7 @@ type pushCapture struct {
 	added chan struct{}
 }
 
-func (e *env) capturePushes(t *testing.T, topic, saEmail string) *pushCapture {
+func (e *env) capturePushes(t testing.TB, topic, saEmail string) *pushCapture {
 	t.Helper()
 	pc := &pushCapture{added: make(chan struct{}, 100)}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -522,7 +522,7 @@ func (e *env) capturePushes(t *testing.T, topic, saEmail string) *pushCapture {
 }
 
 // wait returns the n-th captured push (1-based), waiting for it.
-func (pc *pushCapture) wait(t *testing.T, n int) capturedPush {
+func (pc *pushCapture) wait(t testing.TB, n int) capturedPush {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
 	for {

@@ -94,6 +94,10 @@ type Service struct {
 	retry    *googleretry.Retrier
 	feed     *feed.Feed
 	river    *jobs.Client
+	// routes caches push routes; dispatcher enqueues the syncs of stored pushes (webhook.go, dispatch.go).
+	routes     *routeCache
+	pushes     *groupCommit[store.Push, store.PushResult]
+	dispatcher *dispatcher
 	// background is the work Start runs besides River (the feed's LISTEN relay); Stop waits for it.
 	background sync.WaitGroup
 
@@ -137,6 +141,9 @@ func New() *Service {
 // implementations themselves) and who may call them (Access).
 func (s *Service) Register(srv *grpcserver.Server) {
 	srv.Allow(Access)
+	// A push is counted (alga_gmail_push_requests_total), not logged at Info: one line per push of a
+	// redelivery burst would cost more than storing it.
+	srv.LogCallsAtDebug(gmailv1.GmailProviderService_HandleGmailPush_FullMethodName)
 	gmailv1.RegisterGmailProviderServiceServer(srv.GRPC, s.Providers)
 	gmailv1.RegisterInboundMailServiceServer(srv.GRPC, s.Inbound)
 	maintenancev1.RegisterGmailUpkeepServiceServer(srv.GRPC, s.Upkeep)
@@ -218,6 +225,8 @@ func (s *Service) Start(ctx context.Context, opts Options) error {
 	s.opts, s.pool, s.log, s.base, s.google, s.peers = opts, opts.Pool, opts.Logger, opts.Base, opts.Google, opts.Peers
 	s.verifier = &push.Verifier{Audience: opts.Base.GmailPushAudience(), Keys: keys}
 	s.metrics, s.retry, s.feed, s.river = m, retrier, inbound, client
+	s.routes, s.dispatcher = newRouteCache(), newDispatcher(ctx, &s.background, s.dispatchSyncs)
+	s.pushes = newGroupCommit(ctx, &s.background, pushWriters, maxPushes, s.storePushes)
 	if err := client.Start(ctx); err != nil {
 		s.river = nil // never started: nothing for Stop to wait for
 		return fmt.Errorf("starting the gmail job client: %w", err)

@@ -314,3 +314,58 @@ SELECT receive_time, from_address, subject FROM gmail.messages
 WHERE tenant = @tenant AND provider_id = @provider_id
 ORDER BY receive_time DESC, seq DESC
 LIMIT @limit;
+
+-- name: TouchLastPushes
+-- The push dispatcher's lock (service/dispatch.go): the providers' rows FOR NO KEY UPDATE, taken in id
+-- order (two dispatches never deadlock), and last_push_time (StorePushes skips a row locked meanwhile).
+-- Returns the providers that still exist.
+UPDATE gmail.providers p SET last_push_time = GREATEST(p.last_push_time, now())
+FROM (SELECT id FROM gmail.providers
+      WHERE (tenant, id) IN (SELECT t, i FROM unnest(@tenants::text[], @ids::uuid[]) AS x(t, i))
+      ORDER BY id
+      FOR NO KEY UPDATE) locked
+WHERE p.id = locked.id
+RETURNING p.tenant, p.id::text;
+
+-- name: StorePushes
+-- The pushes' one statement (their whole transaction; a group of concurrent pushes shares it): each
+-- notification, stored only while the route its push was accepted by still holds — the subscription is
+-- the provider's current one, of the tenant, with the token's service account, for that mailbox — so a
+-- route cached in memory can never store a push for a superseded subscription, another tenant or
+-- another service account. A redelivery (same subscription and Pub/Sub message id) stores nothing. Per
+-- input row (its ordinality n): routed, the route still holds; stored, a new row. The row is the durable
+-- enqueue (the sync job follows from it: the dispatcher, the sweeper). The caller passes each
+-- (subscription, Pub/Sub message id) at most once.
+WITH input AS (
+    SELECT * FROM unnest(@tenants::text[], @provider_ids::uuid[], @mailboxes::text[], @subscriptions::text[],
+        @service_account_emails::text[], @pubsub_message_ids::text[], @history_ids::bigint[], @publish_times::timestamptz[])
+        WITH ORDINALITY AS x(tenant, provider_id, mailbox, subscription, service_account_email, pubsub_message_id, history_id, publish_time, n)
+), route AS (
+    SELECT i.* FROM input i
+    JOIN gmail.providers p ON p.tenant = i.tenant AND p.id = i.provider_id AND p.mailbox = i.mailbox AND p.subscription = i.subscription
+    JOIN gmail.subscriptions s ON s.name = p.subscription AND s.tenant = p.tenant
+    WHERE s.service_account_email <> '' AND lower(s.service_account_email) = lower(i.service_account_email)
+), stored AS (
+    INSERT INTO gmail.notifications (tenant, provider_id, subscription, pubsub_message_id, email_address, history_id, publish_time)
+    -- In key order: concurrent statements then wait for each other's uncommitted keys in one order, so
+    -- two groups holding a message and its redelivery cannot deadlock.
+    SELECT tenant, provider_id, subscription, pubsub_message_id, mailbox, history_id, publish_time FROM route
+    ORDER BY subscription, pubsub_message_id
+    ON CONFLICT (subscription, pubsub_message_id) DO NOTHING
+    RETURNING tenant, provider_id, subscription, pubsub_message_id
+), touched AS (
+    -- last_push_time to the second, never waiting: a row updated at most once a second during a burst
+    -- (so one mailbox's pushes do not queue on it), and skipped while locked — by another group setting
+    -- it, or by the dispatcher, which sets it too.
+    UPDATE gmail.providers p SET last_push_time = now()
+    FROM (SELECT id FROM gmail.providers
+          WHERE (tenant, id) IN (SELECT DISTINCT tenant, provider_id FROM stored)
+            AND (last_push_time IS NULL OR last_push_time < now() - interval '1 second')
+          FOR NO KEY UPDATE SKIP LOCKED) st
+    WHERE p.id = st.id
+)
+SELECT i.n,
+       EXISTS (SELECT 1 FROM route r WHERE r.n = i.n) AS routed,
+       EXISTS (SELECT 1 FROM stored s WHERE s.subscription = i.subscription AND s.pubsub_message_id = i.pubsub_message_id) AS stored
+FROM input i
+ORDER BY i.n;

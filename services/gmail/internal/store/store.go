@@ -321,6 +321,70 @@ func InsertNotification(ctx context.Context, db DB, n Notification) (bool, error
 	return err == nil, err
 }
 
+// Push is a verified push and the route it was accepted by: the provider (of Tenant) its mailbox names,
+// and the service account its token was issued to.
+type Push struct {
+	Notification
+	ServiceAccountEmail string
+}
+
+// PushResult is what StorePushes did with one push.
+type PushResult struct{ Routed, Stored bool }
+
+// StorePushes stores the pushes' notifications in one statement, each only while its route still holds
+// (the subscription is the provider's current one, of the tenant, for that service account and
+// mailbox): Routed is false when it no longer holds (nothing stored), Stored false for a redelivery.
+// The providers' last_push_time is set (to the second; a row locked meanwhile is left to the
+// dispatcher, TouchLastPushes).
+// Each (subscription, Pub/Sub message id) must appear at most once.
+func StorePushes(ctx context.Context, db DB, pushes []Push) ([]PushResult, error) {
+	n := len(pushes)
+	tenants, providers, mailboxes, subs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	accounts, ids, histories, publish := make([]string, n), make([]string, n), make([]int64, n), make([]*time.Time, n)
+	for i, p := range pushes {
+		tenants[i], providers[i], mailboxes[i], subs[i] = p.Tenant, p.ProviderID, p.EmailAddress, p.Subscription
+		accounts[i], ids[i], histories[i], publish[i] = p.ServiceAccountEmail, p.PubSubMessageID, p.HistoryID, p.PublishTime
+	}
+	rows, err := db.Query(ctx, q("StorePushes"), pg.Args{"tenants": tenants, "provider_ids": providers, "mailboxes": mailboxes,
+		"subscriptions": subs, "service_account_emails": accounts, "pubsub_message_ids": ids, "history_ids": histories, "publish_times": publish})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PushResult, n)
+	seen := 0
+	var i int64
+	var r PushResult
+	_, err = pgx.ForEachRow(rows, []any{&i, &r.Routed, &r.Stored}, func() error {
+		if i < 1 || i > int64(n) {
+			return errors.New("StorePushes: row out of range")
+		}
+		out[i-1] = r
+		seen++
+		return nil
+	})
+	if err == nil && seen != n {
+		err = errors.New("StorePushes: a push without a result")
+	}
+	return out, err
+}
+
+// TouchLastPushes locks the rows of the providers named by tenants[i], ids[i] — FOR NO KEY UPDATE, in id
+// order, until tx ends — sets their last_push_time and returns those that still exist. The lock
+// conflicts with LockProvider's FOR UPDATE but not with the FOR KEY SHARE lock a notification's insert
+// takes on its provider (the foreign key), so pushes being stored never wait for it; the order keeps two
+// replicas' dispatches from deadlocking.
+func TouchLastPushes(ctx context.Context, tx pgx.Tx, tenants, ids []string) ([]TenantProvider, error) {
+	rows, err := tx.Query(ctx, q("TouchLastPushes"), pg.Args{"tenants": tenants, "ids": ids})
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (TenantProvider, error) {
+		var tp TenantProvider
+		err := r.Scan(&tp.Tenant, &tp.ProviderID)
+		return tp, err
+	})
+}
+
 // Pending summarizes a provider's unprocessed notifications.
 type Pending struct {
 	MaxID        int64
