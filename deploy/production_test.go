@@ -64,9 +64,8 @@ func TestProduction(t *testing.T) {
 				t.Errorf("worker: TEMPORAL_ADDRESS host %s is not a Service of the namespace the NetworkPolicy admits (%s)", host, peerTemporal)
 			}
 		}
-		d := deploymentNamed(r, w.name)
-		if d.Spec.Replicas == nil || *d.Spec.Replicas < 3 {
-			t.Errorf("Deployment %s: %v replicas, want at least 3", w.name, d.Spec.Replicas)
+		if n := replicaFloor(r, w.name); n < 3 {
+			t.Errorf("Deployment %s: %d replicas at least, want 3", w.name, n)
 		}
 		for _, n := range []string{"ALGA_GRPC_TLS_CERT", "ALGA_GRPC_TLS_KEY", "ALGA_GRPC_TLS_CA"} {
 			if !w.env[n].provided() {
