@@ -58,6 +58,18 @@ func TestProduction(t *testing.T) {
 					t.Errorf("worker: %s is not a Temporal setting the binary reads", n)
 				}
 			}
+			// Temporal Cloud's credentials are optional: self-hosted Temporal has no such Secret, and a
+			// required reference to a missing one would keep the worker from starting.
+			for n, e := range w.env {
+				if strings.Contains(n, "TEMPORAL") && e.secret != nil && e.provided() {
+					t.Errorf("worker: %s references Secret %s without optional: true", n, e.secret.Name)
+				}
+			}
+			for _, v := range w.pod.Spec.Volumes {
+				if v.Secret != nil && strings.Contains(v.Secret.SecretName, "temporal") && (v.Secret.Optional == nil || !*v.Secret.Optional) {
+					t.Errorf("worker: volume %s of Secret %s is not optional", v.Name, v.Secret.SecretName)
+				}
+			}
 			host, _, _ := net.SplitHostPort(w.setting("TEMPORAL_ADDRESS"))
 			// Self-hosted in the cluster: the Service's namespace is the one the policy admits.
 			if parts := strings.Split(host, "."); len(parts) < 2 || "ns:"+parts[1] != peerTemporal {
