@@ -88,12 +88,12 @@ func TestTemporalAuthSettings(t *testing.T) {
 			t.Fatalf("options %+v, %v; want TLS and credentials", o, err)
 		}
 	})
-	t.Run("missing or empty key file and a CA without certificates are errors", func(t *testing.T) {
+	t.Run("missing or empty key file, a CA or key pair that is no PEM are errors", func(t *testing.T) {
 		empty := filepath.Join(dir, "empty")
 		if err := os.WriteFile(empty, nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		for _, a := range []TemporalAuth{{APIKeyFile: filepath.Join(dir, "absent")}, {APIKeyFile: empty}, {CA: empty}} {
+		for _, a := range []TemporalAuth{{APIKeyFile: filepath.Join(dir, "absent")}, {APIKeyFile: empty}, {CA: empty}, {Cert: empty, Key: empty}} {
 			if _, err := a.clientOptions("h:7233", "ns"); err == nil {
 				t.Errorf("%+v: no error", a)
 			}
