@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/suite/app"
 )
 
@@ -133,7 +134,7 @@ func TestRequirementsAreDocumented(t *testing.T) {
 	}
 	for _, tg := range app.AllTargets {
 		for _, p := range app.Peers(tg) {
-			if n := app.PeerAddrSetting(p); !bin.serve.knows(n) {
+			if n := config.PeerAddrEnv(p); !bin.serve.knows(n) {
 				t.Errorf("%s calls %s, whose address setting %q serve --help does not document", tg, p, n)
 			}
 		}

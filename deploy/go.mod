@@ -3,6 +3,7 @@ module github.com/algapsa/alga-google/deploy
 go 1.26.8
 
 require (
+	github.com/algapsa/alga-google/services/platform v0.0.0
 	github.com/algapsa/alga-google/services/suite v0.0.0-00010101000000-000000000000
 	google.golang.org/grpc v1.85.0
 	k8s.io/api v0.37.2
@@ -27,7 +28,6 @@ require (
 	github.com/algapsa/alga-google/services/googlesandbox v0.0.0 // indirect
 	github.com/algapsa/alga-google/services/maintenance v0.0.0 // indirect
 	github.com/algapsa/alga-google/services/oauth v0.0.0 // indirect
-	github.com/algapsa/alga-google/services/platform v0.0.0 // indirect
 	github.com/algapsa/alga-google/services/secrets v0.0.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/blang/semver/v4 v4.0.0 // indirect

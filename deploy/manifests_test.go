@@ -8,8 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/suite/app"
 )
 
@@ -105,7 +107,7 @@ func checkPeers(t *testing.T, r *rendered, ws []*workload) {
 				if w.runs(p) {
 					continue
 				}
-				env := app.PeerAddrSetting(p)
+				env := config.PeerAddrEnv(p)
 				addr := w.setting(env)
 				dst, port, err := serviceFor(t, r, ws, namespace, addr)
 				if err != nil {
@@ -286,18 +288,30 @@ func checkResources(t *testing.T, ws []*workload) {
 }
 
 // checkScaling: several replicas of a Deployment have a disruption budget; the stateless targets (all
-// but the worker) scale on an autoscaler aimed at their Deployment.
+// but the worker) scale on an autoscaler aimed at their Deployment. A Deployment an autoscaler manages
+// sets no spec.replicas (every kubectl apply would reset the count the autoscaler chose); any other
+// states its count.
 func checkScaling(t *testing.T, r *rendered, ws []*workload) {
 	for _, w := range ws {
 		if w.kind != "Deployment" {
 			continue
 		}
 		d := deploymentNamed(r, w.name)
-		replicas := int32(1)
-		if d.Spec.Replicas != nil {
-			replicas = *d.Spec.Replicas
+		hpas := hpasOf(r, w.name)
+		switch {
+		case len(hpas) > 1:
+			t.Errorf("Deployment %s: %d HorizontalPodAutoscalers, want at most 1", w.name, len(hpas))
+		case len(hpas) == 1 && d.Spec.Replicas != nil:
+			t.Errorf("Deployment %s: spec.replicas %d, but HorizontalPodAutoscaler %s manages its count: every apply would reset it", w.name, *d.Spec.Replicas, hpas[0].Name)
+		case len(hpas) == 0 && d.Spec.Replicas == nil:
+			t.Errorf("Deployment %s: no spec.replicas and no HorizontalPodAutoscaler", w.name)
 		}
-		if replicas > 1 {
+		for _, h := range hpas {
+			if h.Spec.MinReplicas == nil || *h.Spec.MinReplicas < 1 || h.Spec.MaxReplicas < *h.Spec.MinReplicas {
+				t.Errorf("HorizontalPodAutoscaler %s: min %v max %d", h.Name, h.Spec.MinReplicas, h.Spec.MaxReplicas)
+			}
+		}
+		if replicas := replicaFloor(r, w.name); replicas > 1 {
 			n := 0
 			for _, p := range r.pdbs {
 				sel, err := metav1LabelSelector(p.Spec.Selector)
@@ -309,19 +323,7 @@ func checkScaling(t *testing.T, r *rendered, ws []*workload) {
 				t.Errorf("Deployment %s: %d replicas, %d PodDisruptionBudgets (want 1)", w.name, replicas, n)
 			}
 		}
-		if len(w.targets) != 1 || w.runs("worker") {
-			continue
-		}
-		found := false
-		for _, h := range r.hpas {
-			if h.Spec.ScaleTargetRef.Kind == "Deployment" && h.Spec.ScaleTargetRef.Name == w.name {
-				found = true
-				if h.Spec.MinReplicas == nil || *h.Spec.MinReplicas != replicas || h.Spec.MaxReplicas < replicas {
-					t.Errorf("HorizontalPodAutoscaler %s: min %v max %d, the Deployment has %d replicas", h.Name, h.Spec.MinReplicas, h.Spec.MaxReplicas, replicas)
-				}
-			}
-		}
-		if !found {
+		if len(w.targets) == 1 && !w.runs("worker") && len(hpas) == 0 {
 			t.Errorf("Deployment %s (stateless) has no HorizontalPodAutoscaler", w.name)
 		}
 	}
@@ -330,6 +332,29 @@ func checkScaling(t *testing.T, r *rendered, ws []*workload) {
 			t.Errorf("HorizontalPodAutoscaler %s scales %s, which is not deployed", h.Name, h.Spec.ScaleTargetRef.Name)
 		}
 	}
+}
+
+// hpasOf returns the autoscalers aimed at Deployment name.
+func hpasOf(r *rendered, name string) []*autoscalingv2.HorizontalPodAutoscaler {
+	var out []*autoscalingv2.HorizontalPodAutoscaler
+	for _, h := range r.hpas {
+		if h.Spec.ScaleTargetRef.Kind == "Deployment" && h.Spec.ScaleTargetRef.Name == name {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// replicaFloor is the fewest replicas Deployment name runs: its autoscaler's minimum, else its
+// spec.replicas (1 when unset, as Kubernetes defaults it).
+func replicaFloor(r *rendered, name string) int32 {
+	if h := hpasOf(r, name); len(h) > 0 && h[0].Spec.MinReplicas != nil {
+		return *h[0].Spec.MinReplicas
+	}
+	if d := deploymentNamed(r, name); d != nil && d.Spec.Replicas != nil {
+		return *d.Spec.Replicas
+	}
+	return 1
 }
 
 // checkIngress: the Ingress reaches the gateway's HTTP listener, and only it.

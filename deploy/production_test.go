@@ -58,15 +58,26 @@ func TestProduction(t *testing.T) {
 					t.Errorf("worker: %s is not a Temporal setting the binary reads", n)
 				}
 			}
+			// Temporal Cloud's credentials are optional: self-hosted Temporal has no such Secret, and a
+			// required reference to a missing one would keep the worker from starting.
+			for n, e := range w.env {
+				if strings.Contains(n, "TEMPORAL") && e.secret != nil && e.provided() {
+					t.Errorf("worker: %s references Secret %s without optional: true", n, e.secret.Name)
+				}
+			}
+			for _, v := range w.pod.Spec.Volumes {
+				if v.Secret != nil && strings.Contains(v.Secret.SecretName, "temporal") && (v.Secret.Optional == nil || !*v.Secret.Optional) {
+					t.Errorf("worker: volume %s of Secret %s is not optional", v.Name, v.Secret.SecretName)
+				}
+			}
 			host, _, _ := net.SplitHostPort(w.setting("TEMPORAL_ADDRESS"))
 			// Self-hosted in the cluster: the Service's namespace is the one the policy admits.
 			if parts := strings.Split(host, "."); len(parts) < 2 || "ns:"+parts[1] != peerTemporal {
 				t.Errorf("worker: TEMPORAL_ADDRESS host %s is not a Service of the namespace the NetworkPolicy admits (%s)", host, peerTemporal)
 			}
 		}
-		d := deploymentNamed(r, w.name)
-		if d.Spec.Replicas == nil || *d.Spec.Replicas < 3 {
-			t.Errorf("Deployment %s: %v replicas, want at least 3", w.name, d.Spec.Replicas)
+		if n := replicaFloor(r, w.name); n < 3 {
+			t.Errorf("Deployment %s: %d replicas at least, want 3", w.name, n)
 		}
 		for _, n := range []string{"ALGA_GRPC_TLS_CERT", "ALGA_GRPC_TLS_KEY", "ALGA_GRPC_TLS_CA"} {
 			if !w.env[n].provided() {

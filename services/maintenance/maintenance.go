@@ -145,10 +145,12 @@ func (t *Target) Start(ctx context.Context, deps *target.Deps) error {
 		t.river = r
 		opts.Runner = r
 	case upkeep.RunnerTemporal:
-		c, err := client.DialContext(ctx, client.Options{
-			HostPort: deps.Config.TemporalAddress, Namespace: deps.Config.TemporalNamespace,
-			Logger: tlog.NewStructuredLogger(log.With("component", "temporal")),
-		})
+		copts, err := t.cfg.Temporal.clientOptions(deps.Config.TemporalAddress, deps.Config.TemporalNamespace)
+		if err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
+		copts.Logger = tlog.NewStructuredLogger(log.With("component", "temporal"))
+		c, err := client.DialContext(ctx, copts)
 		if err != nil {
 			return fmt.Errorf("worker: connecting to Temporal at %s: %w", deps.Config.TemporalAddress, err)
 		}

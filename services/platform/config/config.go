@@ -90,15 +90,38 @@ func (c *Config) Bind(b *Binder) {
 	b.String(&c.JobRunner, "job-runner", "ALGA_JOB_RUNNER", "river", "scheduled upkeep runner: river (embedded) or temporal")
 	b.String(&c.TemporalAddress, "temporal-address", "TEMPORAL_ADDRESS", "localhost:7233", "Temporal frontend address (job runner temporal)")
 	b.String(&c.TemporalNamespace, "temporal-namespace", "TEMPORAL_NAMESPACE", "default", "Temporal namespace")
-	b.String(&c.SecretsAddr, "secrets-addr", "ALGA_SECRETS_ADDR", "localhost:9090", "gRPC address of the secrets target when not in this process")
-	b.String(&c.OAuthAddr, "oauth-addr", "ALGA_OAUTH_ADDR", "localhost:9090", "gRPC address of the oauth target when not in this process")
-	b.String(&c.GmailAddr, "gmail-addr", "ALGA_GMAIL_ADDR", "localhost:9090", "gRPC address of the gmail target when not in this process")
-	b.String(&c.CalendarAddr, "calendar-addr", "ALGA_CALENDAR_ADDR", "localhost:9090", "gRPC address of the calendar target when not in this process")
+	for _, p := range peerAddrs {
+		b.String(p.field(c), p.target+"-addr", p.env, "localhost:9090", "gRPC address of the "+p.what+" when not in this process")
+	}
 	b.String(&c.UIBaseURL, "ui-base-url", "ALGA_UI_BASE_URL", "", "where OAuth callbacks send the browser back to; defaults to ALGA_BASE_URL")
-	b.String(&c.WorkerAddr, "worker-addr", "ALGA_WORKER_ADDR", "localhost:9090", "gRPC address of the worker (maintenance) target when not in this process")
 	b.String(&c.LogLevel, "log-level", "ALGA_LOG_LEVEL", "info", "debug, info, warn or error")
 	b.Duration(&c.ShutdownTimeout, "shutdown-timeout", "ALGA_SHUTDOWN_TIMEOUT", 20*time.Second, "how long graceful shutdown may take")
 	b.Bool(&c.Dev, "dev", "ALGA_DEV", false, "development mode: plain-http loopback base URL, in-process Google sandbox, dev sign-in, text logs")
+}
+
+// peerAddrs declares each peer address setting once, by the name of the target it locates (the names
+// of platform/target, which imports this package): Bind declares them, PeerAddrEnv names them.
+var peerAddrs = []struct {
+	target, env, what string
+	field             func(*Config) *string
+}{
+	{"secrets", "ALGA_SECRETS_ADDR", "secrets target", func(c *Config) *string { return &c.SecretsAddr }},
+	{"oauth", "ALGA_OAUTH_ADDR", "oauth target", func(c *Config) *string { return &c.OAuthAddr }},
+	{"gmail", "ALGA_GMAIL_ADDR", "gmail target", func(c *Config) *string { return &c.GmailAddr }},
+	{"calendar", "ALGA_CALENDAR_ADDR", "calendar target", func(c *Config) *string { return &c.CalendarAddr }},
+	{"worker", "ALGA_WORKER_ADDR", "worker (maintenance) target", func(c *Config) *string { return &c.WorkerAddr }},
+}
+
+// PeerAddrEnv is the environment variable holding the gRPC address of peer target name, when it does
+// not run in the same process; "" for a target nobody dials (the gateway). What a deployment must set
+// (app.RequiredSettings, the manifests in deploy/) comes from here.
+func PeerAddrEnv(target string) string {
+	for _, p := range peerAddrs {
+		if p.target == target {
+			return p.env
+		}
+	}
+	return ""
 }
 
 // ServiceKey returns the key signing service tokens: ALGA_SERVICE_TOKEN_KEY, or — in --dev only, when

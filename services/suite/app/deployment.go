@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/grpcserver"
 	"github.com/algapsa/alga-google/services/platform/target"
 )
@@ -69,17 +70,6 @@ func Peers(name string) []string {
 	return out
 }
 
-// PeerAddrSetting is the environment variable holding the gRPC address of peer target name, when it
-// does not run in the same process (config.Config's peer addresses); "" for a target nobody dials.
-func PeerAddrSetting(name string) string {
-	return peerAddrSettings[name]
-}
-
-var peerAddrSettings = map[string]string{
-	target.Secrets: "ALGA_SECRETS_ADDR", target.OAuth: "ALGA_OAUTH_ADDR", target.Gmail: "ALGA_GMAIL_ADDR",
-	target.Calendar: "ALGA_CALENDAR_ADDR", target.Worker: "ALGA_WORKER_ADDR",
-}
-
 // Job runners (ALGA_JOB_RUNNER).
 const (
 	RunnerRiver    = "river"
@@ -121,7 +111,7 @@ func RequiredSettings(names []string, runner string) [][]string {
 	}
 	for _, p := range AllTargets {
 		if peers[p] {
-			req = append(req, []string{PeerAddrSetting(p)})
+			req = append(req, []string{config.PeerAddrEnv(p)})
 		}
 	}
 	// Under Temporal, oauth tells the worker of a saved setup and the worker runs the schedules: both

@@ -1,4 +1,5 @@
-// Package cli implements the alga-google commands: serve, migrate, token, secrets, sandbox.
+// Package cli implements the alga-google commands: serve, migrate, token, secrets, sandbox, maintenance,
+// probe.
 package cli
 
 import (
@@ -33,6 +34,7 @@ func commands() map[string]command {
 		"secrets":     {"secret-store operations: rotate-kek, shred", secretsCmd},
 		"sandbox":     {"run the Google sandbox (a Google-compatible emulator) standalone", sandboxCmd},
 		"maintenance": {"run a tenant's Google maintenance now, or show its last runs: run|status --tenant T", maintenanceCmd},
+		"probe":       {"readiness of this pod's gRPC targets over their TLS (the Kubernetes exec probe)", probe},
 	}
 }
 

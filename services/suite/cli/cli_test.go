@@ -65,12 +65,18 @@ func TestHelpDocumentsEverySetting(t *testing.T) {
 	help := errOut.String()
 	for _, env := range []string{"DATABASE_URL", "ALGA_BASE_URL", "ALGA_HTTP_ADDR", "ALGA_GRPC_ADDR", "ALGA_AUTH_HS256_KEY",
 		"ALGA_AUTH_JWKS", "ALGA_SECRETS_KEK", "ALGA_SECRETS_KEK_FILE", "ALGA_SECRETS_BACKEND", "ALGA_GOOGLE_API_ROOT",
-		"PUBSUB_EMULATOR_HOST", "ALGA_JOB_RUNNER", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "ALGA_SECRETS_ADDR", "-target"} {
+		"PUBSUB_EMULATOR_HOST", "ALGA_JOB_RUNNER", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "ALGA_SECRETS_ADDR", "-target",
+		"TEMPORAL_TLS_CERT", "TEMPORAL_TLS_KEY", "TEMPORAL_TLS_CA", "TEMPORAL_API_KEY_FILE", "TEMPORAL_API_KEY"} {
 		require.Contains(t, help, env)
 	}
 	out.Reset()
 	require.NoError(t, cli.Main(context.Background(), nil, &out, &errOut))
 	require.Contains(t, out.String(), "serve")
+	require.Contains(t, out.String(), "probe") // the Kubernetes exec probe is a command like the others
+	errOut.Reset()
+	require.NoError(t, cli.Main(context.Background(), []string{"probe", "--help"}, &out, &errOut))
+	require.Contains(t, errOut.String(), "-timeout")
+	require.Contains(t, errOut.String(), "ALGA_GRPC_TLS_CA")
 	require.Error(t, cli.Main(context.Background(), []string{"bogus"}, &out, &errOut))
 }
 

@@ -22,12 +22,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	run := func() error { return cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr) }
-	// The Kubernetes exec readiness probe of a gRPC target under mTLS (see probe).
-	if len(os.Args) >= 2 && os.Args[1] == "probe" {
-		run = func() error { return probe(ctx, os.Args[2:], os.Stderr) }
-	}
-	if err := run(); err != nil {
+	if err := cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "alga-google:", err)
 		os.Exit(1)
 	}

@@ -1,9 +1,7 @@
-package main
+package cli
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -21,21 +19,12 @@ import (
 // is refused. It reads the shared settings like serve (ALGA_GRPC_ADDR, ALGA_GRPC_TLS_*), dials the
 // listener at localhost (the certificate must name localhost too), and succeeds only on SERVING: of
 // --target when given, else of the whole process (every target it runs).
-func probe(ctx context.Context, args []string, stderr io.Writer) error {
+func probe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	var cfg config.Config
-	fs := flag.NewFlagSet("alga-google probe", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	b := config.NewBinder(fs)
-	cfg.Bind(b)
+	fs, b := newFlags("probe", stderr, &cfg)
 	target := fs.String("target", "", "target whose gRPC health to ask (empty: the whole process)")
 	timeout := fs.Duration("timeout", 2*time.Second, "how long the check may take")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
-	}
-	if err := b.Err(); err != nil {
+	if err := parseFlags(fs, b, args); err != nil {
 		return err
 	}
 	_, port, err := net.SplitHostPort(cfg.GRPCAddr)
