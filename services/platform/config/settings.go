@@ -24,11 +24,14 @@ func NewBinder(fs *flag.FlagSet) *Binder { return &Binder{fs: fs} }
 func (b *Binder) usage(help, env string) string { return fmt.Sprintf("%s (env %s)", help, env) }
 
 // String declares a string setting.
+//
+// --help shows the declared default, never the environment's value: string settings carry keys and
+// database URLs with passwords, and a help text is printed to terminals and pod logs.
 func (b *Binder) String(p *string, name, env, def, help string) {
-	if v, ok := os.LookupEnv(env); ok {
-		def = v
-	}
 	b.fs.StringVar(p, name, def, b.usage(help, env))
+	if v, ok := os.LookupEnv(env); ok {
+		*p = v
+	}
 }
 
 // Duration declares a duration setting ("90s", "24h"). A malformed environment value is reported when
