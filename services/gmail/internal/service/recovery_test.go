@@ -30,9 +30,13 @@ func TestCrashedSyncIsRecoveredFromItsLapsedLease(t *testing.T) {
 	require.NoError(t, b.svc.river.Stop(sctx))
 	b.gm.deliver("support@acme.test", "Survives a kill")
 	require.EqualValues(t, 204, b.notify(t, "t1", "support@acme.test", "kill-1"))
+	// The push only stores the notification; the dispatcher inserts the sync job just after: wait for it.
 	var jobID int64
-	require.NoError(t, b.pool.QueryRow(b.ctx, `UPDATE gmail.river_job SET state = 'running', attempt = 1, attempted_by = '{dead}',
-		attempted_at = now() - interval '1 minute' WHERE kind = 'gmail_history_sync' AND state = 'available' RETURNING id`).Scan(&jobID))
+	require.Eventually(t, func() bool {
+		err := b.pool.QueryRow(b.ctx, `UPDATE gmail.river_job SET state = 'running', attempt = 1, attempted_by = '{dead}',
+			attempted_at = now() - interval '1 minute' WHERE kind = 'gmail_history_sync' AND state = 'available' RETURNING id`).Scan(&jobID)
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "the push's sync job is enqueued")
 	holder := "job:" + strconv.FormatInt(jobID, 10)
 	ok, err := store.AcquireSyncLease(b.ctx, b.pool, "t1", p.GetId(), holder, time.Hour)
 	require.NoError(t, err)
