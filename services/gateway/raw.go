@@ -12,12 +12,14 @@ import (
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	calendarv1 "github.com/algapsa/alga-google/gen/alga/calendar/v1"
 	gmailv1 "github.com/algapsa/alga-google/gen/alga/gmail/v1"
 	oauthv1 "github.com/algapsa/alga-google/gen/alga/oauth/v1"
 	"github.com/algapsa/alga-google/services/platform/auth"
+	"github.com/algapsa/alga-google/services/platform/text"
 	"github.com/algapsa/alga-google/services/platform/urls"
 )
 
@@ -140,19 +142,19 @@ func (g *gateway) uiURL(statusCode string) string {
 func (g *gateway) gmailWebhook(w http.ResponseWriter, r *http.Request, _ map[string]string) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 256<<10))
 	if err != nil {
-		http.Error(w, "bad request", http.StatusBadRequest)
+		writeWebhookStatus(w, http.StatusBadRequest, "body: cannot be read", nil)
 		return
 	}
 	conn, err := g.deps.Peer("gmail")
 	if err != nil {
-		writeWebhookStatus(w, 0, err)
+		writeWebhookStatus(w, 0, "", err)
 		return
 	}
 	resp, err := gmailv1.NewGmailProviderServiceClient(conn).HandleGmailPush(r.Context(), &gmailv1.HandleGmailPushRequest{
 		Authorization: r.Header.Get("Authorization"),
 		Body:          body,
 	})
-	writeWebhookStatus(w, resp.GetHttpStatus(), err)
+	writeWebhookStatus(w, resp.GetHttpStatus(), resp.GetReason(), err)
 }
 
 // calendarWebhook forwards a Calendar push-channel notification (headers only) to the calendar service.
@@ -160,7 +162,7 @@ func (g *gateway) calendarWebhook(w http.ResponseWriter, r *http.Request, _ map[
 	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 64<<10))
 	conn, err := g.deps.Peer("calendar")
 	if err != nil {
-		writeWebhookStatus(w, 0, err)
+		writeWebhookStatus(w, 0, "", err)
 		return
 	}
 	h := r.Header
@@ -173,19 +175,29 @@ func (g *gateway) calendarWebhook(w http.ResponseWriter, r *http.Request, _ map[
 		MessageNumber:     h.Get("X-Goog-Message-Number"),
 		ChannelExpiration: h.Get("X-Goog-Channel-Expiration"),
 	})
-	writeWebhookStatus(w, resp.GetHttpStatus(), err)
+	writeWebhookStatus(w, resp.GetHttpStatus(), resp.GetReason(), err)
 }
 
 // webhookRetryAfter is the Retry-After of a webhook answered 503: the database or the service is
 // coming back (the suite's readiness ping looks every 2 s).
 const webhookRetryAfter = "5"
 
+// webhookReasonLimit caps the reason of a refusal: a service's reason may quote a little of the
+// request (a resource state, a key id), and an answer must not echo attacker input at length.
+const webhookReasonLimit = 200
+
+// webhookUnavailable is the message of a 503: what failed inside stays in the services' logs.
+const webhookUnavailable = "the notification could not be stored; retry later"
+
 // writeWebhookStatus answers a webhook. A push that could not be stored — the service unreachable or
 // Unavailable (its database down), or any other failure — is 503 with Retry-After, so Pub/Sub and
 // Calendar redeliver it: never a 2xx without storing, never a 500; a refused request keeps the status
-// the service chose.
-func writeWebhookStatus(w http.ResponseWriter, code int32, err error) {
+// the service chose. A 2xx has no body (Pub/Sub and Google ignore it); a 4xx has the API's usual JSON
+// error body (code, message, details) whose message is the service's reason — the header or body part
+// at fault, never a token — and a 503 a generic one.
+func writeWebhookStatus(w http.ResponseWriter, code int32, reason string, err error) {
 	if err != nil {
+		reason = status.Convert(err).Message()
 		switch status.Code(err) {
 		case codes.InvalidArgument:
 			code = http.StatusBadRequest
@@ -200,10 +212,50 @@ func writeWebhookStatus(w http.ResponseWriter, code int32, err error) {
 	if code < 200 || code >= 500 {
 		code = http.StatusServiceUnavailable
 	}
+	if code < 400 {
+		w.WriteHeader(int(code))
+		return
+	}
+	grpcCode := webhookErrorCode(int(code))
 	if code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", webhookRetryAfter)
+		reason = webhookUnavailable
 	}
+	reason, cut := text.CleanCut(reason, webhookReasonLimit)
+	if cut {
+		reason += "…"
+	}
+	if reason == "" {
+		// A service that chose a 4xx without saying why (an older replica during a rollout).
+		reason = "webhook refused: " + strings.ToLower(http.StatusText(int(code)))
+	}
+	body, merr := webhookErrorJSON.Marshal(status.New(grpcCode, reason).Proto())
+	if merr != nil {
+		w.WriteHeader(int(code))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(int(code))
+	_, _ = w.Write(body)
+}
+
+// webhookErrorJSON marshals a webhook's error body as the grpc-gateway mux does every other error.
+var webhookErrorJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
+
+// webhookErrorCode is the gRPC code a webhook's error body carries for its HTTP status (the inverse
+// of grpc-gateway's mapping for the statuses the services choose).
+func webhookErrorCode(httpStatus int) codes.Code {
+	switch httpStatus {
+	case http.StatusUnauthorized:
+		return codes.Unauthenticated
+	case http.StatusForbidden:
+		return codes.PermissionDenied
+	case http.StatusServiceUnavailable:
+		return codes.Unavailable
+	default:
+		return codes.InvalidArgument
+	}
 }
 
 func (g *gateway) checkPeer(ctx context.Context, name string) error {

@@ -32,9 +32,9 @@ import (
 // channel headers, bad cookies and CSRF. Each malformed request starts from a valid one (real provider
 // ids, a complete body), so a check that lets it through shows as a 2xx rather than hiding behind an
 // earlier refusal. Then: no 5xx; every answer a 4xx whose body names the problem (the field, parameter,
-// header or limit) — except the OAuth callbacks, browser navigations that always redirect with an error
-// status (checked), and the webhooks, which answer Google with a bare status (checked); the suite is
-// alive; and the row count of every table of every service schema is what it was before.
+// header or limit) — the webhooks too (the header or body part at fault, in the API's JSON error body) —
+// except the OAuth callbacks, browser navigations that always redirect with an error status (checked),
+// and webhook deliveries that are not ours, acknowledged with a 2xx (checked); the suite is alive; and the row count of every table of every service schema is what it was before.
 func TestMalformedInputSweep(t *testing.T) {
 	t.Parallel()
 	sb := startSandbox(t)
@@ -123,8 +123,6 @@ type sweepCase struct {
 	want []string
 	// redirect: a browser navigation, answered 302 with an error status (not "connected").
 	redirect bool
-	// bare: a webhook, answered with a 4xx status and no body.
-	bare bool
 	// ack: a webhook delivery that is not ours (unknown subscription or channel), acknowledged with a
 	// 2xx so Google stops redelivering — documented by gmail and calendar — and stored nowhere.
 	ack bool
@@ -426,46 +424,48 @@ func (sw *sweep) gmailPush(t *testing.T, subscription, audience, saEmail string,
 	none := func(map[string]any) {}
 	good := "Bearer " + trusted.sign(t, trusted.kid, claims(none))
 	env := envelope(subscription, "sweep-1", "inbox@sweep.test", 999999)
-	push := func(name, authorization string, body []byte) {
+	// want: what the refusal must name — the Authorization header's problem, or the envelope's field.
+	push := func(name, authorization string, body []byte, want ...string) {
 		h := http.Header{"Content-Type": {"application/json"}}
 		if authorization != "" {
 			h.Set("Authorization", authorization)
 		}
-		sw.add(sweepCase{name: "Gmail push: " + name, method: http.MethodPost, path: path, header: h, body: body, bare: true})
+		sw.add(sweepCase{name: "Gmail push: " + name, method: http.MethodPost, path: path, header: h, body: body, want: want})
 	}
 	notOurs := func(name string, body []byte) {
 		push(name, good, body)
 		sw.cases[len(sw.cases)-1].ack = true
 	}
-	push("no Authorization", "", env)
-	push("empty bearer", "Bearer ", env)
-	push("not a JWT", "Bearer not.a.jwt", env)
-	push("Basic auth", "Basic dXNlcjpwYXNz", env)
-	push("unknown signing key", "Bearer "+other.sign(t, other.kid, claims(none)), env)
-	push("trusted key, unknown kid", "Bearer "+trusted.sign(t, "no-such-kid", claims(none)), env)
-	push("wrong audience", "Bearer "+trusted.sign(t, trusted.kid, claims(func(c map[string]any) { c["aud"] = "https://evil.test/push" })), env)
-	push("wrong email", "Bearer "+trusted.sign(t, trusted.kid, claims(func(c map[string]any) { c["email"] = "stranger@evil.test" })), env)
-	push("email not verified", "Bearer "+trusted.sign(t, trusted.kid, claims(func(c map[string]any) { c["email_verified"] = false })), env)
-	push("wrong issuer", "Bearer "+trusted.sign(t, trusted.kid, claims(func(c map[string]any) { c["iss"] = "https://evil.test" })), env)
-	push("expired", "Bearer "+trusted.sign(t, trusted.kid, claims(func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() })), env)
-	push("token of an unknown signing algorithm", "Bearer eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.", env)
-	push("Authorization not ASCII", "Bearer \xff", env)
-	push("body not JSON", good, []byte("not json"))
-	push("body empty", good, nil)
-	push("body a JSON array", good, []byte("[]"))
-	push("body invalid UTF-8", good, []byte("{\"subscription\":\"\xff\"}"))
-	push("no message", good, []byte(`{"subscription":"`+subscription+`"}`))
-	push("data not base64", good, []byte(`{"subscription":"`+subscription+`","message":{"data":"!!!","messageId":"sweep-2"}}`))
+	push("no Authorization", "", env, "authorization: push token rejected: no bearer token")
+	push("empty bearer", "Bearer ", env, "authorization: push token rejected: no bearer token")
+	push("not a JWT", "Bearer not.a.jwt", env, "authorization: push token rejected: token is malformed")
+	push("Basic auth", "Basic dXNlcjpwYXNz", env, "authorization: push token rejected: no bearer token")
+	push("unknown signing key", "Bearer "+other.sign(t, other.kid, claims(none)), env, "authorization: push token rejected")
+	push("trusted key, unknown kid", "Bearer "+trusted.sign(t, "no-such-kid", claims(none)), env, "authorization: push token rejected")
+	push("wrong audience", "Bearer "+trusted.sign(t, trusted.kid, claims(func(c map[string]any) { c["aud"] = "https://evil.test/push" })), env, "authorization: push token rejected: token has invalid claims: token has invalid audience")
+	push("wrong email", "Bearer "+trusted.sign(t, trusted.kid, claims(func(c map[string]any) { c["email"] = "stranger@evil.test" })), env, "authorization: push token rejected: email is not the subscription's service account")
+	push("email not verified", "Bearer "+trusted.sign(t, trusted.kid, claims(func(c map[string]any) { c["email_verified"] = false })), env, "authorization: push token rejected: email missing or not verified")
+	push("wrong issuer", "Bearer "+trusted.sign(t, trusted.kid, claims(func(c map[string]any) { c["iss"] = "https://evil.test" })), env, "authorization: push token rejected: issuer")
+	push("expired", "Bearer "+trusted.sign(t, trusted.kid, claims(func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() })), env, "authorization: push token rejected: token has invalid claims: token is expired")
+	push("token of an unknown signing algorithm", "Bearer eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.", env, "authorization: push token rejected")
+	// Refused at the edge (every header must be printable ASCII), before the gmail service sees it.
+	push("Authorization not ASCII", "Bearer \xff", env, "header Authorization: must be printable ASCII")
+	push("body not JSON", good, []byte("not json"), "body: malformed push envelope")
+	push("body empty", good, nil, "body: malformed push envelope: empty")
+	push("body a JSON array", good, []byte("[]"), "body: malformed push envelope")
+	push("body invalid UTF-8", good, []byte("{\"subscription\":\"\xff\"}"), "body: malformed push envelope: no message")
+	push("no message", good, []byte(`{"subscription":"`+subscription+`"}`), "body: malformed push envelope: no message")
+	push("data not base64", good, []byte(`{"subscription":"`+subscription+`","message":{"data":"!!!","messageId":"sweep-2"}}`), "body: malformed push envelope: message.data is not base64")
 	data := func(s string) []byte {
 		return []byte(`{"subscription":"` + subscription + `","message":{"data":"` + base64.StdEncoding.EncodeToString([]byte(s)) + `","messageId":"sweep-3"}}`)
 	}
-	push("data not JSON", good, data("not json"))
-	push("data without emailAddress", good, data(`{"historyId":5}`))
-	push("data with a wrong-typed historyId", good, data(`{"emailAddress":"inbox@sweep.test","historyId":{"x":1}}`))
-	push("data with NUL in emailAddress", good, data(`{"emailAddress":"inbox\u0000@sweep.test","historyId":5}`))
-	push("no messageId", good, []byte(`{"subscription":"`+subscription+`","message":{"data":"e30="}}`))
+	push("data not JSON", good, data("not json"), "body: malformed push envelope: message.data is not a Gmail notification")
+	push("data without emailAddress", good, data(`{"historyId":5}`), "body: malformed push envelope: bad emailAddress")
+	push("data with a wrong-typed historyId", good, data(`{"emailAddress":"inbox@sweep.test","historyId":{"x":1}}`), "body: malformed push envelope: bad historyId")
+	push("data with NUL in emailAddress", good, data(`{"emailAddress":"inbox\u0000@sweep.test","historyId":5}`), "body: malformed push envelope: bad emailAddress")
+	push("no messageId", good, []byte(`{"subscription":"`+subscription+`","message":{"data":"e30="}}`), "body: malformed push envelope: bad messageId")
 	notOurs("unknown subscription", envelope("projects/acme-sweep/subscriptions/no-such", "sweep-4", "inbox@sweep.test", 999999))
-	notOurs("subscription of another project", envelope("projects/other/subscriptions/x", "sweep-5", "inbox@sweep.test", 999999))
+	notOurs("subscription of another project", envelope("projects/other-project/subscriptions/sweep-x", "sweep-5", "inbox@sweep.test", 999999))
 	sw.add(sweepCase{name: "Gmail push: 300 KiB body", method: http.MethodPost, path: path,
 		header: http.Header{"Authorization": {good}, "Content-Type": {"application/json"}}, body: bytes.Repeat([]byte(" "), 300<<10), want: []string{"limit"}})
 	sw.add(sweepCase{name: "Gmail push: GET", method: http.MethodGet, path: path, header: http.Header{"Authorization": {good}}, want: []string{"method"}})
@@ -487,7 +487,7 @@ func (sw *sweep) calendarNotifications(ch googlesandbox.Channel) {
 			h.Set(k, v)
 		}
 		mut(h)
-		return sweepCase{name: "Calendar notification: " + name, method: http.MethodPost, path: path, header: h, body: body, bare: len(want) == 0, want: want}
+		return sweepCase{name: "Calendar notification: " + name, method: http.MethodPost, path: path, header: h, body: body, want: want}
 	}
 	set := func(k, v string) func(http.Header) { return func(h http.Header) { h.Set(k, v) } }
 	del := func(ks ...string) func(http.Header) {
@@ -497,27 +497,27 @@ func (sw *sweep) calendarNotifications(ch googlesandbox.Channel) {
 			}
 		}
 	}
-	sw.add(note("no headers", del("X-Goog-Channel-ID", "X-Goog-Channel-Token", "X-Goog-Resource-ID", "X-Goog-Resource-State", "X-Goog-Message-Number", "X-Goog-Resource-URI", "X-Goog-Channel-Expiration"), nil))
-	sw.add(note("forged token", set("X-Goog-Channel-Token", "v1.forged"), nil))
-	sw.add(note("no channel token", del("X-Goog-Channel-Token"), nil))
-	sw.add(note("no channel id", del("X-Goog-Channel-ID"), nil))
-	sw.add(note("another resource id", set("X-Goog-Resource-ID", "another-resource"), nil))
-	sw.add(note("no message number", del("X-Goog-Message-Number"), nil))
-	sw.add(note("message number not a number", set("X-Goog-Message-Number", "seven"), nil))
-	sw.add(note("negative message number", set("X-Goog-Message-Number", "-1"), nil))
-	sw.add(note("message number overflows", set("X-Goog-Message-Number", "99999999999999999999999"), nil))
-	sw.add(note("message number in exponent form", set("X-Goog-Message-Number", "1e9"), nil))
-	sw.add(note("unknown resource state", set("X-Goog-Resource-State", "bogus"), nil))
-	sw.add(note("no resource state", del("X-Goog-Resource-State"), nil))
+	sw.add(note("no headers", del("X-Goog-Channel-ID", "X-Goog-Channel-Token", "X-Goog-Resource-ID", "X-Goog-Resource-State", "X-Goog-Message-Number", "X-Goog-Resource-URI", "X-Goog-Channel-Expiration"), nil, "X-Goog-Channel-ID is missing"))
+	sw.add(note("forged token", set("X-Goog-Channel-Token", "v1.forged"), nil, "X-Goog-Channel-Token: does not match the channel"))
+	sw.add(note("no channel token", del("X-Goog-Channel-Token"), nil, "X-Goog-Channel-Token: missing"))
+	sw.add(note("no channel id", del("X-Goog-Channel-ID"), nil, "X-Goog-Channel-ID is missing"))
+	sw.add(note("another resource id", set("X-Goog-Resource-ID", "another-resource"), nil, "X-Goog-Resource-ID: does not match the channel"))
+	sw.add(note("no message number", del("X-Goog-Message-Number"), nil, "X-Goog-Message-Number is missing"))
+	sw.add(note("message number not a number", set("X-Goog-Message-Number", "seven"), nil, "X-Goog-Message-Number is not a number"))
+	sw.add(note("negative message number", set("X-Goog-Message-Number", "-1"), nil, "X-Goog-Message-Number"))
+	sw.add(note("message number overflows", set("X-Goog-Message-Number", "99999999999999999999999"), nil, "X-Goog-Message-Number"))
+	sw.add(note("message number in exponent form", set("X-Goog-Message-Number", "1e9"), nil, "X-Goog-Message-Number"))
+	sw.add(note("unknown resource state", set("X-Goog-Resource-State", "bogus"), nil, "X-Goog-Resource-State"))
+	sw.add(note("no resource state", del("X-Goog-Resource-State"), nil, "X-Goog-Resource-State is missing"))
 	sw.add(note("channel id invalid UTF-8", set("X-Goog-Channel-ID", "\xf0\x28\x8c\x28"), nil, "x-goog-channel-id"))
 	sw.add(note("token invalid UTF-8", set("X-Goog-Channel-Token", "v1.\xff"), nil, "x-goog-channel-token"))
-	sw.add(note("4 KiB channel id", set("X-Goog-Channel-ID", strings.Repeat("c", 4<<10)), nil))
+	sw.add(note("4 KiB channel id", set("X-Goog-Channel-ID", strings.Repeat("c", 4<<10)), nil, "X-Goog-Channel-ID is invalid"))
 	// The expiration header is informational (channel.Parse ignores one it cannot read), so only the
 	// forged token refuses this one.
 	sw.add(note("bad expiration, forged token", func(h http.Header) {
 		h.Set("X-Goog-Channel-Expiration", "not a date")
 		h.Set("X-Goog-Channel-Token", "v1.forged")
-	}, nil))
+	}, nil, "X-Goog-Channel-Token: does not match the channel"))
 	sw.add(note("100 KiB body", func(http.Header) {}, bytes.Repeat([]byte("x"), 100<<10), "limit"))
 	// A channel that is not ours is acknowledged so Google stops retrying (services/calendar); nothing is stored.
 	unknown := note("unknown channel", set("X-Goog-Channel-ID", "00000000-0000-4000-8000-000000000000"), nil)
@@ -615,8 +615,6 @@ func (sw *sweep) run(t *testing.T, c sweepCase) string {
 		return ""
 	case resp.StatusCode < 400:
 		return got + " (want a 4xx)"
-	case c.bare && len(c.want) == 0:
-		return ""
 	}
 	lower := strings.ToLower(string(b))
 	for _, w := range c.want {

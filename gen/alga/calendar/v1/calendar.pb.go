@@ -2086,7 +2086,10 @@ func (x *HandleCalendarNotificationRequest) GetChannelExpiration() string {
 type HandleCalendarNotificationResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// HTTP status the gateway answers with: 200 accepted, 400 malformed, 401/403 refused.
-	HttpStatus    int32 `protobuf:"varint,1,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
+	HttpStatus int32 `protobuf:"varint,1,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
+	// For a refusal (4xx): what is wrong, naming the header ("X-Goog-Channel-Token: does not match the
+	// channel"), for the gateway's JSON error body. Never the token; empty on a 2xx.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2126,6 +2129,13 @@ func (x *HandleCalendarNotificationResponse) GetHttpStatus() int32 {
 		return x.HttpStatus
 	}
 	return 0
+}
+
+func (x *HandleCalendarNotificationResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 type RenewCalendarChannelRequest struct {
@@ -2974,10 +2984,11 @@ const file_alga_calendar_v1_calendar_proto_rawDesc = "" +
 	"\x0eresource_state\x18\x04 \x01(\tR\rresourceState\x12!\n" +
 	"\fresource_uri\x18\x05 \x01(\tR\vresourceUri\x12%\n" +
 	"\x0emessage_number\x18\x06 \x01(\tR\rmessageNumber\x12-\n" +
-	"\x12channel_expiration\x18\a \x01(\tR\x11channelExpiration\"E\n" +
+	"\x12channel_expiration\x18\a \x01(\tR\x11channelExpiration\"]\n" +
 	"\"HandleCalendarNotificationResponse\x12\x1f\n" +
 	"\vhttp_status\x18\x01 \x01(\x05R\n" +
-	"httpStatus\">\n" +
+	"httpStatus\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\">\n" +
 	"\x1bRenewCalendarChannelRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\"[\n" +

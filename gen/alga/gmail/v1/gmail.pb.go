@@ -1953,7 +1953,10 @@ func (x *HandleGmailPushRequest) GetBody() []byte {
 type HandleGmailPushResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// HTTP status the gateway answers with: 204 stored, 400 malformed, 401 unauthenticated.
-	HttpStatus    int32 `protobuf:"varint,1,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
+	HttpStatus int32 `protobuf:"varint,1,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
+	// For a refusal (4xx): what is wrong, naming the header or body part ("authorization: missing
+	// bearer token"), for the gateway's JSON error body. Never a token or a secret; empty on a 2xx.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1993,6 +1996,13 @@ func (x *HandleGmailPushResponse) GetHttpStatus() int32 {
 		return x.HttpStatus
 	}
 	return 0
+}
+
+func (x *HandleGmailPushResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 // Attachment describes one attachment (metadata only).
@@ -2712,10 +2722,11 @@ const file_alga_gmail_v1_gmail_proto_rawDesc = "" +
 	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"R\n" +
 	"\x16HandleGmailPushRequest\x12$\n" +
 	"\rauthorization\x18\x01 \x01(\tR\rauthorization\x12\x12\n" +
-	"\x04body\x18\x02 \x01(\fR\x04body\":\n" +
+	"\x04body\x18\x02 \x01(\fR\x04body\"R\n" +
 	"\x17HandleGmailPushResponse\x12\x1f\n" +
 	"\vhttp_status\x18\x01 \x01(\x05R\n" +
-	"httpStatus\"~\n" +
+	"httpStatus\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"~\n" +
 	"\n" +
 	"Attachment\x12\x1a\n" +
 	"\bfilename\x18\x01 \x01(\tR\bfilename\x12!\n" +

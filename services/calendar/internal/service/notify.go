@@ -20,6 +20,12 @@ func answer(code int) *calendarv1.HandleCalendarNotificationResponse {
 	return &calendarv1.HandleCalendarNotificationResponse{HttpStatus: int32(code)}
 }
 
+// refused is a 4xx answer with the reason the gateway puts in its JSON error body, naming the header at
+// fault (channel.Parse's errors do; they never carry the token). The gateway caps its length.
+func refused(code int, reason string) *calendarv1.HandleCalendarNotificationResponse {
+	return &calendarv1.HandleCalendarNotificationResponse{HttpStatus: int32(code), Reason: reason}
+}
+
 // HandleCalendarNotification ingests one push-channel notification (headers only). The channel is found by
 // its id; its token must be the HMAC of (tenant, provider, channel) — missing 401, wrong 403 — and the
 // resource id must match. "sync" is acknowledged and recorded; exists/not_exists is stored with its
@@ -39,7 +45,7 @@ func (s *Service) HandleCalendarNotification(ctx context.Context, req *calendarv
 	if err != nil {
 		s.metrics.notifications.WithLabelValues("malformed").Inc()
 		s.log.InfoContext(ctx, "calendar notification refused", "reason", err.Error())
-		return answer(http.StatusBadRequest), nil
+		return refused(http.StatusBadRequest, err.Error()), nil
 	}
 	ch, err := store.GetChannel(ctx, s.deps.Pool, n.ChannelID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -53,17 +59,17 @@ func (s *Service) HandleCalendarNotification(ctx context.Context, req *calendarv
 	if n.Token == "" {
 		s.metrics.notifications.WithLabelValues("missing_token").Inc()
 		s.log.WarnContext(ctx, "calendar notification without channel token refused", "channel", ch.ChannelID)
-		return answer(http.StatusUnauthorized), nil
+		return refused(http.StatusUnauthorized, "X-Goog-Channel-Token: missing"), nil
 	}
 	if !s.deps.Keys.Verify(ch.Tenant, ch.ProviderID, ch.ChannelID, n.Token) {
 		s.metrics.notifications.WithLabelValues("bad_token").Inc()
 		s.log.WarnContext(ctx, "calendar notification with a wrong channel token refused", "channel", ch.ChannelID)
-		return answer(http.StatusForbidden), nil
+		return refused(http.StatusForbidden, "X-Goog-Channel-Token: does not match the channel"), nil
 	}
 	if ch.ResourceID != "" && subtle.ConstantTimeCompare([]byte(ch.ResourceID), []byte(n.ResourceID)) != 1 {
 		s.metrics.notifications.WithLabelValues("wrong_resource").Inc()
 		s.log.WarnContext(ctx, "calendar notification for another resource refused", "channel", ch.ChannelID)
-		return answer(http.StatusForbidden), nil
+		return refused(http.StatusForbidden, "X-Goog-Resource-ID: does not match the channel"), nil
 	}
 	if ch.State == store.ChannelStopped {
 		s.metrics.notifications.WithLabelValues("ignored").Inc()

@@ -323,29 +323,37 @@ func TestRefusedNotificationsStoreAndEnqueueNothing(t *testing.T) {
 	chb := b.activeChannel(t, pb.GetId())
 
 	good := b.google.notification(cha.ChannelID, "exists")
+	// Each refusal names the header at fault (the gateway's error body), never the token.
 	cases := map[string]struct {
-		mut  func(*calendarv1.HandleCalendarNotificationRequest)
-		want int32
+		mut    func(*calendarv1.HandleCalendarNotificationRequest)
+		want   int32
+		reason string
 	}{
-		"missing token": {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelToken = "" }, 401},
-		"wrong token":   {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelToken = "v1.AAAA" }, 403},
-		"garbage token": {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelToken = "secret" }, 403},
+		"missing token": {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelToken = "" }, 401, "X-Goog-Channel-Token: missing"},
+		"wrong token":   {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelToken = "v1.AAAA" }, 403, "X-Goog-Channel-Token: does not match the channel"},
+		"garbage token": {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelToken = "secret" }, 403, "X-Goog-Channel-Token: does not match the channel"},
 		"token of another channel": {func(r *calendarv1.HandleCalendarNotificationRequest) {
 			r.ChannelToken = b.keys.Token(tenant, pb.GetId(), chb.ChannelID)
-		}, 403},
+		}, 403, "X-Goog-Channel-Token: does not match the channel"},
 		"token for another tenant": {func(r *calendarv1.HandleCalendarNotificationRequest) {
 			r.ChannelToken = b.keys.Token("tenant-2", pa.GetId(), cha.ChannelID)
-		}, 403},
-		"wrong resource id":        {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ResourceId = chb.ResourceID + "x" }, 403},
-		"malformed message number": {func(r *calendarv1.HandleCalendarNotificationRequest) { r.MessageNumber = "12abc" }, 400},
-		"missing message number":   {func(r *calendarv1.HandleCalendarNotificationRequest) { r.MessageNumber = "" }, 400},
-		"unknown resource state":   {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ResourceState = "deleted" }, 400},
-		"missing channel id":       {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelId = "" }, 400},
+		}, 403, "X-Goog-Channel-Token: does not match the channel"},
+		"wrong resource id":        {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ResourceId = chb.ResourceID + "x" }, 403, "X-Goog-Resource-ID: does not match the channel"},
+		"malformed message number": {func(r *calendarv1.HandleCalendarNotificationRequest) { r.MessageNumber = "12abc" }, 400, "X-Goog-Message-Number is not a number"},
+		"missing message number":   {func(r *calendarv1.HandleCalendarNotificationRequest) { r.MessageNumber = "" }, 400, "X-Goog-Message-Number is missing"},
+		"unknown resource state":   {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ResourceState = "deleted" }, 400, "X-Goog-Resource-State"},
+		"missing channel id":       {func(r *calendarv1.HandleCalendarNotificationRequest) { r.ChannelId = "" }, 400, "X-Goog-Channel-ID is missing"},
 	}
 	for name, tc := range cases {
 		req := proto.Clone(good).(*calendarv1.HandleCalendarNotificationRequest)
 		tc.mut(req)
-		require.Equal(t, tc.want, b.notify(t, req), name)
+		res, err := b.svc.HandleCalendarNotification(gatewayCtx(), req)
+		require.NoError(t, err, name)
+		require.Equal(t, tc.want, res.GetHttpStatus(), name)
+		require.Contains(t, res.GetReason(), tc.reason, name)
+		if req.ChannelToken != "" {
+			require.NotContains(t, res.GetReason(), req.ChannelToken, name)
+		}
 	}
 	// An unknown channel is acknowledged (so Google stops) and counted, nothing more.
 	unknown := proto.Clone(good).(*calendarv1.HandleCalendarNotificationRequest)

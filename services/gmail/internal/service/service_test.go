@@ -228,9 +228,14 @@ func envelope(sub, msgID, email string, historyID uint64) []byte {
 
 func (b *testBundle) push(t *testing.T, authz string, body []byte) int32 {
 	t.Helper()
+	return b.pushAnswer(t, authz, body).GetHttpStatus()
+}
+
+func (b *testBundle) pushAnswer(t *testing.T, authz string, body []byte) *gmailv1.HandleGmailPushResponse {
+	t.Helper()
 	resp, err := b.providers().HandleGmailPush(b.service(auth.SvcGateway, ""), &gmailv1.HandleGmailPushRequest{Authorization: authz, Body: body})
 	require.NoError(t, err)
-	return resp.GetHttpStatus()
+	return resp
 }
 
 // notify pushes a valid notification for mailbox's current history id.
@@ -475,27 +480,40 @@ func TestPushRejectedStoresNothing(t *testing.T) {
 	b.configureTenant("t1")
 	b.connect(t, "t1", "support@acme.test")
 	body := envelope(subscriptionOf("t1"), "ps-x", "support@acme.test", 5000)
-	cases := map[string]string{
-		"no token":      "",
-		"not bearer":    "Basic abc",
-		"wrong aud":     "Bearer " + b.mint(t, pushKey, func(c jwt.MapClaims) { c["aud"] = "https://evil.example.com/api/email/webhooks/google" }),
-		"wrong iss":     "Bearer " + b.mint(t, pushKey, func(c jwt.MapClaims) { c["iss"] = "https://evil.example.com" }),
-		"wrong email":   "Bearer " + b.mint(t, pushKey, func(c jwt.MapClaims) { c["email"] = "attacker@evil.iam.gserviceaccount.com" }),
-		"unverified":    "Bearer " + b.mint(t, pushKey, func(c jwt.MapClaims) { c["email_verified"] = false }),
-		"expired":       "Bearer " + b.mint(t, pushKey, func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Hour).Unix() }),
-		"other key":     "Bearer " + b.mint(t, otherKey, nil),
-		"garbage token": "Bearer abc.def.ghi",
+	// Each refusal names what is wrong with the Authorization header (the gateway's error body), and
+	// never carries the token.
+	cases := map[string]struct{ authz, reason string }{
+		"no token":      {"", "no bearer token"},
+		"not bearer":    {"Basic abc", "no bearer token"},
+		"wrong aud":     {"Bearer " + b.mint(t, pushKey, func(c jwt.MapClaims) { c["aud"] = "https://evil.example.com/api/email/webhooks/google" }), "aud"},
+		"wrong iss":     {"Bearer " + b.mint(t, pushKey, func(c jwt.MapClaims) { c["iss"] = "https://evil.example.com" }), "issuer"},
+		"wrong email":   {"Bearer " + b.mint(t, pushKey, func(c jwt.MapClaims) { c["email"] = "attacker@evil.iam.gserviceaccount.com" }), "service account"},
+		"unverified":    {"Bearer " + b.mint(t, pushKey, func(c jwt.MapClaims) { c["email_verified"] = false }), "not verified"},
+		"expired":       {"Bearer " + b.mint(t, pushKey, func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Hour).Unix() }), "expired"},
+		"other key":     {"Bearer " + b.mint(t, otherKey, nil), "signature"},
+		"garbage token": {"Bearer abc.def.ghi", "malformed"},
 	}
-	for name, authz := range cases {
-		require.EqualValues(t, 401, b.push(t, authz, body), name)
+	for name, tc := range cases {
+		resp := b.pushAnswer(t, tc.authz, body)
+		require.EqualValues(t, 401, resp.GetHttpStatus(), name)
+		require.True(t, strings.HasPrefix(resp.GetReason(), "authorization: "), "%s: %q", name, resp.GetReason())
+		require.Contains(t, resp.GetReason(), tc.reason, name)
+		if tok := strings.TrimPrefix(tc.authz, "Bearer "); len(tok) > 8 {
+			require.NotContains(t, resp.GetReason(), tok, name)
+		}
 	}
 	require.Zero(t, b.count(t, "SELECT count(*) FROM gmail.notifications"))
 	require.Zero(t, b.count(t, "SELECT count(*) FROM gmail.providers WHERE last_push_time IS NOT NULL"))
 
 	good := "Bearer " + b.mint(t, pushKey, nil)
-	require.EqualValues(t, 400, b.push(t, good, []byte(`{"message":{}}`)))
-	require.EqualValues(t, 400, b.push(t, good, []byte(`not json`)))
-	require.EqualValues(t, 204, b.push(t, good, envelope("projects/other-proj/subscriptions/unknown-sub", "u1", "support@acme.test", 5)))
+	for body, reason := range map[string]string{`{"message":{}}`: "body: malformed push envelope: bad subscription name", `not json`: "body: malformed push envelope: invalid character"} {
+		resp := b.pushAnswer(t, good, []byte(body))
+		require.EqualValues(t, 400, resp.GetHttpStatus(), body)
+		require.Contains(t, resp.GetReason(), reason, body)
+	}
+	ack := b.pushAnswer(t, good, envelope("projects/other-proj/subscriptions/unknown-sub", "u1", "support@acme.test", 5))
+	require.EqualValues(t, 204, ack.GetHttpStatus())
+	require.Empty(t, ack.GetReason(), "a 2xx carries no reason")
 	require.EqualValues(t, 1, b.svc.PushCount("unknown_subscription"))
 	require.EqualValues(t, 204, b.push(t, good, envelope(subscriptionOf("t1"), "u2", "nobody@acme.test", 5)))
 	require.EqualValues(t, 1, b.svc.PushCount("unknown_mailbox"))

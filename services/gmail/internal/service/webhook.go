@@ -18,6 +18,13 @@ func pushStatus(code int) *gmailv1.HandleGmailPushResponse {
 	return &gmailv1.HandleGmailPushResponse{HttpStatus: int32(code)}
 }
 
+// pushRefused is a 4xx answer with the reason the gateway puts in its JSON error body: the part of the
+// request at fault, then what is wrong with it. The push package's errors name the check that failed
+// and never carry the token; the gateway caps the reason's length.
+func pushRefused(code int, part string, err error) *gmailv1.HandleGmailPushResponse {
+	return &gmailv1.HandleGmailPushResponse{HttpStatus: int32(code), Reason: part + ": " + err.Error()}
+}
+
 // HandleGmailPush verifies a Pub/Sub push, stores the notification (the durable enqueue) in one
 // statement, answers, and has its mailbox's sync enqueued right after (dispatch.go). Nothing is written before the
 // token is verified.
@@ -31,19 +38,19 @@ func (s *Service) handlePush(ctx context.Context, req *gmailv1.HandleGmailPushRe
 	tok, err := push.BearerToken(req.GetAuthorization())
 	if err != nil {
 		s.metrics.push.WithLabelValues("unauthenticated").Inc()
-		return pushStatus(http.StatusUnauthorized), nil
+		return pushRefused(http.StatusUnauthorized, "authorization", err), nil
 	}
 	claims, err := s.verifier.Verify(ctx, tok)
 	if err != nil {
 		s.log.DebugContext(ctx, "gmail push rejected", "err", err)
 		s.metrics.push.WithLabelValues("unauthenticated").Inc()
-		return pushStatus(http.StatusUnauthorized), nil
+		return pushRefused(http.StatusUnauthorized, "authorization", err), nil
 	}
 	env, err := push.ParseEnvelope(req.GetBody())
 	if err != nil {
 		s.log.DebugContext(ctx, "gmail push malformed", "err", err)
 		s.metrics.push.WithLabelValues("malformed").Inc()
-		return pushStatus(http.StatusBadRequest), nil
+		return pushRefused(http.StatusBadRequest, "body", err), nil
 	}
 	var publish *time.Time
 	if !env.PublishTime.IsZero() {
@@ -75,7 +82,7 @@ func (s *Service) handlePush(ctx context.Context, req *gmailv1.HandleGmailPushRe
 	if err := push.CheckEmail(claims, sub.ServiceAccountEmail); err != nil {
 		s.log.DebugContext(ctx, "gmail push rejected", "err", err, "subscription", env.Subscription)
 		s.metrics.push.WithLabelValues("unauthenticated").Inc()
-		return pushStatus(http.StatusUnauthorized), nil
+		return pushRefused(http.StatusUnauthorized, "authorization", err), nil
 	}
 	p, err := store.ProviderByMailbox(ctx, s.pool, sub.Tenant, env.EmailAddress)
 	if errors.Is(err, store.ErrNotFound) {
