@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,37 +50,20 @@ func (s *Service) AddWorkers(workers *river.Workers) []*river.PeriodicJob {
 func (w *SyncWorker) Timeout(*river.Job[SyncArgs]) time.Duration { return 10 * time.Minute }
 
 // syncLeaseTTL is how long a sync job's lease outlives its last renewal: the job renews it every TTL/3
-// while it runs (jobs.KeepLease), so a live job never loses it and a dead replica's lapses within 20 s.
+// while it runs (lease.Table.HoldForJob), so a live job never loses it and a dead replica's lapses within 20 s.
 const syncLeaseTTL = 20 * time.Second
 
 // Work waits for a burst of notifications to settle, then syncs until no notification is left that
 // arrived during the run, and completes itself only once that is certain (see finishIfIdle). It holds
 // the provider's sync lease throughout, so the sweeper can tell a live job from a dead replica's.
 func (w *SyncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
-	holder := "job:" + strconv.FormatInt(job.ID, 10)
-	ok, err := store.AcquireSyncLease(ctx, w.s.deps.Pool, job.Args.Tenant, job.Args.ProviderID, holder, syncLeaseTTL)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return nil // deleted meanwhile
-	case err != nil:
+	// A lease held by another holder is another run of this provider (one ended as abandoned that turned
+	// out alive): the job snoozes and looks again shortly.
+	ctx, release, err := store.SyncLeases.HoldForJob(ctx, w.s.deps.Pool, w.s.log, job.Args.Tenant, job.Args.ProviderID, job.ID, syncLeaseTTL)
+	if release == nil {
 		return err
-	case !ok:
-		// Another run of this provider holds it (one ended as abandoned that turned out alive): later.
-		return river.JobSnooze(time.Second)
 	}
-	ctx, stop := jobs.KeepLease(ctx, syncLeaseTTL, w.s.log.With("provider", job.Args.ProviderID, "lease", "calendar sync"), func(ctx context.Context) (bool, error) {
-		ok, err := store.AcquireSyncLease(ctx, w.s.deps.Pool, job.Args.Tenant, job.Args.ProviderID, holder, syncLeaseTTL)
-		if errors.Is(err, store.ErrNotFound) {
-			return false, nil
-		}
-		return ok, err
-	})
-	defer func() {
-		stop()
-		if err := store.ReleaseSyncLease(context.WithoutCancel(ctx), w.s.deps.Pool, job.Args.Tenant, job.Args.ProviderID, holder); err != nil {
-			w.s.log.WarnContext(ctx, "calendar: cannot release the sync lease (it expires by itself)", "provider", job.Args.ProviderID, "err", err)
-		}
-	}()
+	defer release()
 	if err := w.s.settle(ctx, job.Args.Tenant, job.Args.ProviderID); err != nil {
 		return err
 	}

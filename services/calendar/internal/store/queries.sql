@@ -154,17 +154,6 @@ WHERE notify_seq > synced_seq AND state IN ('connected', 'connecting')
 ORDER BY update_time
 LIMIT @limit;
 
--- name: AcquireSyncLease
--- Returns a row when @holder now holds the provider's sync lease (free, expired, or already its own).
-INSERT INTO calendar.sync_leases (provider_id, tenant, holder, expire_time)
-VALUES (@provider_id, @tenant, @holder, now() + make_interval(secs => @ttl_seconds))
-ON CONFLICT (provider_id) DO UPDATE SET holder = EXCLUDED.holder, tenant = EXCLUDED.tenant, expire_time = EXCLUDED.expire_time
-WHERE calendar.sync_leases.expire_time < now() OR calendar.sync_leases.holder = EXCLUDED.holder
-RETURNING holder;
-
--- name: ReleaseSyncLease
-DELETE FROM calendar.sync_leases WHERE tenant = @tenant AND provider_id = @provider_id AND holder = @holder;
-
 -- name: NotificationQuiet
 -- How long ago the provider's newest notification arrived (NULL when it has none).
 SELECT now() - max(receive_time) FROM calendar.notifications WHERE tenant = @tenant AND provider_id = @provider_id;

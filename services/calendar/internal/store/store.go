@@ -6,12 +6,14 @@ import (
 	"context"
 	"embed"
 	"errors"
+	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/algapsa/alga-google/services/platform/feed"
+	"github.com/algapsa/alga-google/services/platform/lease"
 	"github.com/algapsa/alga-google/services/platform/pg"
 	"github.com/algapsa/alga-google/services/platform/text"
 )
@@ -22,7 +24,15 @@ const Schema = "calendar"
 //go:embed migrations/*.sql queries.sql
 var files embed.FS
 
-var schema = pg.Load(Schema, files)
+var schema = func() *pg.Migrations {
+	m := pg.Load(Schema, files)
+	maps.Copy(m.Queries, SyncLeases.Queries())
+	return m
+}()
+
+// SyncLeases is the provider's sync lease (migrations: sync_leases): a sync job holds it for its whole run
+// and renews it, so the sweeper tells a live job from a dead replica's.
+var SyncLeases = lease.New(Schema+".sync_leases", ErrNotFound)
 
 // Migrations of the calendar schema, with every statement of queries.sql (the query check prepares them).
 func Migrations() *pg.Migrations { return schema }
@@ -191,28 +201,6 @@ func ClearSyncToken(ctx context.Context, db DB, tenant, id string) error {
 
 // ProviderRef names a provider of a tenant.
 type ProviderRef struct{ Tenant, ID string }
-
-// AcquireSyncLease takes the provider's sync lease for holder (free, expired or already holder's) for
-// ttl; it reports whether holder has it now, and ErrNotFound when the provider is gone.
-func AcquireSyncLease(ctx context.Context, db DB, tenant, provider, holder string, ttl time.Duration) (bool, error) {
-	var got string
-	err := db.QueryRow(ctx, q("AcquireSyncLease"), pg.Args{"tenant": tenant, "provider_id": provider, "holder": holder,
-		"ttl_seconds": ttl.Seconds()}).Scan(&got)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // the provider was deleted meanwhile
-		return false, ErrNotFound
-	}
-	return err == nil, err
-}
-
-// ReleaseSyncLease gives holder's sync lease back.
-func ReleaseSyncLease(ctx context.Context, db DB, tenant, provider, holder string) error {
-	_, err := db.Exec(ctx, q("ReleaseSyncLease"), pg.Args{"tenant": tenant, "provider_id": provider, "holder": holder})
-	return err
-}
 
 // ProvidersBehind lists providers whose accepted notifications no completed sync has covered yet and
 // whose sync lease nobody holds.

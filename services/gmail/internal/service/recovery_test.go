@@ -2,10 +2,12 @@ package service
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/algapsa/alga-google/services/gmail/internal/store"
@@ -30,15 +32,19 @@ func TestCrashedSyncIsRecoveredFromItsLapsedLease(t *testing.T) {
 	require.NoError(t, b.svc.river.Stop(sctx))
 	b.gm.deliver("support@acme.test", "Survives a kill")
 	require.EqualValues(t, 204, b.notify(t, "t1", "support@acme.test", "kill-1"))
-	// The push only stores the notification; the dispatcher inserts the sync job just after: wait for it.
+	// The push is answered before its sync is enqueued (the dispatcher does it right after): wait for it.
 	var jobID int64
 	require.Eventually(t, func() bool {
 		err := b.pool.QueryRow(b.ctx, `UPDATE gmail.river_job SET state = 'running', attempt = 1, attempted_by = '{dead}',
-			attempted_at = now() - interval '1 minute' WHERE kind = 'gmail_history_sync' AND state = 'available' RETURNING id`).Scan(&jobID)
-		return err == nil
-	}, 10*time.Second, 20*time.Millisecond, "the push's sync job is enqueued")
+		attempted_at = now() - interval '1 minute' WHERE kind = 'gmail_history_sync' AND state = 'available' RETURNING id`).Scan(&jobID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false
+		}
+		require.NoError(t, err)
+		return true
+	}, 10*time.Second, 20*time.Millisecond)
 	holder := "job:" + strconv.FormatInt(jobID, 10)
-	ok, err := store.AcquireSyncLease(b.ctx, b.pool, "t1", p.GetId(), holder, time.Hour)
+	ok, err := store.SyncLeases.Acquire(b.ctx, b.pool, "t1", p.GetId(), holder, time.Hour)
 	require.NoError(t, err)
 	require.True(t, ok)
 	b.cancel()
@@ -70,24 +76,24 @@ func TestSyncLeaseHeartbeat(t *testing.T) {
 	const ttl = 600 * time.Millisecond
 	// The activation's sync holds the lease while it runs.
 	require.Eventually(t, func() bool {
-		ok, err := store.AcquireSyncLease(b.ctx, b.pool, "t1", p.GetId(), "worker-a", ttl)
+		ok, err := store.SyncLeases.Acquire(b.ctx, b.pool, "t1", p.GetId(), "worker-a", ttl)
 		require.NoError(t, err)
 		return ok
 	}, 10*time.Second, 20*time.Millisecond)
-	hctx, release := b.svc.holdSyncLease(b.ctx, "t1", p.GetId(), "worker-a", ttl)
+	hctx, release := store.SyncLeases.Keep(b.ctx, b.pool, b.svc.log, "t1", p.GetId(), "worker-a", ttl)
 	time.Sleep(5 * ttl)
 	require.NoError(t, hctx.Err(), "still held")
-	ok, err := store.AcquireSyncLease(b.ctx, b.pool, "t1", p.GetId(), "worker-b", ttl)
+	ok, err := store.SyncLeases.Acquire(b.ctx, b.pool, "t1", p.GetId(), "worker-b", ttl)
 	require.NoError(t, err)
 	require.False(t, ok, "a live holder's lease never lapses")
 	release()
-	ok, err = store.AcquireSyncLease(b.ctx, b.pool, "t1", p.GetId(), "worker-b", ttl)
+	ok, err = store.SyncLeases.Acquire(b.ctx, b.pool, "t1", p.GetId(), "worker-b", ttl)
 	require.NoError(t, err)
 	require.True(t, ok, "given back")
 
 	// worker-b dies (no heartbeat, no release): within the TTL the lease is free again.
 	time.Sleep(ttl + 100*time.Millisecond)
-	held, err := store.SyncLeaseHeld(b.ctx, b.pool, "t1", p.GetId())
+	held, err := store.SyncLeases.Held(b.ctx, b.pool, "t1", p.GetId())
 	require.NoError(t, err)
 	require.False(t, held)
 }

@@ -78,7 +78,7 @@ func (s *Service) sweep(ctx context.Context) error {
 			if err := store.LockProvider(ctx, tx, tp.Tenant, tp.ProviderID); err != nil {
 				return err
 			}
-			held, err := store.SyncLeaseHeld(ctx, tx, tp.Tenant, tp.ProviderID)
+			held, err := store.SyncLeases.Held(ctx, tx, tp.Tenant, tp.ProviderID)
 			if err != nil || held {
 				return err
 			}
@@ -102,23 +102,17 @@ func (s *Service) sweep(ctx context.Context) error {
 // per mailbox at a time (unique job); notifications that arrive during a run are picked up by the next
 // round instead of a second job.
 //
-// The job holds the mailbox's sync lease for its whole run, renewed by a heartbeat (holdSyncLease), so
+// The job holds the mailbox's sync lease for its whole run, renewed by a heartbeat (HoldForJob), so
 // a reconcile never reads the same history at once and a job whose replica died is recognised by its
 // lapsed lease (see sweep). A job that finds the lease held snoozes; one that loses it stops.
 func (s *Service) syncProvider(ctx context.Context, job *river.Job[SyncArgs]) error {
 	tenant, providerID := job.Args.Tenant, job.Args.ProviderID
-	holder := "job:" + fmt.Sprint(job.ID)
-	ok, err := store.AcquireSyncLease(ctx, s.pool, tenant, providerID, holder, s.opts.SyncLeaseTTL)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return nil // deleted meanwhile
-	case err != nil:
+	// A lease held by another holder is a reconcile of this mailbox reading the same history: the job
+	// snoozes and looks again shortly.
+	ctx, release, err := store.SyncLeases.HoldForJob(ctx, s.pool, s.log, tenant, providerID, job.ID, s.opts.SyncLeaseTTL)
+	if release == nil {
 		return err
-	case !ok:
-		// A reconcile of this mailbox is reading the same history: look again shortly.
-		return river.JobSnooze(time.Second)
 	}
-	ctx, release := s.holdSyncLease(ctx, tenant, providerID, holder, s.opts.SyncLeaseTTL)
 	defer release()
 	for round := 0; round < maxSyncRounds; round++ {
 		pend, err := s.settle(ctx, tenant, providerID)
@@ -200,7 +194,7 @@ func (s *Service) recordSyncTokenProblem(ctx context.Context, p *store.Provider,
 }
 
 // syncLeaseTTL is how long a sync lease lasts without renewal (Options.SyncLeaseTTL): a live holder
-// renews it every TTL/3 (holdSyncLease), so it never lapses under a working holder, while a dead
+// renews it every TTL/3 (lease.Table.Keep), so it never lapses under a working holder, while a dead
 // holder's (kill -9) lapses within the TTL and the sweeper recovers its mailbox (see sweep). Short, so
 // mail waits seconds, not River's rescue, after a crash; three renewals per TTL ride out a slow query.
 const syncLeaseTTL = 20 * time.Second
@@ -210,7 +204,7 @@ const syncLeaseTTL = 20 * time.Second
 func (s *Service) leaseSync(ctx context.Context, p *store.Provider, holder string, wait time.Duration) (bool, error) {
 	deadline := time.Now().Add(wait)
 	for {
-		ok, err := store.AcquireSyncLease(ctx, s.pool, p.Tenant, p.ID, holder, s.opts.SyncLeaseTTL)
+		ok, err := store.SyncLeases.Acquire(ctx, s.pool, p.Tenant, p.ID, holder, s.opts.SyncLeaseTTL)
 		if err != nil || ok || !time.Now().Before(deadline) {
 			return ok, err
 		}
@@ -222,27 +216,7 @@ func (s *Service) leaseSync(ctx context.Context, p *store.Provider, holder strin
 	}
 }
 
-// holdSyncLease keeps holder's lease (just taken for ttl) alive while the holder works (jobs.KeepLease:
-// renewed every ttl/3) until release is called, which stops the heartbeat and gives the lease back. The
-// returned context ends if the lease is lost — taken by another holder after it lapsed, or not renewed
-// in time (the database unreachable) — so the holder stops rather than work on without it.
-func (s *Service) holdSyncLease(ctx context.Context, tenant, providerID, holder string, ttl time.Duration) (context.Context, func()) {
-	hctx, stop := jobs.KeepLease(ctx, ttl, s.log.With("provider", providerID, "lease", "gmail sync"), func(ctx context.Context) (bool, error) {
-		ok, err := store.AcquireSyncLease(ctx, s.pool, tenant, providerID, holder, ttl)
-		if errors.Is(err, store.ErrNotFound) {
-			return false, nil // the provider was deleted
-		}
-		return ok, err
-	})
-	return hctx, func() {
-		stop()
-		if err := store.ReleaseSyncLease(context.WithoutCancel(ctx), s.pool, tenant, providerID, holder); err != nil {
-			s.log.WarnContext(ctx, "gmail: cannot release the sync lease (it expires by itself)", "provider", providerID, "err", err)
-		}
-	}
-}
-
-// syncLeased runs syncOnce under the sync lease the caller holds (holdSyncLease), re-reading the
+// syncLeased runs syncOnce under the sync lease the caller holds (store.SyncLeases.Keep), re-reading the
 // provider first (a sync that held the lease before may have advanced its history id).
 func (s *Service) syncLeased(ctx context.Context, p *store.Provider) error {
 	fresh, err := store.GetProvider(ctx, s.pool, p.Tenant, p.ID)

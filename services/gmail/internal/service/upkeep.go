@@ -345,7 +345,7 @@ func (s *Service) upkeepWatch(ctx context.Context, p *store.Provider, runID stri
 
 // reconcileLeased runs syncLeased while holding the lease holder took (renewed, then given back).
 func (s *Service) reconcileLeased(ctx context.Context, p *store.Provider, holder string) error {
-	ctx, release := s.holdSyncLease(ctx, p.Tenant, p.ID, holder, s.opts.SyncLeaseTTL)
+	ctx, release := store.SyncLeases.Keep(ctx, s.pool, s.log, p.Tenant, p.ID, holder, s.opts.SyncLeaseTTL)
 	defer release()
 	return s.syncLeased(ctx, p)
 }

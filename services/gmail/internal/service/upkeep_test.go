@@ -512,7 +512,7 @@ func TestMaintainReconcileStoresMissedMailOnce(t *testing.T) {
 
 	// Another sync of the mailbox holds the lease: the reconcile waits, then reports it busy (no call,
 	// not the provider's error).
-	ok, err := store.AcquireSyncLease(b.ctx, b.pool, "t1", p.GetId(), "someone-else", time.Minute)
+	ok, err := store.SyncLeases.Acquire(b.ctx, b.pool, "t1", p.GetId(), "someone-else", time.Minute)
 	require.NoError(t, err)
 	require.True(t, ok)
 	before = b.googleCalls()
@@ -528,7 +528,7 @@ func TestMaintainReconcileStoresMissedMailOnce(t *testing.T) {
 	require.EqualValues(t, 204, b.notify(t, "t1", "support@acme.test", "held-1"))
 	time.Sleep(1500 * time.Millisecond)
 	require.Equal(t, history, b.gm.snapshot("support@acme.test").historyCalls, "no history.list while another sync holds the lease")
-	require.NoError(t, store.ReleaseSyncLease(b.ctx, b.pool, "t1", p.GetId(), "someone-else"))
+	require.NoError(t, store.SyncLeases.Release(b.ctx, b.pool, "t1", p.GetId(), "someone-else"))
 	b.waitMessages(t, "t1", p.GetId(), 3)
 
 	// A reconcile racing a burst of pushes: every message fetched and stored once.

@@ -246,21 +246,6 @@ WHERE tenant = @tenant AND provider_id = @provider_id
 ORDER BY id DESC
 LIMIT @limit;
 
--- name: AcquireSyncLease
--- Returns a row when @holder now holds the mailbox's sync lease (free, expired, or already its own).
-INSERT INTO gmail.sync_leases (provider_id, tenant, holder, expire_time)
-VALUES (@provider_id, @tenant, @holder, now() + make_interval(secs => @ttl_seconds))
-ON CONFLICT (provider_id) DO UPDATE SET holder = EXCLUDED.holder, tenant = EXCLUDED.tenant, expire_time = EXCLUDED.expire_time
-WHERE gmail.sync_leases.expire_time < now() OR gmail.sync_leases.holder = EXCLUDED.holder
-RETURNING holder;
-
--- name: SyncLeaseHeld
--- Whether someone holds the mailbox's sync lease now (a live holder renews it before it expires).
-SELECT EXISTS (SELECT 1 FROM gmail.sync_leases WHERE tenant = @tenant AND provider_id = @provider_id AND expire_time > now());
-
--- name: ReleaseSyncLease
-DELETE FROM gmail.sync_leases WHERE tenant = @tenant AND provider_id = @provider_id AND holder = @holder;
-
 -- Test helpers (package gmailtesting): other modules' tests arrange the gmail service's state through
 -- these instead of writing its tables.
 

@@ -7,12 +7,14 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
+	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/algapsa/alga-google/services/platform/feed"
+	"github.com/algapsa/alga-google/services/platform/lease"
 	"github.com/algapsa/alga-google/services/platform/pg"
 	"github.com/algapsa/alga-google/services/platform/text"
 )
@@ -23,7 +25,15 @@ const Schema = "gmail"
 //go:embed migrations/*.sql queries.sql
 var files embed.FS
 
-var schema = pg.Load(Schema, files)
+var schema = func() *pg.Migrations {
+	m := pg.Load(Schema, files)
+	maps.Copy(m.Queries, SyncLeases.Queries())
+	return m
+}()
+
+// SyncLeases is the mailbox's sync lease (migrations: sync_leases): a sync job holds it for its whole run
+// and renews it, so the sweeper tells a live job from a dead replica's.
+var SyncLeases = lease.New(Schema+".sync_leases", ErrNotFound)
 
 // Migrations of the gmail schema, with every statement of queries.sql (the query check prepares them).
 func Migrations() *pg.Migrations { return schema }
@@ -591,35 +601,6 @@ func ListEvents(ctx context.Context, db DB, tenant, id string, limit int) ([]Eve
 		err := r.Scan(&e.Type, &e.Step, &e.ErrorCode, &e.Message, &e.RunID, &e.CreateTime)
 		return e, err
 	})
-}
-
-// AcquireSyncLease takes the mailbox's sync lease for holder (free, expired or already holder's) for
-// ttl; it reports whether holder has it now.
-func AcquireSyncLease(ctx context.Context, db DB, tenant, provider, holder string, ttl time.Duration) (bool, error) {
-	var got string
-	err := db.QueryRow(ctx, q("AcquireSyncLease"), pg.Args{"tenant": tenant, "provider_id": provider, "holder": holder,
-		"ttl_seconds": ttl.Seconds()}).Scan(&got)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // the provider was deleted meanwhile
-		return false, ErrNotFound
-	}
-	return err == nil, err
-}
-
-// SyncLeaseHeld reports whether a holder has the mailbox's sync lease now (unexpired).
-func SyncLeaseHeld(ctx context.Context, db DB, tenant, provider string) (bool, error) {
-	var held bool
-	err := db.QueryRow(ctx, q("SyncLeaseHeld"), pg.Args{"tenant": tenant, "provider_id": provider}).Scan(&held)
-	return held, err
-}
-
-// ReleaseSyncLease gives holder's lease back.
-func ReleaseSyncLease(ctx context.Context, db DB, tenant, provider, holder string) error {
-	_, err := db.Exec(ctx, q("ReleaseSyncLease"), pg.Args{"tenant": tenant, "provider_id": provider, "holder": holder})
-	return err
 }
 
 // AgeTenant moves every recorded time of the tenant's providers (Google's watch expiration included),
