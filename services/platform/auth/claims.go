@@ -72,6 +72,12 @@ func (id Identity) IsService() bool { return id.Service != "" }
 // and are otherwise trusted for internal calls, so callers check IsService separately where it matters.
 func (id Identity) Has(permission string) bool { return slices.Contains(id.Permissions, permission) }
 
+// clone returns a copy sharing no slice with id.
+func (id Identity) clone() Identity {
+	id.Permissions = slices.Clone(id.Permissions)
+	return id
+}
+
 type identityKey struct{}
 
 // WithIdentity returns a context carrying id.

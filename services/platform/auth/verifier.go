@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -40,8 +41,10 @@ type VerifierConfig struct {
 
 // Verifier checks bearer tokens.
 type Verifier struct {
-	cfg  VerifierConfig
-	jwks *jwksCache
+	cfg      VerifierConfig
+	jwks     *jwksCache
+	verified verifiedTokens
+	now      func() time.Time
 }
 
 // NewVerifier validates cfg and returns a Verifier.
@@ -58,7 +61,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
-	v := &Verifier{cfg: cfg}
+	v := &Verifier{cfg: cfg, now: time.Now}
 	if cfg.JWKS != "" {
 		v.jwks = newJWKSCache(cfg)
 	}
@@ -68,13 +71,19 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 // Verify parses and checks a raw JWT and returns the identity it carries.
 // Service tokens must be signed with the service key; user tokens with the HS256 key or a JWKS key.
 // Client users (user_type=client) are refused everywhere.
+// A service token verified once is answered from a cache until its exp (see verifiedTokens).
 func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
+	sum := sha256.Sum256([]byte(raw))
+	if id, ok := v.verified.get(sum, v.now()); ok {
+		return id.clone(), nil
+	}
 	var claims Claims
 	parser := jwt.NewParser(
 		jwt.WithValidMethods([]string{"HS256", "RS256", "ES256", "EdDSA"}),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(30*time.Second),
+		jwt.WithTimeFunc(v.now),
 	)
 	tok, err := parser.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
 		c := t.Claims.(*Claims)
@@ -117,13 +126,19 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 			return Identity{}, fmt.Errorf("%w: user_type %q is not allowed", ErrForbiddenUserType, claims.UserType)
 		}
 	}
-	return Identity{
+	id := Identity{
 		Subject:     claims.Subject,
 		Tenant:      claims.Tenant,
 		Permissions: claims.Permissions,
 		UserType:    claims.UserType,
 		Service:     claims.Service,
-	}, nil
+	}
+	if claims.Service != "" {
+		// Kept until exp exactly (no leeway), a copy, so a caller editing its Identity cannot
+		// change what the next call with this token is granted.
+		v.verified.put(sum, id.clone(), claims.ExpiresAt.Time, v.now())
+	}
+	return id, nil
 }
 
 // ErrForbiddenUserType is returned for client users, who may not use this suite.

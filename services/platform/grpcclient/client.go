@@ -1,4 +1,5 @@
-// Package grpcclient dials peer services. Calls carry a short-lived service token naming the calling
+// Package grpcclient dials peer services. Calls carry a short-lived service token (minted once per
+// identity and reused until shortly before it expires, see auth.Signer.ServiceToken) naming the calling
 // service and the tenant (and user) the call acts for, taken from the caller's verified identity.
 package grpcclient
 
@@ -64,7 +65,7 @@ func (c serviceCreds) GetRequestMetadata(ctx context.Context, _ ...string) (map[
 		return nil, nil
 	}
 	id, _ := auth.FromContext(ctx)
-	tok, err := c.signer.MintService(c.service, id.Tenant, id.Subject, id.Permissions)
+	tok, err := c.signer.ServiceToken(c.service, id.Tenant, id.Subject, id.Permissions)
 	if err != nil {
 		return nil, err
 	}

@@ -50,6 +50,10 @@ type Options struct {
 	Settings map[string]string
 	// Logs receives the suite's JSON logs (tests scan them for planted secrets); default discarded.
 	Logs io.Writer
+	// LogLevel is the level of the suite's logs: default "debug" when Logs is set (a test reading its
+	// logs sees everything), "info" when they are discarded, as in production, so that benchmarks and
+	// tests do not pay for formatting debug lines nobody reads.
+	LogLevel string
 	// GRPCListener and HTTPListener are opened by the test when other suites must know the addresses
 	// before this one starts (one suite per target, as in a distributed deployment); default 127.0.0.1:0.
 	GRPCListener net.Listener
@@ -135,12 +139,18 @@ func Start(t testing.TB, opts Options) *Suite {
 	if opts.SandboxClock {
 		built[target.Worker].(*maintenance.Target).Config().Now = sb.Now
 	}
-	logw := opts.Logs
+	logw, level := opts.Logs, opts.LogLevel
 	if logw == nil {
 		logw = io.Discard
 	}
+	if level == "" {
+		level = "debug"
+		if opts.Logs == nil {
+			level = "info"
+		}
+	}
 	a, err := app.Start(ctx, app.Options{
-		Config: cfg, Targets: app.Select(built, names), Logger: logging.New(logw, "debug"),
+		Config: cfg, Targets: app.Select(built, names), Logger: logging.New(logw, level),
 		GRPCListener: grpcLis, HTTPListener: httpLis, MigrateOnStart: true,
 	})
 	if err != nil {
