@@ -352,6 +352,11 @@ func TestPushRetriedOn500AndDroppedNotifications(t *testing.T) {
 	require.NoError(t, b.admin.SetFault(b.ctx, googlesandbox.Fault{Endpoint: "pubsub.push", DropNotifications: true, Times: 1}))
 	_, err = ps.Publisher(topic).Publish(b.ctx, &pubsub.Message{Data: []byte("lost")}).Get(b.ctx)
 	require.NoError(t, err)
+	// "kept" only once "lost" was dropped: published together, one poll may push them in either order.
+	require.Eventually(t, func() bool {
+		c, err := b.admin.Counters(b.ctx)
+		return err == nil && c["pubsub.push.dropped|"+sub] == 1
+	}, 5*time.Second, 10*time.Millisecond)
 	_, err = ps.Publisher(topic).Publish(b.ctx, &pubsub.Message{Data: []byte("kept")}).Get(b.ctx)
 	require.NoError(t, err)
 	reqs = rc.waitFor(t, 4)

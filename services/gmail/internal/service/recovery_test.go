@@ -74,7 +74,13 @@ func TestSyncLeaseHeartbeat(t *testing.T) {
 	b.configureTenant("t1")
 	p := b.connect(t, "t1", "support@acme.test")
 	const ttl = 600 * time.Millisecond
-	// The activation's sync holds the lease while it runs.
+	// Only the test's holders may take the lease: stop the workers (after the activation's sync ran),
+	// else a sync job snoozed while worker-a held the lease can take it between release and worker-b.
+	require.Eventually(t, func() bool { return b.gm.snapshot("support@acme.test").historyCalls >= 1 }, 10*time.Second, 20*time.Millisecond)
+	sctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	require.NoError(t, b.svc.river.Stop(sctx))
+	// The activation's sync held the lease while it ran.
 	require.Eventually(t, func() bool {
 		ok, err := store.SyncLeases.Acquire(b.ctx, b.pool, "t1", p.GetId(), "worker-a", ttl)
 		require.NoError(t, err)
