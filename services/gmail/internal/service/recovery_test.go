@@ -10,7 +10,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	gmailv1 "github.com/algapsa/alga-google/gen/alga/gmail/v1"
 	"github.com/algapsa/alga-google/services/gmail/internal/store"
+	"github.com/algapsa/alga-google/services/platform/auth"
 )
 
 // A sync job a crashed replica left "running" (kill -9: River never recorded it) blocks the mailbox's
@@ -125,4 +127,24 @@ func TestStoredNotificationWithoutAJobIsSynced(t *testing.T) {
 	b.startService(t)
 	got := b.waitMessages(t, "t1", p.GetId(), 1)
 	require.Equal(t, "Enqueue lost", got[0].GetSubject())
+}
+
+// A sync (or upkeep step) still in flight when its mailbox is reset finds the connection gone; what it
+// records must not turn the reset provider into ERROR (TestDeleteAndResetStopWatches once saw ERROR after a reset).
+func TestFailureFoundAfterResetLeavesProviderDisconnected(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.configureTenant("t1")
+	p := b.connect(t, "t1", "support@acme.test")
+	stale, err := store.GetProvider(b.ctx, b.pool, "t1", p.GetId())
+	require.NoError(t, err)
+	resp, err := b.providers().ResetGmailProviders(b.service(auth.SvcOAuth, "t1"), &gmailv1.ResetGmailProvidersRequest{})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, resp.GetProvidersReset())
+
+	require.NoError(t, b.svc.recordSyncTokenProblem(b.ctx, stale, &tokenProblem{code: "token_missing", message: "no token", remedy: "Reconnect"}))
+	got, err := store.GetProvider(b.ctx, b.pool, "t1", p.GetId())
+	require.NoError(t, err)
+	require.Equal(t, store.StateDisconnected, got.State)
+	require.Empty(t, got.ErrorCode)
 }

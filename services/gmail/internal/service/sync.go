@@ -186,7 +186,11 @@ func (s *Service) settle(ctx context.Context, tenant, providerID string) (store.
 // (the token's error: a later success of a step using the token clears it).
 func (s *Service) recordSyncTokenProblem(ctx context.Context, p *store.Provider, tp *tokenProblem) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := store.SetError(ctx, tx, p.Tenant, p.ID, stepToken, tp.code, tp.message, tp.remedy); err != nil {
+		_, err := store.SetError(ctx, tx, p.Tenant, p.ID, stepToken, tp.code, tp.message, tp.remedy)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // reset or deleted while the sync ran: its connection's failure is moot
+		}
+		if err != nil {
 			return err
 		}
 		return store.InsertEvent(ctx, tx, p.Tenant, p.ID, store.Event{Type: "sync_failed", Step: stepToken, ErrorCode: tp.code, Message: tp.message})

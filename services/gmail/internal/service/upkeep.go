@@ -249,7 +249,11 @@ func (s *Service) record(ctx context.Context, p *store.Provider, r stepRecord) (
 		}
 		if r.f != nil {
 			if !r.noError {
-				if _, err := store.SetError(ctx, tx, p.Tenant, p.ID, r.f.step, r.f.code, r.f.message, r.f.remedy); err != nil {
+				_, err := store.SetError(ctx, tx, p.Tenant, p.ID, r.f.step, r.f.code, r.f.message, r.f.remedy)
+				if errors.Is(err, store.ErrNotFound) {
+					return nil // disconnected (reset) while the step ran: nothing to record
+				}
+				if err != nil {
 					return err
 				}
 			}

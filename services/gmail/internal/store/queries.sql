@@ -41,10 +41,11 @@ RETURNING *;
 
 -- name: SetError
 -- error_step is the diagnostics step that failed: a later success of a step covering it clears the error
--- (ClearError).
+-- (ClearError). A disconnected provider (reset or disconnected while a sync or an upkeep step was in
+-- flight) is left alone: the failure is of the connection that no longer exists (no row: ErrNotFound).
 UPDATE gmail.providers SET state = 'error', error_code = @error_code, error_message = @error_message,
     error_remedy = @error_remedy, error_step = @error_step, update_time = now()
-WHERE tenant = @tenant AND id = @id
+WHERE tenant = @tenant AND id = @id AND state <> 'disconnected'
 RETURNING *;
 
 -- name: ClearError
