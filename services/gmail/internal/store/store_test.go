@@ -119,6 +119,19 @@ func TestNotificationsAndMessagesOnce(t *testing.T) {
 	require.Empty(t, msgs)
 }
 
+// A failure found by a sync or upkeep step after the provider was disconnected (reset) records nothing.
+func TestSetErrorLeavesADisconnectedProviderAlone(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p, err := CreateProvider(b.ctx, b.pool, NewProvider{Tenant: "t1", Mailbox: "a@acme.test", Active: true})
+	require.NoError(t, err)
+	_, err = SetError(b.ctx, b.pool, "t1", p.ID, "token", "token_missing", "gone", "reconnect")
+	require.ErrorIs(t, err, ErrNotFound)
+	got, err := GetProvider(b.ctx, b.pool, "t1", p.ID)
+	require.NoError(t, err)
+	require.Equal(t, StateDisconnected, got.State)
+}
+
 func TestSubscriptionOwnedByOneTenant(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -138,6 +151,8 @@ func TestOutsideTextIsStoredCleaned(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	p, err := CreateProvider(b.ctx, b.pool, NewProvider{Tenant: "t1", Mailbox: "a@acme.test", Active: true})
+	require.NoError(t, err)
+	_, err = SetConnecting(b.ctx, b.pool, "t1", p.ID) // a disconnected provider takes no error (SetError)
 	require.NoError(t, err)
 	got, err := SetError(b.ctx, b.pool, "t1", p.ID, "watch", "watch_failed", "Google said \x00\xff", "retry")
 	require.NoError(t, err)
