@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/algapsa/alga-google/services/platform/pg"
 )
@@ -21,16 +21,8 @@ func ActivityDays(ctx context.Context, db DB, tenant, providerID string, days in
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []ActivityDay
-	for rows.Next() {
-		var d ActivityDay
-		if err := rows.Scan(&d.Start, &d.Notifications, &d.Syncs, &d.Errors, &d.Changes); err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	// The query's columns are in the struct's field order.
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[ActivityDay])
 }
 
 // RecentChange is what the UI shows of a recorded change.
@@ -49,19 +41,6 @@ func RecentChanges(ctx context.Context, db DB, tenant, providerID string, limit 
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []RecentChange
-	for rows.Next() {
-		var c RecentChange
-		var start pgtype.Timestamptz
-		if err := rows.Scan(&c.RecordTime, &c.Type, &c.Summary, &start, &c.StartDate, &c.AllDay); err != nil {
-			return nil, err
-		}
-		if start.Valid {
-			t := start.Time
-			c.StartTime = &t
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	// The query's columns are in the struct's field order; a NULL start_time is a nil StartTime.
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[RecentChange])
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/algapsa/alga-google/services/platform/pg"
 )
 
@@ -19,16 +21,8 @@ func ActivityDays(ctx context.Context, db DB, tenant, providerID string, days in
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []ActivityDay
-	for rows.Next() {
-		var d ActivityDay
-		if err := rows.Scan(&d.Start, &d.Pushes, &d.Syncs, &d.Errors, &d.Messages); err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	// The query's columns are in the struct's field order.
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[ActivityDay])
 }
 
 // RecentMessage is what the UI shows of an inbound message.
@@ -43,14 +37,6 @@ func RecentMessages(ctx context.Context, db DB, tenant, providerID string, limit
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []RecentMessage
-	for rows.Next() {
-		var m RecentMessage
-		if err := rows.Scan(&m.ReceiveTime, &m.From, &m.Subject); err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	// The query's columns are in the struct's field order.
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[RecentMessage])
 }
