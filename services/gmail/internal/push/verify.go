@@ -38,7 +38,12 @@ type Verifier struct {
 	Keys     KeySource
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+
+	verified verifiedTokens
 }
+
+// leeway is the clock skew allowed on a token's times (expiry, issued-at).
+const leeway = 30 * time.Second
 
 // KeySource finds a verification key by key id.
 type KeySource interface {
@@ -58,7 +63,9 @@ func BearerToken(header string) (string, error) {
 	return tok, nil
 }
 
-// Verify checks token and returns its claims.
+// Verify checks token and returns its claims (shared with other calls for the same token: read only). A
+// token that passed before is served from the verified-token cache while it has not expired (see
+// verifiedTokens).
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if v.Audience == "" {
 		return nil, fmt.Errorf("%w: no audience configured", ErrUnauthenticated)
@@ -67,13 +74,16 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if v.Now != nil {
 		now = v.Now
 	}
+	if c, ok := v.verified.get(token, now(), leeway); ok {
+		return c, nil
+	}
 	claims := &Claims{}
 	parser := jwt.NewParser(
 		jwt.WithValidMethods([]string{"RS256"}),
 		jwt.WithAudience(v.Audience),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
-		jwt.WithLeeway(30*time.Second),
+		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(now),
 	)
 	_, err := parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
@@ -89,6 +99,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if err := CheckClaims(claims, v.Audience); err != nil {
 		return nil, err
 	}
+	v.verified.put(token, claims, now(), leeway)
 	return claims, nil
 }
 
