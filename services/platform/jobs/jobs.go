@@ -5,6 +5,7 @@ package jobs
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -105,6 +106,35 @@ func Coalesce() *river.InsertOpts {
 			rivertype.JobStateScheduled, rivertype.JobStateRetryable,
 		},
 	}}
+}
+
+// Coalescing returns which of values — of the job argument arg (e.g. "provider_id") — already have a job
+// of kind that Coalesce would make a new insert skip (waiting, scheduled, retrying or running). An
+// enqueuer holding the lock of Coalesce's contract leaves those out of its InsertManyTx: the outcome is
+// the same — River would skip them — but River's unique insert is an upsert that writes the existing
+// job's row again, and under a push burst those rewrites were most of a dispatch's writes.
+func Coalescing(ctx context.Context, tx pgx.Tx, client *Client, kind, arg string, values []string) (map[string]bool, error) {
+	if len(values) == 0 {
+		return nil, nil
+	}
+	// At most one job per value is in these states (the unique key), so the first page is all of them.
+	params := river.NewJobListParams().Kinds(kind).States(Coalesce().UniqueOpts.ByState...).First(len(values)+1).
+		Where("args->>@coalesce_arg = ANY(@coalesce_values::text[])", river.NamedArgs{"coalesce_arg": arg, "coalesce_values": values})
+	res, err := client.JobListTx(ctx, tx, params)
+	if err != nil {
+		return nil, fmt.Errorf("listing queued %s jobs: %w", kind, err)
+	}
+	queued := make(map[string]bool, len(res.Jobs))
+	for _, row := range res.Jobs {
+		var args map[string]any
+		if err := json.Unmarshal(row.EncodedArgs, &args); err != nil {
+			return nil, fmt.Errorf("job %d: %w", row.ID, err)
+		}
+		if v, ok := args[arg].(string); ok {
+			queued[v] = true
+		}
+	}
+	return queued, nil
 }
 
 // CompleteTx marks a running job completed inside tx (see Coalesce for why a worker does this itself):

@@ -162,3 +162,49 @@ func TestSnoozeLater(t *testing.T) {
 	require.Equal(t, plain, jobs.SnoozeLater(plain))
 	require.NoError(t, jobs.SnoozeLater(nil))
 }
+
+// Coalescing names exactly the keys a Coalesce insert would skip: those with a job waiting, scheduled,
+// retrying or running — not a completed or cancelled one, nor another kind's.
+func TestCoalescingNamesTheKeysRiverWouldSkip(t *testing.T) {
+	t.Parallel()
+	pool, _ := pgtest.NewPool(t)
+	ctx := context.Background()
+	_, err := pool.Exec(ctx, "CREATE SCHEMA jobs_coalescing")
+	require.NoError(t, err)
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &keyedWorker{ran: make(chan int64, 10)})
+	client, err := jobs.New(ctx, pool, jobs.Options{Schema: "jobs_coalescing", Workers: workers, Logger: logging.Discard(), TestOnly: true})
+	require.NoError(t, err)
+
+	states := map[string]string{"waiting": "available", "later": "scheduled", "retrying": "retryable", "running": "running",
+		"done": "completed", "cancelled": "cancelled"}
+	for key, state := range states {
+		res, err := client.Insert(ctx, keyedArgs{Key: key}, jobs.Coalesce())
+		require.NoError(t, err)
+		_, err = pool.Exec(ctx, `UPDATE jobs_coalescing.river_job SET state = $2::text::jobs_coalescing.river_job_state,
+			finalized_at = CASE WHEN $2::text IN ('completed', 'cancelled') THEN now() END WHERE id = $1`, res.Job.ID, state)
+		require.NoError(t, err)
+	}
+	keys := []string{"waiting", "later", "retrying", "running", "done", "cancelled", "never"}
+	var queued map[string]bool
+	require.NoError(t, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		queued, err = jobs.Coalescing(ctx, tx, client, keyedArgs{}.Kind(), "key", keys)
+		return err
+	}))
+	require.Equal(t, map[string]bool{"waiting": true, "later": true, "retrying": true, "running": true}, queued)
+	for _, key := range keys {
+		res, err := client.Insert(ctx, keyedArgs{Key: key}, jobs.Coalesce())
+		require.NoError(t, err)
+		require.Equal(t, queued[key], res.UniqueSkippedAsDuplicate, "River agrees about %q", key)
+	}
+	none, err := func() (map[string]bool, error) {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck
+		return jobs.Coalescing(ctx, tx, client, "another_kind", "key", keys)
+	}()
+	require.NoError(t, err)
+	require.Empty(t, none)
+}

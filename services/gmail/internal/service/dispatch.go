@@ -25,13 +25,20 @@ import (
 // Why no notification can be missed (the argument enqueueSync and finishIfIdle rely on, restated for
 // the dispatcher): a push joins a batch only after its INSERT committed, and the batch's transaction
 // begins only after that, so it runs after the notification is visible. It first locks the providers'
-// rows (store.TouchLastPushes: FOR NO KEY UPDATE, which conflicts with finishIfIdle's FOR UPDATE), then
-// inserts the coalesced jobs. For each provider, either a running sync's finishIfIdle took the lock first
+// rows (store.TouchLastPushes: FOR NO KEY UPDATE, which conflicts with finishIfIdle's LockProvider), then
+// inserts the coalesced jobs of the providers that have none waiting or running (jobs.Coalescing: those
+// River would skip anyway). For each provider, either a running sync's finishIfIdle took the lock first
 // — and its look for pending notifications saw ours (another round), or it completed the job and our
 // insert, a later statement, sees it completed and inserts a new one — or we took it first, our insert
 // was skipped for the running job, and finishIfIdle's look, after our commit, sees our notification. A
 // crash or a failed dispatch leaves the notification pending: the dispatcher retries (dispatchRetries, a
 // second apart), then the sweeper (SweepAge) enqueues it.
+
+// dispatchLinger is how long the dispatcher collects pushes before each dispatch: under a burst, a few
+// dispatch transactions a second for every mailbox pushed to meanwhile, instead of one after another as
+// fast as they commit (each locking its providers and writing their jobs). A sync waits for its
+// mailbox's burst to settle (Options.Settle) anyway, so the linger adds nothing a user could see.
+const dispatchLinger = 50 * time.Millisecond
 
 // dispatchRetries is how often a failed dispatch is retried (a second apart) before the sweeper is
 // left to it.
@@ -42,6 +49,7 @@ type providerKey struct{ tenant, id string }
 // groupCommit runs fn over the items submitted while its earlier runs were in flight — at most writers
 // runs at once, each over at most max items — and hands each submitter its item's result. Under load
 // the batches grow by themselves: one statement or transaction (and one commit) serves many requests.
+// With a linger, a run first waits that long for more items (a batch a linger, at most).
 type groupCommit[T, R any] struct {
 	// ctx bounds every run (the service's Start context): a submitter that stops waiting does not cancel
 	// the run its item shares.
@@ -49,6 +57,7 @@ type groupCommit[T, R any] struct {
 	wg           *sync.WaitGroup
 	fn           func(ctx context.Context, items []T) ([]R, error)
 	writers, max int
+	linger       time.Duration
 
 	mu     sync.Mutex
 	queue  []*groupCall[T, R]
@@ -64,8 +73,8 @@ type groupCall[T, R any] struct {
 	onDone func(error)
 }
 
-func newGroupCommit[T, R any](ctx context.Context, wg *sync.WaitGroup, writers, max int, fn func(context.Context, []T) ([]R, error)) *groupCommit[T, R] {
-	return &groupCommit[T, R]{ctx: ctx, wg: wg, fn: fn, writers: writers, max: max}
+func newGroupCommit[T, R any](ctx context.Context, wg *sync.WaitGroup, writers, max int, linger time.Duration, fn func(context.Context, []T) ([]R, error)) *groupCommit[T, R] {
+	return &groupCommit[T, R]{ctx: ctx, wg: wg, fn: fn, writers: writers, max: max, linger: linger}
 }
 
 // do submits item to a run that starts after now and waits for its result, bounded by ctx.
@@ -107,6 +116,12 @@ func (g *groupCommit[T, R]) enqueue(c *groupCall[T, R]) error {
 func (g *groupCommit[T, R]) loop() {
 	defer g.wg.Done()
 	for {
+		if g.linger > 0 {
+			select {
+			case <-g.ctx.Done():
+			case <-time.After(g.linger):
+			}
+		}
 		g.mu.Lock()
 		if len(g.queue) == 0 || g.ctx.Err() != nil {
 			left := g.queue
@@ -144,13 +159,14 @@ func (g *groupCommit[T, R]) loop() {
 	}
 }
 
-// dispatcher runs one dispatch transaction at a time over the providers pushed to meanwhile.
+// dispatcher runs one dispatch transaction at a time, each dispatchLinger after the previous one ended
+// (or after the first push), over the providers pushed to meanwhile.
 type dispatcher struct {
 	g *groupCommit[providerKey, struct{}]
 }
 
 func newDispatcher(ctx context.Context, wg *sync.WaitGroup, enqueue func(ctx context.Context, providers []providerKey) error) *dispatcher {
-	return &dispatcher{g: newGroupCommit(ctx, wg, 1, 1000, func(ctx context.Context, keys []providerKey) ([]struct{}, error) {
+	return &dispatcher{g: newGroupCommit(ctx, wg, 1, 1000, dispatchLinger, func(ctx context.Context, keys []providerKey) ([]struct{}, error) {
 		// Each provider once per transaction, whatever the number of pushes for it.
 		seen := make(map[providerKey]bool, len(keys))
 		set := make([]providerKey, 0, len(keys))
@@ -204,11 +220,24 @@ func (s *Service) dispatchSyncs(ctx context.Context, providers []providerKey) er
 		if err != nil || len(live) == 0 {
 			return err
 		}
+		ids := make([]string, len(live))
+		for i, p := range live {
+			ids[i] = p.ProviderID
+		}
+		queued, err := jobs.Coalescing(ctx, tx, s.river, SyncArgs{}.Kind(), "provider_id", ids)
+		if err != nil {
+			return err
+		}
 		// In id order, as locked: the jobs' unique rows are then written in one order by every replica.
 		slices.SortFunc(live, func(a, b store.TenantProvider) int { return cmp.Compare(a.ProviderID, b.ProviderID) })
-		params := make([]river.InsertManyParams, len(live))
-		for i, p := range live {
-			params[i] = river.InsertManyParams{Args: SyncArgs{ProviderID: p.ProviderID, Tenant: p.Tenant}, InsertOpts: jobs.Coalesce()}
+		params := make([]river.InsertManyParams, 0, len(live))
+		for _, p := range live {
+			if !queued[p.ProviderID] {
+				params = append(params, river.InsertManyParams{Args: SyncArgs{ProviderID: p.ProviderID, Tenant: p.Tenant}, InsertOpts: jobs.Coalesce()})
+			}
+		}
+		if len(params) == 0 {
+			return nil
 		}
 		_, err = s.river.InsertManyTx(ctx, tx, params)
 		return err

@@ -226,7 +226,7 @@ func (s *Service) Start(ctx context.Context, opts Options) error {
 	s.verifier = &push.Verifier{Audience: opts.Base.GmailPushAudience(), Keys: keys}
 	s.metrics, s.retry, s.feed, s.river = m, retrier, inbound, client
 	s.routes, s.dispatcher = newRouteCache(), newDispatcher(ctx, &s.background, s.dispatchSyncs)
-	s.pushes = newGroupCommit(ctx, &s.background, pushWriters, maxPushes, s.storePushes)
+	s.pushes = newGroupCommit(ctx, &s.background, pushWriters, maxPushes, 0, s.storePushes)
 	if err := client.Start(ctx); err != nil {
 		s.river = nil // never started: nothing for Stop to wait for
 		return fmt.Errorf("starting the gmail job client: %w", err)

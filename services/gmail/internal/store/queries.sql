@@ -218,7 +218,10 @@ WHERE tenant = @tenant AND id = ANY(@ids::uuid[]) AND acknowledge_time IS NULL;
 
 -- name: LockProvider
 -- Serializes a sync's last look for pending notifications with the enqueuers of its follow-up job.
-SELECT 1 FROM gmail.providers WHERE tenant = @tenant AND id = @id FOR UPDATE;
+-- FOR NO KEY UPDATE: it conflicts with every other enqueuer's lock (this one, the dispatcher's) but not
+-- with the FOR KEY SHARE lock a notification's insert takes on its provider (the foreign key), so
+-- pushes being stored never wait for a sync's bookkeeping.
+SELECT 1 FROM gmail.providers WHERE tenant = @tenant AND id = @id FOR NO KEY UPDATE;
 
 -- name: ListUpkeep
 -- Every provider of the tenant with the push endpoint and audience its subscription was provisioned with.
@@ -303,15 +306,20 @@ LIMIT @limit;
 
 -- name: TouchLastPushes
 -- The push dispatcher's lock (service/dispatch.go): the providers' rows FOR NO KEY UPDATE, taken in id
--- order (two dispatches never deadlock), and last_push_time (StorePushes skips a row locked meanwhile).
--- Returns the providers that still exist.
-UPDATE gmail.providers p SET last_push_time = GREATEST(p.last_push_time, now())
-FROM (SELECT id FROM gmail.providers
-      WHERE (tenant, id) IN (SELECT t, i FROM unnest(@tenants::text[], @ids::uuid[]) AS x(t, i))
-      ORDER BY id
-      FOR NO KEY UPDATE) locked
-WHERE p.id = locked.id
-RETURNING p.tenant, p.id::text;
+-- order (two dispatches never deadlock). last_push_time is written only where it is a second old or
+-- more (StorePushes skips a row locked meanwhile, so a push may have left it behind): a dispatch a few
+-- times a second does not rewrite every row it locks. Returns the providers that still exist.
+WITH locked AS (
+    SELECT id, tenant, last_push_time FROM gmail.providers
+    WHERE (tenant, id) IN (SELECT t, i FROM unnest(@tenants::text[], @ids::uuid[]) AS x(t, i))
+    ORDER BY id
+    FOR NO KEY UPDATE
+), touched AS (
+    UPDATE gmail.providers p SET last_push_time = now()
+    FROM locked l
+    WHERE p.id = l.id AND (l.last_push_time IS NULL OR l.last_push_time < now() - interval '1 second')
+)
+SELECT tenant, id::text FROM locked;
 
 -- name: StorePushes
 -- The pushes' one statement (their whole transaction; a group of concurrent pushes shares it): each

@@ -379,10 +379,10 @@ func StorePushes(ctx context.Context, db DB, pushes []Push) ([]PushResult, error
 }
 
 // TouchLastPushes locks the rows of the providers named by tenants[i], ids[i] — FOR NO KEY UPDATE, in id
-// order, until tx ends — sets their last_push_time and returns those that still exist. The lock
-// conflicts with LockProvider's FOR UPDATE but not with the FOR KEY SHARE lock a notification's insert
-// takes on its provider (the foreign key), so pushes being stored never wait for it; the order keeps two
-// replicas' dispatches from deadlocking.
+// order, until tx ends — brings their last_push_time up to the second and returns those that still
+// exist. The lock conflicts with LockProvider's but not with the FOR KEY SHARE lock a notification's
+// insert takes on its provider (the foreign key), so pushes being stored never wait for it; the order
+// keeps two replicas' dispatches from deadlocking.
 func TouchLastPushes(ctx context.Context, tx pgx.Tx, tenants, ids []string) ([]TenantProvider, error) {
 	rows, err := tx.Query(ctx, q("TouchLastPushes"), pg.Args{"tenants": tenants, "ids": ids})
 	if err != nil {
