@@ -46,8 +46,8 @@ import (
 // Each iteration runs rounds of ALGA_BENCH_PUSHES pushes (default 2,000) per side, alternating which side
 // goes first; after each product round the syncs it caused are waited for (not timed), so neither side
 // runs beside the other's leftovers. Reported: pushes/s, p50 and p99 (ms) of each side and
-// product/bare (pushes/s); then an open-loop run at half the bare handler's rate (paced_rate) for 4 s
-// per side, its p99 for each (latency from the scheduled send time). The third sub-benchmark,
+// product/bare (pushes/s); then open-loop runs at half the bare handler's rate (paced_rate), three 4 s
+// runs per side alternating, each side's median p99 (latency from the scheduled send time). The third sub-benchmark,
 // rss, pushes ALGA_BENCH_RSS_PUSHES (default 100,000) through the product over the 100 mailboxes and
 // reports the process's RSS before and after (the whole test process: suite, sandbox and load; each
 // read after a GC that returns freed memory to the OS).
@@ -79,13 +79,26 @@ func BenchmarkPushIngest(b *testing.B) {
 				}
 			}
 			rate := bare.rate() / 2
-			pacedBare, err := pw.paced(ctx, pw.bareURL, shape, rate, 4*time.Second)
-			if err != nil {
-				b.Fatal(err)
-			}
-			pacedProduct, err := pw.paced(ctx, pw.productURL, shape, rate, 4*time.Second)
-			if err != nil {
-				b.Fatal(err)
+			// Three paced pairs, alternating which side goes first; each side's p99 is the median of its
+			// three (all three are logged): one 4 s window's p99 is its ~60 slowest pushes, so one stall of
+			// this shared machine — a checkpoint, a neighbour — decides it for whichever side it hits.
+			var pacedBare, pacedProduct []float64
+			for k := range 3 {
+				sides := []string{pw.bareURL, pw.productURL}
+				if k%2 == 1 {
+					sides[0], sides[1] = sides[1], sides[0]
+				}
+				for _, url := range sides {
+					st, err := pw.paced(ctx, url, shape, rate, 4*time.Second)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if url == pw.bareURL {
+						pacedBare = append(pacedBare, st.pct(99))
+					} else {
+						pacedProduct = append(pacedProduct, st.pct(99))
+					}
+				}
 			}
 			if err := pw.drain(ctx); err != nil {
 				b.Fatal(err)
@@ -98,12 +111,12 @@ func BenchmarkPushIngest(b *testing.B) {
 			b.ReportMetric(product.pct(50), "product_p50_ms")
 			b.ReportMetric(product.pct(99), "product_p99_ms")
 			b.ReportMetric(rate, "paced_rate")
-			b.ReportMetric(pacedBare.pct(99), "paced_bare_p99_ms")
-			b.ReportMetric(pacedProduct.pct(99), "paced_product_p99_ms")
+			b.ReportMetric(median(pacedBare), "paced_bare_p99_ms")
+			b.ReportMetric(median(pacedProduct), "paced_product_p99_ms")
 			b.Logf("%d mailbox(es), %d at once, %d pushes a round: bare %.0f/s (p50 %.1f ms, p99 %.1f ms) | product %.0f/s (p50 %.1f ms, p99 %.1f ms) | product/bare %.2f× | "+
-				"paced at %.0f/s: bare p99 %.1f ms, product p99 %.1f ms (p50 %.1f / %.1f ms)",
+				"paced at %.0f/s, p99 of three alternating 4 s runs: bare %.1f ms %v, product %.1f ms %v",
 				shape.mailboxes, shape.concurrency, perRound, bare.rate(), bare.pct(50), bare.pct(99), product.rate(), product.pct(50), product.pct(99),
-				product.rate()/bare.rate(), rate, pacedBare.pct(99), pacedProduct.pct(99), pacedBare.pct(50), pacedProduct.pct(50))
+				product.rate()/bare.rate(), rate, median(pacedBare), pacedBare, median(pacedProduct), pacedProduct)
 		})
 	}
 	b.Run("rss", func(b *testing.B) {
