@@ -97,7 +97,7 @@ const (
 // ByState would, for 24 hours). A job inserted while one is running is skipped, so a worker must re-check
 // for work that arrived during its run — and, to leave no gap between that last check and River marking
 // the job completed, do both in one transaction with CompleteTx, under a lock the enqueuers take too
-// (e.g. the provider's row, FOR UPDATE) before InsertTx.
+// (e.g. the provider's row, FOR NO KEY UPDATE) before InsertTx.
 func Coalesce() *river.InsertOpts {
 	return &river.InsertOpts{UniqueOpts: river.UniqueOpts{
 		ByArgs: true,
@@ -249,7 +249,7 @@ func Settle(ctx context.Context, quiet, limit time.Duration, latest func(context
 }
 
 // FinishIfIdle completes a coalesced job unless work arrived during its run. In one transaction it calls
-// idle — which takes the lock every enqueuer takes before InsertTx (e.g. the provider row, FOR UPDATE)
+// idle — which takes the lock every enqueuer takes before InsertTx (e.g. the provider row, FOR NO KEY UPDATE)
 // and looks for work left — and, when idle, marks the job completed (CompleteTx). Either that look sees
 // an enqueuer's work, or the enqueuer's insert sees the job completed and inserts a new one: no gap.
 func FinishIfIdle[T river.JobArgs](ctx context.Context, pool *pgxpool.Pool, job *river.Job[T], idle func(context.Context, pgx.Tx) (bool, error)) (bool, error) {
