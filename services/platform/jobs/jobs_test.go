@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
@@ -16,6 +17,15 @@ import (
 	"github.com/algapsa/alga-google/services/platform/logging"
 	"github.com/algapsa/alga-google/services/platform/pgtest"
 )
+
+// schemaPool is a test database with an empty schema for River's tables.
+func schemaPool(t *testing.T, schema string) *pgxpool.Pool {
+	t.Helper()
+	pool, _ := pgtest.NewPool(t)
+	_, err := pool.Exec(context.Background(), "CREATE SCHEMA "+schema)
+	require.NoError(t, err)
+	return pool
+}
 
 type blockArgs struct{}
 
@@ -37,10 +47,8 @@ func (w *blockWorker) Work(ctx context.Context, _ *river.Job[blockArgs]) error {
 // rescues it).
 func TestStopWaitsUntilRunningJobsAreRecorded(t *testing.T) {
 	t.Parallel()
-	pool, _ := pgtest.NewPool(t)
+	pool := schemaPool(t, "jobs_test")
 	ctx := context.Background()
-	_, err := pool.Exec(ctx, "CREATE SCHEMA jobs_test")
-	require.NoError(t, err)
 	w := &blockWorker{started: make(chan struct{})}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, w)
@@ -87,10 +95,8 @@ func (w *keyedWorker) Work(_ context.Context, job *river.Job[keyedArgs]) error {
 // the same transaction, and the work runs at once. A job running since after the cut-off is left alone.
 func TestEndAbandonedUnblocksTheCoalescingKey(t *testing.T) {
 	t.Parallel()
-	pool, _ := pgtest.NewPool(t)
+	pool := schemaPool(t, "jobs_abandon")
 	ctx := context.Background()
-	_, err := pool.Exec(ctx, "CREATE SCHEMA jobs_abandon")
-	require.NoError(t, err)
 	w := &keyedWorker{ran: make(chan int64, 10)}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, w)
@@ -108,7 +114,7 @@ func TestEndAbandonedUnblocksTheCoalescingKey(t *testing.T) {
 			return err
 		})
 	})
-	client, err = jobs.New(ctx, pool, jobs.Options{Schema: "jobs_abandon", Workers: workers, Logger: logging.Discard(),
+	client, err := jobs.New(ctx, pool, jobs.Options{Schema: "jobs_abandon", Workers: workers, Logger: logging.Discard(),
 		TestOnly: true, PeriodicJobs: []*river.PeriodicJob{sweeper}})
 	require.NoError(t, err)
 
@@ -167,10 +173,8 @@ func TestSnoozeLater(t *testing.T) {
 // retrying or running — not a completed or cancelled one, nor another kind's.
 func TestCoalescingNamesTheKeysRiverWouldSkip(t *testing.T) {
 	t.Parallel()
-	pool, _ := pgtest.NewPool(t)
+	pool := schemaPool(t, "jobs_coalescing")
 	ctx := context.Background()
-	_, err := pool.Exec(ctx, "CREATE SCHEMA jobs_coalescing")
-	require.NoError(t, err)
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &keyedWorker{ran: make(chan int64, 10)})
 	client, err := jobs.New(ctx, pool, jobs.Options{Schema: "jobs_coalescing", Workers: workers, Logger: logging.Discard(), TestOnly: true})
