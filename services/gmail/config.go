@@ -10,7 +10,9 @@ import (
 )
 
 // headerAllowance is what a stored message may hold besides its two bodies (addresses, subject,
-// references, attachment names) in the feed's row bound.
+// references, attachment names) in the feed's row bound: mailparse keeps the lists within
+// mailparse.MaxListBytes and each header within mailparse.MaxHeaderBytes
+// (TestHeaderAllowanceHoldsWhatAMessageStoresBesidesItsBodies).
 const headerAllowance = 256 << 10
 
 // MaxBodyCap is the largest ALGA_GMAIL_MAX_BODY_BYTES: a message with both bodies (text and HTML) at the

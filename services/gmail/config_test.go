@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/algapsa/alga-google/services/gmail/internal/mailparse"
 	"github.com/algapsa/alga-google/services/gmail/internal/service"
 	"github.com/algapsa/alga-google/services/platform/config"
 )
@@ -35,4 +36,11 @@ func TestSyncLimitSettings(t *testing.T) {
 	c.Sync.MaxBodyBytes = 4096
 	c.Sync.MaxRawBytes = 0
 	require.ErrorContains(t, c.validate(), "ALGA_GMAIL_MAX_RAW_BYTES")
+}
+
+// What mailparse lets a message store besides its bodies — the lists, the single headers (Message-ID,
+// In-Reply-To, From, Subject), with room for the ids and labels Gmail sends — fits the allowance the
+// body cap leaves, so no mail can make a feed row too large to deliver.
+func TestHeaderAllowanceHoldsWhatAMessageStoresBesidesItsBodies(t *testing.T) {
+	require.Less(t, mailparse.MaxListBytes+4*mailparse.MaxHeaderBytes+32<<10, headerAllowance)
 }

@@ -2098,8 +2098,9 @@ type InboundMessage struct {
 	ReceiveTime     *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=receive_time,json=receiveTime,proto3" json:"receive_time,omitempty"`
 	Acknowledged    bool                   `protobuf:"varint,19,opt,name=acknowledged,proto3" json:"acknowledged,omitempty"`
 	// The text or HTML body was cut to the configured cap (ALGA_GMAIL_MAX_BODY_BYTES, on a UTF-8 boundary),
-	// or the raw message was larger than the part the sync parses (ALGA_GMAIL_MAX_RAW_BYTES): the bodies
-	// are not the whole mail.
+	// the raw message was larger than the part the sync parses (ALGA_GMAIL_MAX_RAW_BYTES), or a list (to,
+	// cc, references, attachments) was longer than its share of what a message may store: the message is
+	// not the whole mail.
 	Truncated     bool `protobuf:"varint,20,opt,name=truncated,proto3" json:"truncated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

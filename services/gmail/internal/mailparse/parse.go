@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,7 +42,8 @@ type Message struct {
 	TextBody    string
 	HTMLBody    string
 	Attachments []Attachment
-	// Truncated is set when a body was cut to the cap (or the raw message was, by the caller).
+	// Truncated is set when a body was cut to the cap, a list to its share of MaxListBytes, or (by the
+	// caller) the raw message.
 	Truncated bool
 }
 
@@ -96,7 +98,61 @@ func Parse(raw []byte, maxBody int) (msg *Message, err error) {
 			m.Attachments = append(m.Attachments, attachment(p, p.Disposition == "inline"))
 		}
 	}
+	if m.boundLists() {
+		m.Truncated = true
+	}
 	return m, nil
+}
+
+// MaxListBytes bounds what a message stores in its lists — To, Cc, References and the attachment
+// metadata, together — so that any mail's row fits the inbound feed's row bound beside two full bodies
+// (the gmail target's header allowance). Each value is already bounded (MaxHeaderBytes), but their number is
+// not: one To header of a hundred thousand addresses, or a message of as many tiny parts, would make a
+// row no consumer could receive — a row that blocks its tenant's feed. Each list has its share (one
+// list's flood never costs another its items); past it the list is cut and the message marked truncated.
+const MaxListBytes = toBytes + ccBytes + referencesBytes + attachmentsBytes
+
+const (
+	toBytes          = 48 << 10
+	ccBytes          = 32 << 10
+	referencesBytes  = 16 << 10
+	attachmentsBytes = 32 << 10
+	// listItemOverhead is what a list item costs beyond its text (quotes, separators, JSON names).
+	listItemOverhead = 16
+	// attachmentOverhead is what an attachment's metadata costs beyond its strings (size, flags, names).
+	attachmentOverhead = 64
+)
+
+// boundLists cuts To, Cc, References and Attachments to their shares of MaxListBytes and reports
+// whether anything was cut. References keep their first id (the thread's root) and then as many of the
+// most recent (the parent's end of the chain) as fit.
+func (m *Message) boundLists() bool {
+	cut := false
+	prefix := func(n int, size func(i int) int, budget int) int {
+		for i := range n {
+			if budget -= size(i) + listItemOverhead; budget < 0 {
+				cut = true
+				return i
+			}
+		}
+		return n
+	}
+	m.To = m.To[:prefix(len(m.To), func(i int) int { return len(m.To[i]) }, toBytes)]
+	m.Cc = m.Cc[:prefix(len(m.Cc), func(i int) int { return len(m.Cc[i]) }, ccBytes)]
+	if refs := m.References; len(refs) > 1 {
+		// The root, then the newest backwards: count from the end with the root's cost taken first.
+		rest := slices.Clone(refs[1:])
+		slices.Reverse(rest)
+		n := prefix(len(rest), func(i int) int { return len(rest[i]) }, referencesBytes-len(refs[0])-listItemOverhead)
+		recent := rest[:n]
+		slices.Reverse(recent)
+		m.References = append([]string{refs[0]}, recent...)
+	}
+	m.Attachments = m.Attachments[:prefix(len(m.Attachments), func(i int) int {
+		a := m.Attachments[i]
+		return len(a.Filename) + len(a.ContentType) + len(a.ContentID) + attachmentOverhead
+	}, attachmentsBytes)]
+	return cut
 }
 
 func attachment(p *enmime.Part, inline bool) Attachment {
@@ -184,11 +240,11 @@ func cleanID(h string) string {
 	return clean(h)
 }
 
-// maxHeader bounds a stored header value.
-const maxHeader = 8192
+// MaxHeaderBytes bounds each stored header value (and each list item).
+const MaxHeaderBytes = 8192
 
 // clean makes a header value safe to store: valid UTF-8, no NULs, trimmed, bounded.
 func clean(s string) string {
-	s, _ = text.CleanCut(strings.TrimSpace(s), maxHeader)
+	s, _ = text.CleanCut(strings.TrimSpace(s), MaxHeaderBytes)
 	return strings.TrimSpace(s)
 }

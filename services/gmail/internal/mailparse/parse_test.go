@@ -1,6 +1,7 @@
 package mailparse
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -104,4 +105,60 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// listBytes is what a message's lists store (as boundLists counts it).
+func listBytes(m *Message) int {
+	n := 0
+	for _, l := range [][]string{m.To, m.Cc, m.References} {
+		for _, s := range l {
+			n += len(s) + listItemOverhead
+		}
+	}
+	for _, a := range m.Attachments {
+		n += len(a.Filename) + len(a.ContentType) + len(a.ContentID) + attachmentOverhead + listItemOverhead
+	}
+	return n
+}
+
+// A To header of 50,000 addresses and a References header of 20,000 ids — anyone can send one — would
+// make a row larger than the inbound feed can deliver; they are cut to MaxListBytes together, the
+// thread's root and most recent references kept, and the message marked truncated.
+func TestHugeHeaderListsAreBounded(t *testing.T) {
+	t.Parallel()
+	var to, refs strings.Builder
+	for i := range 50000 {
+		if i > 0 {
+			to.WriteString(", ")
+		}
+		fmt.Fprintf(&to, "user%d@example.com", i)
+	}
+	for i := range 20000 {
+		fmt.Fprintf(&refs, " <ref-%d@example.com>", i)
+	}
+	raw := "From: a@example.com\r\nTo: " + to.String() + "\r\nCc: c@example.com\r\nReferences:" + refs.String() +
+		"\r\nSubject: big\r\nMessage-ID: <m@example.com>\r\n\r\nbody\r\n"
+	m, err := Parse([]byte(raw), 0)
+	require.NoError(t, err)
+	require.True(t, m.Truncated)
+	require.LessOrEqual(t, listBytes(m), MaxListBytes)
+	require.Greater(t, len(m.To), 1000, "as many as fit are kept")
+	require.Equal(t, "user0@example.com", m.To[0])
+	require.Equal(t, []string{"c@example.com"}, m.Cc, "a flood of To costs Cc nothing")
+	require.Equal(t, "<ref-0@example.com>", m.References[0], "the thread's root")
+	require.Equal(t, "body", strings.TrimSpace(m.TextBody))
+
+	raw = "From: a@example.com\r\nTo: b@example.com\r\nReferences:" + refs.String() + "\r\nSubject: refs\r\n\r\nbody\r\n"
+	m, err = Parse([]byte(raw), 0)
+	require.NoError(t, err)
+	require.True(t, m.Truncated)
+	require.LessOrEqual(t, listBytes(m), MaxListBytes)
+	require.Equal(t, "<ref-0@example.com>", m.References[0], "the thread's root")
+	require.Equal(t, "<ref-19999@example.com>", m.References[len(m.References)-1], "the most recent")
+	require.Less(t, len(m.References), 20000)
+
+	m, err = Parse([]byte(multipart), 0)
+	require.NoError(t, err)
+	require.False(t, m.Truncated, "an ordinary message is not cut")
+	require.Len(t, m.References, 2)
 }
