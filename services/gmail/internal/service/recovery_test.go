@@ -22,16 +22,9 @@ import (
 func TestCrashedSyncIsRecoveredFromItsLapsedLease(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.configureTenant("t1")
-	p := b.connect(t, "t1", "support@acme.test")
-	require.Eventually(t, func() bool { return b.gm.snapshot("support@acme.test").historyCalls >= 1 }, 10*time.Second, 20*time.Millisecond)
-	time.Sleep(300 * time.Millisecond)
-
 	// The process "dies" with a sync running: its job stays running, its lease is held (as a live
 	// holder's would be) by the job.
-	sctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-	defer cancel()
-	require.NoError(t, b.svc.river.Stop(sctx))
+	p := b.connectThenStopWorkers(t, "support@acme.test")
 	b.gm.deliver("support@acme.test", "Survives a kill")
 	require.EqualValues(t, 204, b.notify(t, "t1", "support@acme.test", "kill-1"))
 	// The push is answered before its sync is enqueued (the dispatcher does it right after): wait for it.
@@ -111,13 +104,7 @@ func TestSyncLeaseHeartbeat(t *testing.T) {
 func TestStoredNotificationWithoutAJobIsSynced(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.configureTenant("t1")
-	p := b.connect(t, "t1", "support@acme.test")
-	require.Eventually(t, func() bool { return b.gm.snapshot("support@acme.test").historyCalls >= 1 }, 10*time.Second, 20*time.Millisecond)
-	time.Sleep(300 * time.Millisecond)
-	sctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-	defer cancel()
-	require.NoError(t, b.svc.river.Stop(sctx))
+	p := b.connectThenStopWorkers(t, "support@acme.test")
 	b.gm.deliver("support@acme.test", "Enqueue lost")
 	require.EqualValues(t, 204, b.notify(t, "t1", "support@acme.test", "lost-1"))
 	_, err := b.pool.Exec(b.ctx, "DELETE FROM gmail.river_job WHERE kind = 'gmail_history_sync' AND state <> 'completed'")

@@ -190,6 +190,21 @@ func (b *testBundle) configureTenant(tenant string) {
 }
 
 // connect creates a provider and activates it as the oauth service would after a consent.
+// connectThenStopWorkers connects mailbox for tenant t1 (configured), waits for the activation's sync to
+// have run and settled, then stops River's workers: what is pushed afterwards is stored (and enqueued)
+// but nothing syncs it — a replica that died, as far as the mailbox can tell.
+func (b *testBundle) connectThenStopWorkers(t *testing.T, mailbox string) *gmailv1.GmailProvider {
+	t.Helper()
+	b.configureTenant("t1")
+	p := b.connect(t, "t1", mailbox)
+	require.Eventually(t, func() bool { return b.gm.snapshot(mailbox).historyCalls >= 1 }, 10*time.Second, 20*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	sctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	require.NoError(t, b.svc.river.Stop(sctx))
+	return p
+}
+
 func (b *testBundle) connect(t *testing.T, tenant, mailbox string, labels ...string) *gmailv1.GmailProvider {
 	t.Helper()
 	created, err := b.providers().CreateGmailProvider(b.user(tenant), &gmailv1.CreateGmailProviderRequest{Mailbox: mailbox, DisplayName: "Support", LabelFilters: labels})
@@ -662,15 +677,8 @@ func TestProvisioningFailuresAreErrors(t *testing.T) {
 func TestRestartLosesNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.configureTenant("t1")
-	p := b.connect(t, "t1", "support@acme.test")
-	require.Eventually(t, func() bool { return b.gm.snapshot("support@acme.test").historyCalls >= 1 }, 10*time.Second, 20*time.Millisecond)
-	time.Sleep(300 * time.Millisecond)
-
 	// Stop the workers: the push is stored and its job enqueued, but nothing syncs it.
-	sctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-	defer cancel()
-	require.NoError(t, b.svc.river.Stop(sctx))
+	p := b.connectThenStopWorkers(t, "support@acme.test")
 	b.gm.deliver("support@acme.test", "Survives a restart")
 	require.EqualValues(t, 204, b.notify(t, "t1", "support@acme.test", "crash-1"))
 	time.Sleep(300 * time.Millisecond)
