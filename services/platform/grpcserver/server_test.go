@@ -81,13 +81,7 @@ func setupLogged(t *testing.T, log *slog.Logger) testBundle {
 		"/alga.secrets.v1.SecretsService/":           grpcserver.Users("oauth"),
 		"/alga.secrets.v1.SecretsService/GetSecrets": grpcserver.Services("oauth"),
 	})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	go func() { _ = srv.GRPC.Serve(lis) }()
-	t.Cleanup(srv.GRPC.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := serveAndDial(t, srv)
 	users, _ := auth.NewSigner([]byte(key), "alga-psa", "alga-google")
 	svcs, _ := auth.NewSigner([]byte(svcKey), "alga-google", "alga-google")
 	return testBundle{srv: srv, client: secretsv1.NewSecretsServiceClient(conn), health: healthpb.NewHealthClient(conn), users: users, svcs: svcs}
@@ -223,4 +217,17 @@ func TestLogCallsAtDebug(t *testing.T) {
 	_, err = b.client.DescribeSecrets(bearer(user), &secretsv1.DescribeSecretsRequest{})
 	require.NoError(t, err)
 	require.Equal(t, 1, all.calls("DEBUG", svc+"DescribeSecrets"))
+}
+
+// serveAndDial serves srv on a loopback port for the test and returns a plaintext client connection to it.
+func serveAndDial(t *testing.T, srv *grpcserver.Server) *grpc.ClientConn {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = srv.GRPC.Serve(lis) }()
+	t.Cleanup(srv.GRPC.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
 }

@@ -1,14 +1,12 @@
 package grpcserver_test
 
 import (
-	"net"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	gmailv1 "github.com/algapsa/alga-google/gen/alga/gmail/v1"
@@ -58,13 +56,7 @@ func streamServer(t *testing.T, probe gmailv1.InboundMailServiceServer) (gmailv1
 	srv := grpcserver.New(grpcserver.Options{Logger: logging.Discard(), Verifier: verifier(t), Registerer: prometheus.NewRegistry()})
 	gmailv1.RegisterInboundMailServiceServer(srv.GRPC, probe)
 	srv.Allow(grpcserver.Access{"/alga.gmail.v1.InboundMailService/": grpcserver.Services("platform")})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	go func() { _ = srv.GRPC.Serve(lis) }()
-	t.Cleanup(srv.GRPC.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := serveAndDial(t, srv)
 	svcs, _ := auth.NewSigner([]byte(svcKey), "alga-google", "alga-google")
 	tok, _ := svcs.MintService("platform", "tenant-a", "", nil)
 	return gmailv1.NewInboundMailServiceClient(conn), tok
