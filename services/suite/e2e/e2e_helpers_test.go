@@ -33,6 +33,7 @@ import (
 	secretsv1 "github.com/algapsa/alga-google/gen/alga/secrets/v1"
 	"github.com/algapsa/alga-google/services/googlesandbox"
 	"github.com/algapsa/alga-google/services/platform/auth"
+	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/platform/logging"
 	"github.com/algapsa/alga-google/services/suite/harness"
 )
@@ -420,6 +421,18 @@ func (e *env) postPush(t *testing.T, authorization string, body []byte) int {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// newTrustedKeyEnv is a suite whose Google certs come through certsProxy with a "trusted" test key added
+// (so the test can sign push tokens the suite accepts, one bad claim at a time), and "other", a key in
+// no JWKS. It returns the sandbox too (its own keys are the ones Google would sign with).
+func newTrustedKeyEnv(t *testing.T, trustedKid, otherKid string) (e *env, sb *googlesandbox.Sandbox, trusted, other *pushKey) {
+	t.Helper()
+	sb = startSandbox(t)
+	trusted, other = newPushKey(t, trustedKid), newPushKey(t, otherKid)
+	proxy := certsProxy(t, sb, trusted)
+	e = newEnv(t, harness.Options{Sandbox: sb, Configure: func(c *config.Config) { c.GoogleAPIRoot = proxy.URL }})
+	return e, sb, trusted, other
 }
 
 // certsProxy serves the sandbox on another root, adding extra keys to its JWKS (/oauth2/v3/certs): a suite

@@ -9,9 +9,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/algapsa/alga-google/services/platform/config"
-	"github.com/algapsa/alga-google/services/suite/harness"
 )
 
 // TestGmailWebhookRejectsBadTokens: pushes for a real subscription with a missing or bad OIDC token are
@@ -21,11 +18,7 @@ import (
 // key in no JWKS.
 func TestGmailWebhookRejectsBadTokens(t *testing.T) {
 	t.Parallel()
-	sb := startSandbox(t)
-	trusted := newPushKey(t, "e2e-trusted-key")
-	other := newPushKey(t, "e2e-other-key")
-	proxy := certsProxy(t, sb, trusted)
-	e := newEnv(t, harness.Options{Sandbox: sb, Configure: func(c *config.Config) { c.GoogleAPIRoot = proxy.URL }})
+	e, sb, trusted, other := newTrustedKeyEnv(t, "e2e-trusted-key", "e2e-other-key")
 	ts := e.setupTenant(t, "tenant-wh", "acme-webhook-1", setupOpts{})
 	p := e.connectGmail(t, ts, "inbox@acme.test")
 	// Another service account of the same project: a real Google-signed identity, but not the subscription's.

@@ -20,7 +20,6 @@ import (
 	"github.com/algapsa/alga-google/gen/openapi"
 	"github.com/algapsa/alga-google/services/googlesandbox"
 	"github.com/algapsa/alga-google/services/platform/auth"
-	"github.com/algapsa/alga-google/services/platform/config"
 	"github.com/algapsa/alga-google/services/suite/harness"
 )
 
@@ -37,11 +36,7 @@ import (
 // and webhook deliveries that are not ours, acknowledged with a 2xx (checked); the suite is alive; and the row count of every table of every service schema is what it was before.
 func TestMalformedInputSweep(t *testing.T) {
 	t.Parallel()
-	sb := startSandbox(t)
-	trusted := newPushKey(t, "e2e-sweep-trusted")
-	other := newPushKey(t, "e2e-sweep-other")
-	proxy := certsProxy(t, sb, trusted)
-	e := newEnv(t, harness.Options{Sandbox: sb, Configure: func(c *config.Config) { c.GoogleAPIRoot = proxy.URL }})
+	e, _, trusted, other := newTrustedKeyEnv(t, "e2e-sweep-trusted", "e2e-sweep-other")
 	ts := e.setupTenant(t, "tenant-sweep", "acme-sweep", setupOpts{})
 	gp := e.connectGmail(t, ts, "inbox@sweep.test")
 	d := e.diagnostics(t, ts, gp.ID)
