@@ -388,11 +388,7 @@ func TouchLastPushes(ctx context.Context, tx pgx.Tx, tenants, ids []string) ([]T
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (TenantProvider, error) {
-		var tp TenantProvider
-		err := r.Scan(&tp.Tenant, &tp.ProviderID)
-		return tp, err
-	})
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[TenantProvider])
 }
 
 // Pending summarizes a provider's unprocessed notifications.
@@ -430,11 +426,7 @@ func ProvidersWithStalePending(ctx context.Context, db DB, olderThan time.Durati
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (TenantProvider, error) {
-		var tp TenantProvider
-		err := r.Scan(&tp.Tenant, &tp.ProviderID)
-		return tp, err
-	})
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[TenantProvider])
 }
 
 func MessageExists(ctx context.Context, db DB, provider, gmailID string) (bool, error) {
